@@ -1,0 +1,30 @@
+"""The project's exceptions, one per failure domain.
+
+Every one of them is a user error: the command line prints its message as a
+single ``Error:`` line and exits with code 2. Messages say what was wrong and,
+where it helps, what to do.
+"""
+
+
+class MelodyError(Exception):
+    """Base class: something the user can fix (a file, a flag, a folder)."""
+
+
+class MidiReadError(MelodyError):
+    """A file could not be read as MIDI music; the message names the file and the reason."""
+
+
+class MidiWriteError(MelodyError):
+    """A score cannot be written as a Standard MIDI File."""
+
+
+class OutputExistsError(MelodyError):
+    """The output already exists and overwriting was not asked for."""
+
+
+class TokenizerError(MelodyError):
+    """A tokenizer file is missing, malformed or does not match this vocabulary."""
+
+
+class CorpusError(MelodyError):
+    """A corpus could not be prepared or read."""

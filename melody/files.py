@@ -1,0 +1,59 @@
+"""Atomic file writes that never overwrite by surprise.
+
+Data is written to a temporary file beside the target, flushed to disk, and
+only then given its name, so a crash or Ctrl-C never leaves half a file.
+Without ``force`` the final step is a hard link, which fails if the name was
+taken in the meantime, so an existing file is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from melody.errors import OutputExistsError
+
+
+def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
+    """Raise OutputExistsError if ``path`` exists and ``force`` is False; return it as a Path."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists; use --force to overwrite it")
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder, not a file")
+    return path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; refuse to replace an existing file unless ``force``."""
+    path = check_writable(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        if force:
+            os.replace(temporary, path)
+        else:
+            _link_without_replacing(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def _link_without_replacing(temporary: str, path: Path) -> None:
+    """Give ``temporary`` the name ``path`` unless that name is taken (atomically where links work)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} already exists; use --force to overwrite it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        check_writable(path)
+        os.replace(temporary, path)
