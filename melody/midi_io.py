@@ -50,11 +50,17 @@ WRITE_TICKS_PER_QUARTER = 480
 class _LenientKeySignature(mido_meta.MetaSpec_key_signature):
     """mido's key signature, but an undecodable key becomes ``None`` instead of failing the file."""
 
+    type = "key_signature"
+
     def decode(self, message, data):
         try:
             super().decode(message, data)
         except (mido_meta.KeySignatureError, IndexError):
             message.key = None
+
+    def check(self, name, value):
+        if value is not None:
+            super().check(name, value)
 
 
 mido_meta.add_meta_spec(_LenientKeySignature)

@@ -1,0 +1,3 @@
+from melody.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""Preparing a corpus: MIDI files in, a token cache out.
+
+A token cache is a folder:
+
+    tokens.npy      every piece's tokens one after another (uint16, memory-mapped when read)
+    offsets.npy     int64, piece i is tokens[offsets[i]:offsets[i + 1]]
+    tokenizer.json  the tokenizer that made the tokens
+    report.json     {"summary": {...}, "files": [{"path", "status", "reason", "repairs", "tokens"}, ...]}
+
+Files are read and tokenized in parallel worker processes; a file that cannot
+be read is skipped and reported with its reason, never fatal to the run.
+Tokens stream to disk as files finish, so memory stays bounded however large
+the corpus; the cache is written in input order whatever the number of workers,
+so the same files always give the same cache.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from melody.errors import CorpusError, MelodyError, OutputExistsError
+from melody.files import atomic_write
+from melody.midi_io import find_midi_files, read_midi
+from melody.score import melody_line
+from melody.tokenizer import Tokenizer, TokenizerConfig
+
+TOKEN_DTYPE = np.uint16
+
+
+def tokenize_file(path: str, config: TokenizerConfig, melody_only: bool = False) -> tuple[dict, np.ndarray | None]:
+    """Read and tokenize one file: its report entry and its tokens (None when skipped)."""
+    entry = {"path": path, "status": "skipped", "reason": None, "repairs": [], "tokens": 0}
+    try:
+        score = read_midi(path)
+        entry["repairs"] = list(score.repairs)
+        if melody_only:
+            score = melody_line(score)
+            if not score.instruments:
+                entry["reason"] = "no pitched notes for a melody"
+                return entry, None
+        tokens = _tokenizer(config).encode(score)
+    except MelodyError as error:
+        entry["reason"] = str(error).removeprefix(f"{path}: ")
+        return entry, None
+    except Exception as error:  # a bug of ours must not end a run over thousands of files
+        entry["reason"] = f"internal error: {type(error).__name__}: {error}"
+        return entry, None
+    entry.update(status="ok", tokens=int(tokens.size))
+    return entry, tokens
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(config: TokenizerConfig) -> Tokenizer:
+    return Tokenizer(config)
+
+
+def _tokenize_job(job):
+    return tokenize_file(*job)
+
+
+def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers: int | None = None,
+            force: bool = False, config: TokenizerConfig | None = None,
+            on_file: Callable[[dict], None] | None = None) -> dict:
+    """Tokenize every MIDI file under ``sources`` into the token cache ``out``; returns the summary.
+
+    Raises CorpusError if a source is missing or nothing could be tokenized, and
+    OutputExistsError if ``out`` holds files and ``force`` is False.
+    """
+    started = time.perf_counter()
+    config = config or TokenizerConfig()
+    files = _input_files(sources)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise OutputExistsError(f"{out} already exists and is not empty; use --force to replace it")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
+    jobs = [(str(path), config, melody_only) for path in files]
+    entries, offsets = [], [0]
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out) as raw:
+        for entry, tokens in _run(jobs, workers):
+            entries.append(entry)
+            if tokens is not None:
+                raw.write(tokens.astype(TOKEN_DTYPE).tobytes())
+                offsets.append(offsets[-1] + tokens.size)
+            if on_file:
+                on_file(entry)
+        ok = sum(entry["status"] == "ok" for entry in entries)
+        summary = {"files": len(entries), "ok": ok, "skipped": len(entries) - ok, "tokens": offsets[-1],
+                   "seconds": round(time.perf_counter() - started, 2), "melody_only": melody_only,
+                   "workers": workers, "tokenizer": asdict(config)}
+        if ok == 0:
+            reasons = "; ".join(sorted({entry["reason"] for entry in entries}))[:300]
+            raise CorpusError(f"no MIDI file could be tokenized ({len(entries)} tried: {reasons})")
+        raw.seek(0)
+        _write_array(out / "tokens.npy", raw, offsets[-1])
+    _save_array(out / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+    Tokenizer(config).save(out / "tokenizer.json", force=True)
+    atomic_write(out / "report.json", json.dumps({"summary": summary, "files": entries}, indent=1) + "\n",
+                 force=True)
+    return summary
+
+
+def _input_files(sources) -> list[Path]:
+    missing = [str(source) for source in sources if not Path(source).exists()]
+    if missing:
+        raise CorpusError(f"no such file or folder: {', '.join(missing)}")
+    files = find_midi_files(sources)
+    if not files:
+        raise CorpusError(f"no MIDI files (.mid .midi .kar .rmi) found in {', '.join(map(str, sources))}")
+    return files
+
+
+def _run(jobs, workers: int):
+    """(entry, tokens) for each job, in input order."""
+    if workers == 1:
+        yield from map(_tokenize_job, jobs)
+        return
+    # forkserver, not fork: the parent may have imported TensorFlow, which does not survive a fork
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        yield from pool.imap(_tokenize_job, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
+
+
+def _write_array(path: Path, raw, count: int) -> None:
+    """Copy ``count`` raw tokens from the open file ``raw`` into the .npy file ``path``, atomically."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=TOKEN_DTYPE, shape=(count,))
+    chunk = 1 << 22
+    for begin in range(0, count, chunk):
+        block = np.frombuffer(raw.read(min(chunk, count - begin) * 2), dtype=TOKEN_DTYPE)
+        array[begin:begin + block.size] = block
+    array.flush()
+    del array
+    os.replace(temporary, path)
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(temporary, path)
+
+
+class TokenCache:
+    """A prepared corpus, read through memory maps: ``cache.piece(i)`` is piece i's tokens."""
+
+    def __init__(self, folder: str | os.PathLike):
+        folder = Path(folder)
+        try:
+            self.tokens = np.load(folder / "tokens.npy", mmap_mode="r", allow_pickle=False)
+            self.offsets = np.load(folder / "offsets.npy", allow_pickle=False)
+            self.report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise CorpusError(f"{folder}: not a token cache made by 'melody prepare' ({error})") from None
+        self.tokenizer = Tokenizer.load(folder / "tokenizer.json")
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def piece(self, index: int) -> np.ndarray:
+        return self.tokens[self.offsets[index]:self.offsets[index + 1]]
+
+    @staticmethod
+    def is_cache(folder: str | os.PathLike) -> bool:
+        return (Path(folder) / "tokens.npy").is_file() and (Path(folder) / "tokenizer.json").is_file()
