@@ -14,10 +14,6 @@ class MidiReadError(MelodyError):
     """A file could not be read as MIDI music; the message names the file and the reason."""
 
 
-class MidiWriteError(MelodyError):
-    """A score cannot be written as a Standard MIDI File."""
-
-
 class OutputExistsError(MelodyError):
     """The output already exists and overwriting was not asked for."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import mido
 from mido.midifiles import meta as mido_meta
 
-from melody.errors import MidiReadError, MidiWriteError
+from melody.errors import MidiReadError
 from melody.files import atomic_write
 from melody.score import DRUM_CHANNEL, Instrument, KeySignature, Note, Score, Tempo, TimeSignature
 
@@ -310,13 +310,13 @@ def midi_bytes(score: Score) -> bytes:
     def at(tick: int) -> int:
         return round(tick * scale)
 
-    channels = _assign_channels(score.instruments)
+    channels, programs = _assign_channels(score.instruments)
     notes_by_instrument = _resolve_overlaps(score.instruments, channels, at)
     end = max((end for notes in notes_by_instrument for _, end, _ in notes), default=0)
     midi_file.tracks.append(_conductor_track(score, at, end))
-    for instrument, channel, notes in zip(score.instruments, channels, notes_by_instrument):
-        events = [(at(0), 0, mido.MetaMessage("track_name", name=track_name(instrument), time=0)),
-                  (0, 1, mido.Message("program_change", channel=channel, program=instrument.program, time=0))]
+    for instrument, channel, program, notes in zip(score.instruments, channels, programs, notes_by_instrument):
+        events = [(0, 0, mido.MetaMessage("track_name", name=track_name(instrument))),
+                  (0, 1, mido.Message("program_change", channel=channel, program=program))]
         for start, stop, note in notes:
             events.append((start, 3, mido.Message("note_on", channel=channel, note=note.pitch,
                                                   velocity=note.velocity)))
@@ -337,22 +337,32 @@ def track_name(instrument: Instrument) -> str:
     return pretty_midi.program_to_instrument_name(instrument.program)
 
 
-def _assign_channels(instruments) -> list[int]:
-    """Drums on channel 10 (index 9); melodic parts on the other 15 channels.
+def _assign_channels(instruments) -> tuple[list[int], list[int]]:
+    """(channel, program) for each part: drums on channel 10 (index 9), melodic parts on the other 15.
 
     Each melodic part gets a channel of its own while there are enough; beyond 15
-    parts, parts with the same program share a channel (they sound the same).
+    parts, parts with the same program share a channel (they sound the same). A
+    MIDI file cannot sound more than 15 melodic programs at once: beyond that the
+    15 busiest programs keep their sound and every other part is played by the
+    busiest kept program of its General MIDI family (or the busiest of all).
     """
     free = [channel for channel in range(16) if channel != DRUM_CHANNEL]
     melodic = [instrument for instrument in instruments if not instrument.is_drum]
+    programs = [instrument.program for instrument in instruments]
     if len(melodic) <= len(free):
         channels = iter(free)
-        return [DRUM_CHANNEL if instrument.is_drum else next(channels) for instrument in instruments]
-    programs = list(dict.fromkeys(instrument.program for instrument in melodic))
-    if len(programs) > len(free):
-        raise MidiWriteError(f"{len(programs)} different melodic programs: a MIDI file has only 15 melodic channels")
-    by_program = dict(zip(programs, free))
-    return [DRUM_CHANNEL if instrument.is_drum else by_program[instrument.program] for instrument in instruments]
+        return [DRUM_CHANNEL if instrument.is_drum else next(channels) for instrument in instruments], programs
+    notes_per_program = Counter()
+    for instrument in melodic:
+        notes_per_program[instrument.program] += len(instrument.notes)
+    kept = [program for program, _ in notes_per_program.most_common(len(free))]
+    played_by = {program: program for program in kept}
+    for program in notes_per_program:
+        family = [kept_program for kept_program in kept if kept_program // 8 == program // 8]
+        played_by.setdefault(program, (family or kept)[0])
+    channel_of = dict(zip(kept, free))
+    channels = [DRUM_CHANNEL if i.is_drum else channel_of[played_by[i.program]] for i in instruments]
+    return channels, [p if i.is_drum else played_by[p] for i, p in zip(instruments, programs)]
 
 
 def _resolve_overlaps(instruments, channels, at) -> list[list[tuple[int, int, Note]]]:

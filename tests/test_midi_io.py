@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import corpus_files, ev, music21_midi_files, note, smf, tempo, track
 from melody import midi_io
-from melody.errors import MidiReadError, MidiWriteError, OutputExistsError
+from melody.errors import MidiReadError, OutputExistsError
 from melody.midi_io import midi_bytes, read_midi, validate_midi, write_midi
 from melody.score import Instrument, Note, Score, Tempo
 
@@ -260,8 +260,18 @@ def test_more_than_15_melodic_parts_share_channels_by_program():
     parts = [Instrument(program % 3, notes=[Note(0, 60 + program, 10, 100)]) for program in range(20)]
     data = midi_bytes(Score(480, parts))
     assert validate_midi(data) == []
-    with pytest.raises(MidiWriteError, match="only 15 melodic channels"):
-        midi_bytes(Score(480, [Instrument(p, notes=[Note(0, 60, 10, 100)]) for p in range(16)]))
+    assert len({n.pitch for n in read_midi(data).notes}) == 20
+
+
+def test_more_than_15_programs_fall_back_to_a_kept_program_of_their_family():
+    parts = [Instrument(program * 8, notes=[Note(t, 40 + program, 1, 100) for t in range(20 - program)])
+             for program in range(16)]
+    parts.append(Instrument(121, notes=[Note(0, 70, 10, 100)]))  # family 15, like program 120
+    again = read_midi(midi_bytes(Score(480, parts)))
+    assert validate_midi(midi_bytes(again)) == []
+    programs = sorted({i.program for i in again.instruments})
+    assert programs == [program * 8 for program in range(15)]  # 120 had the fewest notes
+    assert len(again.notes) == sum(20 - program for program in range(16)) + 1
 
 
 def test_validator_finds_problems():

@@ -1,0 +1,99 @@
+"""The command line as a user meets it: help, the two commands, and one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, corpus_files
+from melody.cli import cli
+from melody.midi_io import read_midi, validate_midi
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(map(str, args)))
+
+
+def test_help_lists_every_command_with_examples():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("prepare", "quantize"):
+        assert command in result.output
+        assert "Example" in run(command, "--help").output
+
+
+def test_help_is_instant_without_tensorflow():
+    code = "import sys; from melody.cli import cli; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() \
+        == "False"
+
+
+def test_root_cli_script_runs_from_a_checkout():
+    result = subprocess.run([sys.executable, "cli.py", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "prepare" in result.stdout
+
+
+def test_quantize_keeps_notes_and_timing(tmp_path, wild):
+    source = wild / "MIDIs_one_track" / "POP909_010.mid"  # 23 tempo changes
+    out = tmp_path / "q.mid"
+    result = run("quantize", source, out)
+    assert result.exit_code == 0, result.output
+    assert validate_midi(out) == []
+    before, after = read_midi(source), read_midi(out)
+    last_onset = [score.tick_to_seconds(score.notes[-1].start) for score in (before, after)]
+    assert last_onset[1] == pytest.approx(last_onset[0], abs=0.05)  # within one grid step
+    assert len(after.tempos) == 23
+    assert len(after.notes) >= 0.95 * len(before.notes)
+
+
+def test_prepare_reports_and_summarises(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in corpus_files("folk")[:4]:
+        shutil.copy(path, folder)
+    (folder / "broken.mid").write_bytes(b"MThd\x00\x00")
+    result = run("prepare", folder, "--out", tmp_path / "cache", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "Prepared 5 files: 4 ok, 1 skipped" in result.output
+    assert "skipped " in result.output and "broken.mid: truncated file" in result.output
+
+
+def _bad_inputs(tmp_path):
+    song = corpus_files("folk")[0]
+    taken = tmp_path / "taken.mid"
+    taken.write_bytes(b"keep me")
+    not_midi = tmp_path / "page.mid"
+    not_midi.write_text("<html></html>")
+    return {
+        "missing input": (["quantize", tmp_path / "nope.mid", tmp_path / "o.mid"], "no such file"),
+        "not a MIDI file": (["quantize", not_midi, tmp_path / "o.mid"], "not a MIDI file"),
+        "output exists": (["quantize", song, taken], "already exists; use --force"),
+        "missing argument": (["quantize", song], "Missing argument"),
+        "unknown command": (["compose"], "No such command"),
+        "bad workers": (["prepare", song, "--out", tmp_path / "c", "--workers", 0], "--workers"),
+        "missing folder": (["prepare", tmp_path / "nowhere", "--out", tmp_path / "c"], "no such file or folder"),
+        "nothing readable": (["prepare", not_midi, "--out", tmp_path / "c"], "no MIDI file could be tokenized"),
+        "cache exists": (["prepare", song, "--out", tmp_path], "not empty; use --force"),
+    }
+
+
+def test_every_bad_input_is_one_error_line_and_exit_2(tmp_path):
+    for label, (args, expected) in _bad_inputs(tmp_path).items():
+        result = subprocess.run([sys.executable, "-m", "melody", *map(str, args)], capture_output=True, text=True,
+                                cwd=ROOT)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, label
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (label, lines)
+        assert "Traceback" not in result.stderr + result.stdout, label
+    assert (tmp_path / "taken.mid").read_bytes() == b"keep me"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "melody", "--debug", "quantize", tmp_path / "nope.mid",
+                             tmp_path / "o.mid"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and result.stderr.strip().endswith("no such file")

@@ -1,0 +1,104 @@
+"""melody prepare: a folder of good, odd and corrupt files becomes a token cache and a full report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import corpus_files, note, smf, track
+from melody.corpus import TokenCache, prepare
+from melody.errors import CorpusError, OutputExistsError
+from melody.midi_io import read_midi
+from melody.tokenizer import Tokenizer
+
+
+@pytest.fixture
+def mixed_folder(tmp_path, wild):
+    """Real files in nested folders with odd suffixes, plus broken ones."""
+    folder = tmp_path / "in"
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    for path in corpus_files("folk")[:3]:
+        shutil.copy(path, folder / path.name)
+    shutil.copy(corpus_files("chorales")[0], folder / "nested" / "CHORALE.MID")
+    shutil.copy(wild / "MIDIs_multitrack" / "Funkytown.mid", folder / "nested" / "deeper" / "funky.midi")
+    shutil.copy(wild / "MIDIs_corrupted" / "ValueError_Control168.mid", folder / "clipped.kar")
+    shutil.copy(wild / "MIDIs_one_track" / "empty.mid", folder / "empty.mid")
+    (folder / "truncated.mid").write_bytes(corpus_files("folk")[0].read_bytes()[:40])
+    (folder / "page.mid").write_text("<html>not music</html>")
+    (folder / "notes.txt").write_text("not a MIDI suffix: ignored")
+    return folder
+
+
+def test_prepare_accounts_for_every_file(mixed_folder, tmp_path):
+    summary = prepare([mixed_folder], tmp_path / "cache", workers=2)
+    report = json.loads((tmp_path / "cache" / "report.json").read_text())
+    entries = {entry["path"].split("/")[-1]: entry for entry in report["files"]}
+    assert len(entries) == 9 and "notes.txt" not in entries
+    skipped = {name: entry["reason"] for name, entry in entries.items() if entry["status"] == "skipped"}
+    assert sorted(skipped) == ["empty.mid", "page.mid", "truncated.mid"]
+    assert skipped["page.mid"] == "not a MIDI file (no MThd header)"
+    assert entries["clipped.kar"]["repairs"] == ["clipped data bytes above 127 (1)"]
+    assert (summary["ok"], summary["skipped"]) == (6, 3)
+    assert report["summary"] == summary
+    assert set(entries["funky.midi"]) == {"path", "status", "reason", "repairs", "tokens"}
+
+
+def test_cache_holds_exactly_the_tokens_of_each_file(mixed_folder, tmp_path):
+    prepare([mixed_folder], tmp_path / "cache", workers=1)
+    cache = TokenCache(tmp_path / "cache")
+    ok = [entry for entry in cache.report["files"] if entry["status"] == "ok"]
+    assert len(cache) == len(ok)
+    assert isinstance(cache.tokens, np.memmap) and cache.tokens.dtype == np.uint16
+    for index, entry in enumerate(ok):
+        expected = Tokenizer().encode(read_midi(entry["path"]))
+        assert np.array_equal(cache.piece(index), expected), entry["path"]
+        assert entry["tokens"] == expected.size
+
+
+def test_one_and_two_workers_give_identical_caches(mixed_folder, tmp_path):
+    prepare([mixed_folder], tmp_path / "one", workers=1)
+    prepare([mixed_folder], tmp_path / "two", workers=2)
+    for name in ("tokens.npy", "offsets.npy", "tokenizer.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_melody_only_keeps_one_monophonic_line(tmp_path):
+    prepare(corpus_files("chorales")[:2], tmp_path / "cache", melody_only=True, workers=1)
+    cache = TokenCache(tmp_path / "cache")
+    names = cache.tokenizer.names(cache.piece(0))
+    assert names.count("Program_52") == 1
+    durations_between = [n for n in names if n.startswith("Note_")]
+    assert len(durations_between) == len(read_midi(corpus_files("chorales")[0]).instruments[0].notes)
+
+
+def test_nothing_readable_is_an_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.mid").write_bytes(b"garbage")
+    with pytest.raises(CorpusError, match="no MIDI file could be tokenized"):
+        prepare([tmp_path / "in"], tmp_path / "cache")
+
+
+def test_missing_source_empty_folder_and_existing_output(tmp_path):
+    with pytest.raises(CorpusError, match="no such file or folder"):
+        prepare([tmp_path / "missing"], tmp_path / "cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no MIDI files"):
+        prepare([tmp_path / "empty"], tmp_path / "cache")
+    out = tmp_path / "cache"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--force"):
+        prepare(corpus_files("folk")[:1], out)
+    assert (out / "keep.txt").read_text() == "mine"
+    prepare(corpus_files("folk")[:1], out, force=True)
+    assert TokenCache(out).tokens.size > 0
+
+
+def test_single_file_sources(tmp_path):
+    song = tmp_path / "song.mid"
+    song.write_bytes(smf(track(note(0, 60, 480))))
+    summary = prepare([song], tmp_path / "cache")
+    assert (summary["files"], summary["ok"]) == (1, 1)
