@@ -153,6 +153,8 @@ def main() -> None:
     arguments = parser.parse_args()
     for which in arguments.which:
         jobs = list(chorale_jobs() if which == "chorales" else folk_jobs())
+        for stale in (HERE / which).glob("*.mid"):
+            stale.unlink()
         started, skipped = time.time(), []
         with multiprocessing.Pool(arguments.workers) as pool:
             for done, (out, reason) in enumerate(pool.imap(convert, jobs, chunksize=8), start=1):
