@@ -1,0 +1,53 @@
+"""The network: Embedding -> stacked LSTM layers (dropout between) -> Dense logits over the vocabulary.
+
+The vocabulary size always comes from the tokenizer; ``ModelConfig`` holds only
+the sizes a user chooses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from melody.cell import LSTM
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Layer sizes: ``units`` per LSTM layer, ``layers`` stacked, ``embedding`` width, ``dropout`` between."""
+
+    units: int = 256
+    layers: int = 2
+    embedding: int = 128
+    dropout: float = 0.2
+
+    def __post_init__(self):
+        for name in ("units", "layers", "embedding"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=LSTM) -> keras.Model:
+    """The model for ``vocabulary_size`` tokens: int tokens (batch, time) -> float32 logits (batch, time, vocab).
+
+    ``recurrent_layer(units)`` builds each recurrent layer; benchmarks pass
+    ``keras.layers.LSTM`` (with ``return_sequences``) to compare like with like.
+    """
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocabulary_size, config.embedding, name="embedding")(tokens)
+    for index in range(config.layers):
+        if index > 0 and config.dropout > 0:
+            x = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
+        x = recurrent_layer(config.units, name=f"lstm_{index}")(x)
+    if config.dropout > 0:
+        x = keras.layers.Dropout(config.dropout, name=f"dropout_{config.layers}")(x)
+    logits = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")(x)
+    return keras.Model(tokens, logits, name="melody")
+
+
+def parameter_count(model: keras.Model) -> int:
+    return int(sum(weight.numpy().size for weight in model.weights))
