@@ -150,6 +150,100 @@ def quantize(source, out, melody_only, force):
         click.echo(f"repaired: {repair}", err=True)
 
 
+class _TrainReport:
+    """Shows training on the terminal: a progress bar with loss and tokens/s, one line per epoch."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar, self.preparation = quiet, None, None
+
+    def preparing(self, files: int) -> None:
+        click.echo(f"Preparing {files} MIDI files (cached for the next run) ...", err=True)
+        self.preparation = _progress(files, "Tokenizing", self.quiet).__enter__()
+
+    def prepared(self, entry: dict) -> None:
+        self.preparation.update(1)
+
+    def start(self, total_steps: int, first_step: int, summary: dict) -> None:
+        if self.preparation is not None:
+            self.preparation.__exit__(None, None, None)
+        click.echo(f"Corpus: {summary['ok']} files ({summary['skipped']} skipped), {summary['train_files']} for "
+                   f"training ({summary['train_tokens']:,} tokens), {summary['val_files']} for validation; "
+                   f"unigram baseline {summary['unigram_val_nll']:.3f} nats/token", err=True)
+        self.bar = _progress(total_steps, "Training", self.quiet).__enter__()
+        self.bar.update(first_step)
+        self.done = first_step
+
+    def step(self, step: int, loss: float, tokens_per_second: float) -> None:
+        self.bar.label = f"loss {loss:.3f}, {tokens_per_second:,.0f} tokens/s"
+        self.bar.update(step - self.done)
+        self.done = step
+
+    def epoch(self, entry: dict, improved: bool) -> None:
+        if self.quiet:
+            return
+        line = (f"epoch {entry['epoch']}: loss {entry['loss']:.4f}, val_loss {entry['val_loss']:.4f}"
+                f"{' (best)' if improved else ''}, {entry['seconds']:.0f} s")
+        if sys.stderr.isatty():
+            click.echo("", err=True)
+        click.echo(line, err=True)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Model folder to write.")
+@click.option("--epochs", type=int, default=None, help="Most epochs to train.  [default: 30]")
+@click.option("--batch-size", type=int, default=None, help="Windows per batch.  [default: 32]")
+@click.option("--seq-len", type=int, default=None, help="Tokens per training window.  [default: 128]")
+@click.option("--units", type=int, default=None, help="LSTM units per layer.  [default: 256]")
+@click.option("--layers", type=int, default=None, help="Stacked LSTM layers.  [default: 2]")
+@click.option("--embedding", type=int, default=None, help="Token embedding width.  [default: 128]")
+@click.option("--dropout", type=float, default=None, help="Dropout between layers.  [default: 0.2]")
+@click.option("--learning-rate", type=float, default=None, help="Adam learning rate.  [default: 0.002]")
+@click.option("--val-split", type=float, default=None, help="Share of files held out.  [default: 0.1]")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all (quick runs).")
+@click.option("--patience", type=int, default=None, help="Epochs without improvement before stopping.  [default: 3]")
+@click.option("--melody-only", is_flag=True, default=None, help="Learn only the lead line of each file.")
+@click.option("--random-seed", type=int, default=None, help="Seed for the split, batches and weights.  [default: 0]")
+@click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")
+@click.option("--force", is_flag=True, help="Start over in a non-empty --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(source, out, resume, force, quiet, **options):
+    """Train a model on a folder of MIDI files (or a `melody prepare` cache).
+
+    Shows a progress bar with loss and tokens/s. After every epoch the best
+    model so far is kept in OUT and a checkpoint is written, so an interrupted
+    run continues with --resume. Training stops early when the validation loss
+    stops improving.
+
+    \b
+    Examples:
+      melody train corpora/folk --out folk-model
+      melody train my_midi_folder/ --out my-model --epochs 10 --melody-only
+      melody train corpora/chorales --out quick --max-steps 50 --units 64
+      melody train corpora/folk --out folk-model --resume
+    """
+    from melody.model import ModelConfig
+    from melody.train import TrainConfig, train as train_model
+
+    given = {name: value for name, value in options.items() if value is not None}
+    model_names = {"units", "layers", "embedding", "dropout"}
+    try:
+        model_config = ModelConfig(**{k: v for k, v in given.items() if k in model_names})
+        config = TrainConfig(**{k: v for k, v in given.items() if k not in model_names})
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    overrides = {k: v for k, v in given.items() if k in ("epochs", "max_steps")}
+    try:
+        metrics = train_model(source, out, model_config, config, resume=resume, force=force,
+                              report=_TrainReport(quiet), overrides=overrides)
+    except KeyboardInterrupt:
+        raise MelodyError(f"interrupted; continue with: melody train {source} --out {out} --resume") from None
+    best = metrics["best_val_loss"]
+    click.echo(f"Trained {metrics['steps']} steps in {metrics['training_seconds']:.0f} s ({metrics['stopped']}). "
+               f"Best validation loss {best:.4f} nats/token (perplexity {metrics['best_val_perplexity']:.2f}) at "
+               f"epoch {metrics['best_epoch']}; unigram baseline {metrics['unigram_val_nll']:.4f}. Model: {out}")
+
+
 def main() -> None:
     cli.main()
 

@@ -3,6 +3,7 @@
 A token cache is a folder:
 
     tokens.npy      every piece's tokens one after another (uint16, memory-mapped when read)
+    drums.npy       bool, one per token: True where a token sits in a drum part (not transposed)
     offsets.npy     int64, piece i is tokens[offsets[i]:offsets[i + 1]]
     tokenizer.json  the tokenizer that made the tokens
     report.json     {"summary": {...}, "files": [{"path", "status", "reason", "repairs", "tokens"}, ...]}
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -86,11 +88,13 @@ def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers:
     jobs = [(str(path), config, melody_only) for path in files]
     entries, offsets = [], [0]
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out) as raw:
+    tokenizer = Tokenizer(config)
+    with tempfile.TemporaryFile(dir=out) as raw, tempfile.TemporaryFile(dir=out) as raw_drums:
         for entry, tokens in _run(jobs, workers):
             entries.append(entry)
             if tokens is not None:
                 raw.write(tokens.astype(TOKEN_DTYPE).tobytes())
+                raw_drums.write(tokenizer.drum_mask(tokens).tobytes())
                 offsets.append(offsets[-1] + tokens.size)
             if on_file:
                 on_file(entry)
@@ -102,9 +106,11 @@ def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers:
             reasons = "; ".join(sorted({entry["reason"] for entry in entries}))[:300]
             raise CorpusError(f"no MIDI file could be tokenized ({len(entries)} tried: {reasons})")
         raw.seek(0)
-        _write_array(out / "tokens.npy", raw, offsets[-1])
+        _write_array(out / "tokens.npy", raw, offsets[-1], TOKEN_DTYPE)
+        raw_drums.seek(0)
+        _write_array(out / "drums.npy", raw_drums, offsets[-1], np.bool_)
     _save_array(out / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-    Tokenizer(config).save(out / "tokenizer.json", force=True)
+    tokenizer.save(out / "tokenizer.json", force=True)
     atomic_write(out / "report.json", json.dumps({"summary": summary, "files": entries}, indent=1) + "\n",
                  force=True)
     return summary
@@ -125,19 +131,22 @@ def _run(jobs, workers: int):
     if workers == 1:
         yield from map(_tokenize_job, jobs)
         return
-    # forkserver, not fork: the parent may have imported TensorFlow, which does not survive a fork
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    # fork is fastest, but a process that has loaded TensorFlow (threads, locks) must not fork;
+    # then forkserver, which needs the usual `if __name__ == "__main__":` guard in scripts.
+    methods = multiprocessing.get_all_start_methods()
+    method = "fork" if "fork" in methods and "tensorflow" not in sys.modules else \
+        "forkserver" if "forkserver" in methods else "spawn"
     with multiprocessing.get_context(method).Pool(workers) as pool:
         yield from pool.imap(_tokenize_job, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
 
 
-def _write_array(path: Path, raw, count: int) -> None:
-    """Copy ``count`` raw tokens from the open file ``raw`` into the .npy file ``path``, atomically."""
+def _write_array(path: Path, raw, count: int, dtype) -> None:
+    """Copy ``count`` raw values from the open file ``raw`` into the .npy file ``path``, atomically."""
     temporary = path.with_name(f".{path.name}.tmp")
-    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=TOKEN_DTYPE, shape=(count,))
-    chunk = 1 << 22
+    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(count,))
+    chunk, itemsize = 1 << 22, np.dtype(dtype).itemsize
     for begin in range(0, count, chunk):
-        block = np.frombuffer(raw.read(min(chunk, count - begin) * 2), dtype=TOKEN_DTYPE)
+        block = np.frombuffer(raw.read(min(chunk, count - begin) * itemsize), dtype=dtype)
         array[begin:begin + block.size] = block
     array.flush()
     del array
@@ -158,6 +167,7 @@ class TokenCache:
         folder = Path(folder)
         try:
             self.tokens = np.load(folder / "tokens.npy", mmap_mode="r", allow_pickle=False)
+            self.drums = np.load(folder / "drums.npy", mmap_mode="r", allow_pickle=False)
             self.offsets = np.load(folder / "offsets.npy", allow_pickle=False)
             self.report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:

@@ -24,3 +24,11 @@ class TokenizerError(MelodyError):
 
 class CorpusError(MelodyError):
     """A corpus could not be prepared or read."""
+
+
+class BundleError(MelodyError):
+    """A model folder is missing, incomplete or inconsistent."""
+
+
+class TrainingError(MelodyError):
+    """Training cannot start or continue with these settings and data."""

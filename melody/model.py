@@ -1,16 +1,13 @@
 """The network: Embedding -> stacked LSTM layers (dropout between) -> Dense logits over the vocabulary.
 
 The vocabulary size always comes from the tokenizer; ``ModelConfig`` holds only
-the sizes a user chooses.
+the sizes a user chooses. Keras is imported inside ``build_model`` so that the
+config can be read without loading TensorFlow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import keras
-
-from melody.cell import LSTM
 
 
 @dataclass(frozen=True)
@@ -31,12 +28,17 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
 
-def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=LSTM) -> keras.Model:
+def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=None):
     """The model for ``vocabulary_size`` tokens: int tokens (batch, time) -> float32 logits (batch, time, vocab).
 
     ``recurrent_layer(units)`` builds each recurrent layer; benchmarks pass
     ``keras.layers.LSTM`` (with ``return_sequences``) to compare like with like.
     """
+    import keras
+
+    from melody.cell import LSTM
+
+    recurrent_layer = recurrent_layer or LSTM
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocabulary_size, config.embedding, name="embedding")(tokens)
     for index in range(config.layers):
@@ -49,5 +51,5 @@ def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=LSTM)
     return keras.Model(tokens, logits, name="melody")
 
 
-def parameter_count(model: keras.Model) -> int:
+def parameter_count(model) -> int:
     return int(sum(weight.numpy().size for weight in model.weights))

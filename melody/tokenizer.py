@@ -264,7 +264,7 @@ class Tokenizer:
         """Tokens with every non-drum Note moved by ``semitones``; ValueError if a pitch leaves 0..127."""
         tokens = np.asarray(tokens)
         is_note = (tokens >= self.note) & (tokens < self.note + 128)
-        pitched = is_note & ~self._in_drum_part(tokens)
+        pitched = is_note & ~self.drum_mask(tokens)
         moved = tokens[pitched].astype(np.int64) + semitones
         if moved.size and (moved.min() < self.note or moved.max() > self.note + 127):
             raise ValueError(f"Transposing by {semitones} moves a pitch out of 0..127")
@@ -275,14 +275,14 @@ class Tokenizer:
     def pitch_range(self, tokens: np.ndarray) -> tuple[int, int] | None:
         """Lowest and highest non-drum pitch in ``tokens``, or None if there are none."""
         tokens = np.asarray(tokens)
-        pitched = (tokens >= self.note) & (tokens < self.note + 128) & ~self._in_drum_part(tokens)
+        pitched = (tokens >= self.note) & (tokens < self.note + 128) & ~self.drum_mask(tokens)
         if not pitched.any():
             return None
         pitches = tokens[pitched].astype(np.int64) - self.note
         return int(pitches.min()), int(pitches.max())
 
-    def _in_drum_part(self, tokens: np.ndarray) -> np.ndarray:
-        """For each position, whether the last instrument token before it was Drums."""
+    def drum_mask(self, tokens: np.ndarray) -> np.ndarray:
+        """For each position, whether the last instrument token at or before it was Drums (bool array)."""
         is_instrument = (tokens >= self.program) & (tokens <= self.drums)
         last = np.maximum.accumulate(np.where(is_instrument, np.arange(len(tokens)), -1)) if len(tokens) else \
             np.zeros(0, dtype=np.int64)

@@ -1,0 +1,279 @@
+"""Training: a MIDI folder (or token cache) in, a self-contained model folder out.
+
+One epoch is ``steps_per_epoch`` batches of random windows (by default as many
+as the training tokens fill once). After each epoch the validation loss is
+measured; the best model so far is kept as ``model.keras``; a checkpoint with
+the optimizer state is written atomically; training stops early when the
+validation loss has not improved for ``patience`` epochs, or at ``max_steps``.
+``resume=True`` continues from the last checkpoint and, because every batch is
+drawn from (seed, epoch, step), ends where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from melody.bundle import read_json, save_config, save_model_atomically
+from melody.corpus import TokenCache, prepare
+from melody.dataset import WindowSampler, segments, split_pieces, training_dataset, validation_windows
+from melody.errors import CorpusError, OutputExistsError, TrainingError
+from melody.files import atomic_write
+from melody.metrics import token_counts, unigram_nll
+from melody.midi_io import find_midi_files
+from melody.model import ModelConfig, build_model, parameter_count
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; defaults suit a laptop CPU. ``max_steps`` caps all steps (quick runs)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    seq_len: int = 128
+    learning_rate: float = 2e-3
+    val_split: float = 0.1
+    max_steps: int | None = None
+    steps_per_epoch: int | None = None
+    patience: int = 3
+    clip_norm: float = 1.0
+    max_transpose: int = 5
+    melody_only: bool = False
+    random_seed: int = 0
+
+    def __post_init__(self):
+        positive = ("epochs", "batch_size", "seq_len", "patience")
+        for name in positive + ("max_steps", "steps_per_epoch"):
+            value = getattr(self, name)
+            if value is None and name not in positive:
+                continue
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0.0 < self.val_split < 1.0:
+            raise ValueError(f"val_split must be between 0 and 1, got {self.val_split!r}")
+        if not 0 <= self.max_transpose <= 12:
+            raise ValueError(f"max_transpose must be in 0..12 semitones, got {self.max_transpose!r}")
+
+
+class Report:
+    """What training tells its user; the command line shows it, tests may record it."""
+
+    def preparing(self, files: int) -> None: ...
+    def prepared(self, entry: dict) -> None: ...
+    def start(self, total_steps: int, first_step: int, summary: dict) -> None: ...
+    def step(self, step: int, loss: float, tokens_per_second: float) -> None: ...
+    def epoch(self, entry: dict, improved: bool) -> None: ...
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+def corpus_cache(source: str | os.PathLike, melody_only: bool, report: Report) -> TokenCache:
+    """A token cache for ``source``: itself if it is one, else prepared once into the user cache."""
+    source = Path(source)
+    if TokenCache.is_cache(source):
+        cache = TokenCache(source)
+        if bool(cache.report["summary"].get("melody_only")) != melody_only:
+            raise TrainingError(f"{source} was prepared {'with' if not melody_only else 'without'} --melody-only; "
+                                "prepare it again or change --melody-only")
+        return cache
+    if not source.exists():
+        raise CorpusError(f"{source}: no such file or folder")
+    files = find_midi_files([source])
+    if not files:
+        raise CorpusError(f"{source}: no MIDI files (.mid .midi .kar .rmi) found")
+    fingerprint = hashlib.sha256(json.dumps([melody_only] + [
+        [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in files]).encode())
+    folder = Path(os.environ.get("MELODY_CACHE", Path.home() / ".cache" / "melody")) / "corpora" / \
+        fingerprint.hexdigest()[:20]
+    if not TokenCache.is_cache(folder) or not (folder / "report.json").is_file():
+        report.preparing(len(files))
+        prepare([source], folder, melody_only=melody_only, force=True, on_file=report.prepared)
+    return TokenCache(folder)
+
+
+@dataclass
+class TrainingData:
+    sampler: WindowSampler
+    validation: np.ndarray  # (windows, seq_len + 1)
+    summary: dict
+
+
+def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
+    """Split by file, check there is enough of each side, and measure the unigram baseline."""
+    if len(cache) < 2:
+        raise TrainingError(f"only {len(cache)} readable MIDI file; training needs at least 2 "
+                            "(one is held out for validation)")
+    train_pieces, val_pieces = split_pieces(len(cache), config.val_split, config.random_seed)
+    train_ranges, val_ranges = segments(cache, train_pieces), segments(cache, val_pieces)
+    sampler = WindowSampler(cache, train_ranges, config.seq_len, config.max_transpose)
+    if sampler.windows == 0:
+        raise TrainingError(f"too few tokens for one training window of {config.seq_len + 1} tokens "
+                            f"({sampler.tokens_total} training tokens); lower --seq-len or add music")
+    validation = validation_windows(cache, val_ranges, config.seq_len)
+    if len(validation) == 0:
+        raise TrainingError(f"the validation files hold fewer than {config.seq_len + 1} tokens; "
+                            "raise --val-split or lower --seq-len")
+    counts = sum((token_counts(cache.tokens[start:end], len(cache.tokenizer)) for start, end in train_ranges),
+                 np.zeros(len(cache.tokenizer), dtype=np.int64))
+    summary = {**{key: cache.report["summary"][key] for key in ("files", "ok", "skipped", "tokens")},
+               "cache": str(cache.folder), "train_files": len(train_pieces), "val_files": len(val_pieces),
+               "train_tokens": sampler.tokens_total, "val_tokens": int(validation[:, 1:].size),
+               "unigram_val_nll": round(unigram_nll(counts, validation[:, 1:]), 4)}
+    return TrainingData(sampler, validation, summary)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def train(source, out, model_config: ModelConfig | None = None, config: TrainConfig | None = None,
+          resume: bool = False, force: bool = False, report: Report | None = None,
+          overrides: dict | None = None) -> dict:
+    """Train on ``source`` into the model folder ``out``; returns the final metrics.
+
+    With ``resume``, the configs saved in ``out`` are used (``overrides`` may change
+    ``epochs`` and ``max_steps``) and training continues from the last checkpoint.
+    """
+    out, report = Path(out), report or Report()
+    state = _start_output(out, resume, force)
+    if resume:
+        saved = read_json(out / "config.json")
+        model_config = ModelConfig(**saved["model"])
+        config = replace(TrainConfig(**saved["train"]), **(overrides or {}))
+    model_config, config = model_config or ModelConfig(), config or TrainConfig()
+    cache = corpus_cache(source, config.melody_only, report)
+    data = training_data(cache, config)
+    tokenizer = cache.tokenizer
+
+    import keras  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
+
+    keras.utils.set_random_seed(config.random_seed)
+    if state:
+        model = keras.models.load_model(out / "checkpoint" / state["checkpoint"], safe_mode=True)
+    else:
+        model = build_model(model_config, len(tokenizer))
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0}
+    save_config(out, model_config, config)
+    tokenizer.save(out / "tokenizer.json", force=True)
+    best_copy = build_model(model_config, len(tokenizer))  # float32, no optimizer: what model.keras holds
+    return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))
+
+
+def _start_output(out: Path, resume: bool, force: bool) -> dict | None:
+    """Check the model folder; the checkpoint state when resuming, else None."""
+    if resume:
+        state_path = out / "checkpoint" / "state.json"
+        if not state_path.is_file():
+            raise TrainingError(f"{out}: nothing to resume (no checkpoint yet); run without --resume")
+        return read_json(state_path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise OutputExistsError(f"{out} already exists and is not empty; use --resume to continue "
+                                    "training or --force to start over")
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+        for name in ("model.keras", "metrics.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: dict, out: Path,
+            report: Report, parameters: int) -> dict:
+    steps_per_epoch = config.steps_per_epoch or max(1, data.sampler.tokens_total //
+                                                    (config.batch_size * config.seq_len))
+    total = steps_per_epoch * config.epochs
+    total = min(total, config.max_steps) if config.max_steps else total
+    report.start(total, state["step"], data.summary)
+    tokens_per_step = config.batch_size * config.seq_len
+    progress = _progress_callback(report, tokens_per_step)
+    stopped = "finished all epochs"
+    for epoch in range(state["epoch"], config.epochs):
+        steps = min(steps_per_epoch, total - state["step"])
+        if steps <= 0:
+            stopped = f"reached --max-steps {config.max_steps}"
+            break
+        started = time.perf_counter()
+        progress.first_step = state["step"]
+        dataset = training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch)
+        history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
+                            callbacks=[progress])
+        val_loss = float(model.evaluate(data.validation[:, :-1], data.validation[:, 1:],
+                                        batch_size=config.batch_size, verbose=0))
+        seconds = time.perf_counter() - started
+        state["step"] += steps
+        state["seconds"] += seconds
+        entry = {"epoch": epoch + 1, "step": state["step"], "loss": round(float(history.history["loss"][-1]), 5),
+                 "val_loss": round(val_loss, 5), "tokens_seen": state["step"] * tokens_per_step,
+                 "seconds": round(seconds, 2)}
+        state["epochs"].append(entry)
+        improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"] - 1e-4
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        if improved:
+            state["best_val_loss"] = val_loss
+            best_copy.set_weights(model.get_weights())
+            save_model_atomically(best_copy, out / "model.keras")
+        state["epoch"] = epoch + 1
+        _checkpoint(model, state, out)
+        _write_metrics(out, state, data.summary, parameters, stopped="running")
+        report.epoch(entry, improved)
+        if state["bad_epochs"] >= config.patience:
+            stopped = f"early stopping: no improvement for {config.patience} epochs"
+            break
+    else:
+        if config.max_steps and state["step"] >= config.max_steps:
+            stopped = f"reached --max-steps {config.max_steps}"
+    return _write_metrics(out, state, data.summary, parameters, stopped=stopped)
+
+
+def _checkpoint(model, state: dict, out: Path) -> None:
+    """Model with optimizer state to checkpoint/epoch-N.keras, then state.json naming it, then drop the old."""
+    folder = out / "checkpoint"
+    folder.mkdir(exist_ok=True)
+    name = f"epoch-{state['epoch']}.keras"
+    save_model_atomically(model, folder / name)
+    state["checkpoint"] = name
+    atomic_write(folder / "state.json", json.dumps(state, indent=1) + "\n", force=True)
+    for old in folder.glob("epoch-*.keras"):
+        if old.name != name:
+            old.unlink()
+
+
+def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopped: str) -> dict:
+    best = state["best_val_loss"]
+    best_epoch = next((e["epoch"] for e in state["epochs"] if e["val_loss"] == round(best, 5)), None) \
+        if best is not None else None
+    metrics = {"epochs": state["epochs"], "corpus": summary, "parameters": parameters,
+               "best_epoch": best_epoch, "best_val_loss": None if best is None else round(best, 5),
+               "best_val_perplexity": None if best is None else round(math.exp(best), 3),
+               "unigram_val_nll": summary["unigram_val_nll"], "steps": state["step"],
+               "training_seconds": round(state["seconds"], 1), "stopped": stopped}
+    atomic_write(out / "metrics.json", json.dumps(metrics, indent=1) + "\n", force=True)
+    return metrics
+
+
+def _progress_callback(report: Report, tokens_per_step: int):
+    """A Keras callback passing each finished batch to ``report`` with the running loss and tokens/s.
+    Set its ``first_step`` before each ``fit``."""
+    import keras
+
+    def begin(logs=None):
+        callback.started = time.perf_counter()
+
+    def batch_end(batch, logs=None):
+        elapsed = max(time.perf_counter() - callback.started, 1e-9)
+        report.step(callback.first_step + batch + 1, float((logs or {}).get("loss", float("nan"))),
+                    (batch + 1) * tokens_per_step / elapsed)
+
+    callback = keras.callbacks.LambdaCallback(on_train_begin=begin, on_train_batch_end=batch_end)
+    callback.first_step = 0
+    return callback
