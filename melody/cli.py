@@ -157,8 +157,8 @@ class _TrainReport:
         self.quiet, self.bar, self.preparation = quiet, None, None
 
     def preparing(self, files: int) -> None:
-        click.echo(f"Preparing {files} MIDI files (cached for the next run) ...", err=True)
-        self.preparation = _progress(files, "Tokenizing", self.quiet).__enter__()
+        label = f"Preparing {files} MIDI files (cached for the next run)"
+        self.preparation = _progress(files, label, self.quiet).__enter__()
 
     def prepared(self, entry: dict) -> None:
         self.preparation.update(1)

@@ -143,7 +143,7 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     ``epochs`` and ``max_steps``) and training continues from the last checkpoint.
     """
     out, report = Path(out), report or Report()
-    state = _start_output(out, resume, force)
+    state = _check_output(out, resume, force)
     if resume:
         saved = read_json(out / "config.json")
         model_config = ModelConfig(**saved["model"])
@@ -152,8 +152,12 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     cache = corpus_cache(source, config.melody_only, report)
     data = training_data(cache, config)
     tokenizer = cache.tokenizer
+    if not resume:
+        _clear(out)
 
     import keras  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
+
+    import melody.cell  # noqa: F401  (registers the custom layers so a checkpoint can be loaded)
 
     keras.utils.set_random_seed(config.random_seed)
     if state:
@@ -169,8 +173,8 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))
 
 
-def _start_output(out: Path, resume: bool, force: bool) -> dict | None:
-    """Check the model folder; the checkpoint state when resuming, else None."""
+def _check_output(out: Path, resume: bool, force: bool) -> dict | None:
+    """Check the model folder (changing nothing); the checkpoint state when resuming, else None."""
     if resume:
         state_path = out / "checkpoint" / "state.json"
         if not state_path.is_file():
@@ -180,11 +184,15 @@ def _start_output(out: Path, resume: bool, force: bool) -> dict | None:
         if not force:
             raise OutputExistsError(f"{out} already exists and is not empty; use --resume to continue "
                                     "training or --force to start over")
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
-        for name in ("model.keras", "metrics.json"):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def _clear(out: Path) -> None:
+    """Make ``out`` ready for a fresh run: created, and without an earlier run's model or checkpoint."""
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    for name in ("model.keras", "metrics.json"):
+        (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: dict, out: Path,
@@ -204,6 +212,7 @@ def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: di
             break
         started = time.perf_counter()
         progress.first_step = state["step"]
+        _reseed_dropout(model, config.random_seed, epoch)
         dataset = training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch)
         history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
                             callbacks=[progress])
@@ -233,6 +242,14 @@ def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: di
         if config.max_steps and state["step"] >= config.max_steps:
             stopped = f"reached --max-steps {config.max_steps}"
     return _write_metrics(out, state, data.summary, parameters, stopped=stopped)
+
+
+def _reseed_dropout(model, seed: int, epoch: int) -> None:
+    """Dropout masks drawn from (seed, epoch, layer): a resumed epoch drops what the original would have."""
+    for index, layer in enumerate(model.layers):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.array([seed * 1_000_003 + epoch * 1_009 + index, 0], dtype="int64"))
 
 
 def _checkpoint(model, state: dict, out: Path) -> None:

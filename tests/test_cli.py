@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ def run(*args):
 def test_help_lists_every_command_with_examples():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("prepare", "quantize"):
+    for command in ("prepare", "quantize", "train"):
         assert command in result.output
         assert "Example" in run(command, "--help").output
 
@@ -68,7 +69,26 @@ def _bad_inputs(tmp_path):
     taken.write_bytes(b"keep me")
     not_midi = tmp_path / "page.mid"
     not_midi.write_text("<html></html>")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.mid").write_text("not midi")
+    two = tmp_path / "two"
+    two.mkdir()
+    for path in corpus_files("folk")[:2]:
+        shutil.copy(path, two)
+    model = tmp_path / "model"
     return {
+        "train: missing folder": (["train", tmp_path / "nowhere", "--out", model], "no such file or folder"),
+        "train: empty folder": (["train", empty, "--out", model], "no MIDI files"),
+        "train: no readable MIDI": (["train", junk, "--out", model], "no MIDI file could be tokenized"),
+        "train: too few tokens": (["train", two, "--out", model, "--seq-len", "4000"], "too few tokens"),
+        "train: output not empty": (["train", two, "--out", tmp_path], "not empty; use --resume"),
+        "train: zero units": (["train", two, "--out", model, "--units", "0"], "units must be a positive"),
+        "train: negative epochs": (["train", two, "--out", model, "--epochs", "-1"], "epochs must be a positive"),
+        "train: bad val split": (["train", two, "--out", model, "--val-split", "1.5"], "val_split"),
+        "train: nothing to resume": (["train", two, "--out", model, "--resume"], "nothing to resume"),
         "missing input": (["quantize", tmp_path / "nope.mid", tmp_path / "o.mid"], "no such file"),
         "not a MIDI file": (["quantize", not_midi, tmp_path / "o.mid"], "not a MIDI file"),
         "output exists": (["quantize", song, taken], "already exists; use --force"),
@@ -84,12 +104,13 @@ def _bad_inputs(tmp_path):
 def test_every_bad_input_is_one_error_line_and_exit_2(tmp_path):
     for label, (args, expected) in _bad_inputs(tmp_path).items():
         result = subprocess.run([sys.executable, "-m", "melody", *map(str, args)], capture_output=True, text=True,
-                                cwd=ROOT)
+                                cwd=ROOT, env={**os.environ, "MELODY_CACHE": str(tmp_path / "cache")})
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, label
         assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (label, lines)
         assert "Traceback" not in result.stderr + result.stdout, label
     assert (tmp_path / "taken.mid").read_bytes() == b"keep me"
+    assert not (tmp_path / "model").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -1,0 +1,133 @@
+"""melody train: a tiny model learns, saves a self-contained bundle, and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, corpus_files
+from melody.bundle import load_bundle
+from melody.errors import BundleError, OutputExistsError, TrainingError
+from melody.model import ModelConfig
+from melody.train import TrainConfig, train
+
+TINY = ModelConfig(units=32, layers=2, embedding=16, dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def folk(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("folk")
+    for path in corpus_files("folk")[:120]:
+        shutil.copy(path, folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MELODY_CACHE", str(tmp_path_factory.getbasetemp() / "melody-cache"))
+
+
+def quick(**changes):
+    return TrainConfig(**{"epochs": 2, "batch_size": 8, "seq_len": 32, "steps_per_epoch": 40, **changes})
+
+
+def test_tiny_training_beats_the_unigram_baseline_and_reloads_in_a_fresh_process(folk, tmp_path):
+    out = tmp_path / "model"
+    model = ModelConfig(units=64, layers=2, embedding=16, dropout=0.0)
+    metrics = train(folk, out, model, quick(epochs=3, steps_per_epoch=100, batch_size=16, learning_rate=0.01))
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert set(metrics["epochs"][0]) == {"epoch", "step", "loss", "val_loss", "tokens_seen", "seconds"}
+    assert metrics["best_val_loss"] < 0.8 * metrics["unigram_val_nll"]
+    assert {p.name for p in out.iterdir()} >= {"model.keras", "tokenizer.json", "config.json", "metrics.json"}
+    code = ("from melody.bundle import load_bundle; b = load_bundle(%r); "
+            "print(b.model.output_shape[-1], len(b.tokenizer), b.model_config.units)" % str(out))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.split() == ["341", "341", "64"], result.stderr[-500:]
+
+
+def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(folk, tmp_path):
+    straight = train(folk, tmp_path / "a", TINY, quick(epochs=2))
+    train(folk, tmp_path / "b", TINY, quick(epochs=1))
+    resumed = train(folk, tmp_path / "b", resume=True, overrides={"epochs": 2})
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
+    assert resumed["epochs"][0] == json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())[
+        "epochs"][0]
+    for a, b in zip(load_bundle(tmp_path / "a").model.get_weights(), load_bundle(tmp_path / "b").model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert resumed["epochs"][1]["val_loss"] == pytest.approx(straight["epochs"][1]["val_loss"], abs=1e-4)
+
+
+def test_max_steps_and_early_stopping(folk, tmp_path):
+    capped = train(folk, tmp_path / "capped", TINY, quick(epochs=5, max_steps=50))
+    assert capped["steps"] == 50 and capped["stopped"] == "reached --max-steps 50"
+    stalled = train(folk, tmp_path / "stalled", TINY, quick(epochs=6, learning_rate=1e-9, patience=1))
+    assert len(stalled["epochs"]) < 6 and stalled["stopped"].startswith("early stopping")
+
+
+def test_existing_output_is_never_overwritten_without_force(folk, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--resume to continue training or --force"):
+        train(folk, out, TINY, quick())
+    assert (out / "notes.txt").read_text() == "mine"
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(folk, tmp_path / "fresh", resume=True)
+
+
+def test_too_little_music_is_a_clear_error(tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(corpus_files("folk")[0], one)
+    with pytest.raises(TrainingError, match="training needs at least 2"):
+        train(one, tmp_path / "m1", TINY, quick())
+    shutil.copy(corpus_files("folk")[1], one)
+    with pytest.raises(TrainingError, match="too few tokens for one training window"):
+        train(one, tmp_path / "m2", TINY, quick(seq_len=5000))
+
+
+def test_bundle_refuses_a_mismatched_tokenizer_and_version(folk, tmp_path):
+    out = tmp_path / "model"
+    train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3))
+    document = json.loads((out / "tokenizer.json").read_text())
+    from melody.tokenizer import Tokenizer, TokenizerConfig
+    Tokenizer(TokenizerConfig(velocity_bins=4)).save(out / "tokenizer.json", force=True)
+    with pytest.raises(BundleError, match="predicts 341 tokens but tokenizer.json has 337"):
+        load_bundle(out)
+    (out / "tokenizer.json").write_text(json.dumps(document))
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "version": 99}))
+    with pytest.raises(BundleError, match="model format version 99"):
+        load_bundle(out)
+    with pytest.raises(BundleError, match="no such model folder"):
+        load_bundle(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_from_the_command_line(folk, tmp_path):
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "melody", "train", str(folk), "--out", str(out), "--units", "16",
+               "--embedding", "8", "--batch-size", "4", "--seq-len", "16", "--epochs", "3", "--quiet"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ})
+    state = out / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), process.stderr.read().decode()[-800:] if process.poll() is not None else "timeout"
+    process.send_signal(signal.SIGKILL)  # in the middle of epoch 2
+    process.wait()
+    assert json.loads(state.read_text())["epoch"] == 1
+    result = subprocess.run(command[:7] + ["--resume", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-800:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert "Trained" in result.stdout
