@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -71,6 +72,9 @@ def cli(debug: bool) -> None:
 
     \b
     Examples:
+      melody generate --seed song.mid
+      melody train my_midi_folder/ --out my-model
+      melody generate --model my-model --seed song.mid --bars 16
       melody prepare corpora/folk --out folk-cache
       melody quantize song.mid song-as-tokens.mid
     """
@@ -96,7 +100,6 @@ def prepare(sources, out, melody_only, workers, force, quiet):
     """
     from melody.corpus import prepare as prepare_corpus
     from melody.midi_io import find_midi_files
-    from pathlib import Path
 
     total = len(find_midi_files([s for s in sources if Path(s).exists()]))
     skipped = []
@@ -148,6 +151,65 @@ def quantize(source, out, melody_only, force):
                f"{len(tokens)} tokens, {quantized.duration_seconds:.1f} s")
     for repair in score.repairs:
         click.echo(f"repaired: {repair}", err=True)
+
+
+@cli.command()
+@click.option("--model", "-m", type=click.Path(path_type=str), default=None,
+              help="Model folder from `melody train` (default: the model shipped with melody).")
+@click.option("--seed", "-s", "seed_file", type=click.Path(path_type=str), default=None,
+              help="MIDI file to continue (default: start from scratch).")
+@click.option("--out", "-o", type=click.Path(path_type=str), default=None,
+              help="Output file (default: SEED-continued.mid, or melody.mid without a seed).")
+@click.option("--bars", type=click.IntRange(min=1), default=8, show_default=True, help="Bars to generate.")
+@click.option("--temperature", "-t", type=float, default=1.0, show_default=True,
+              help="Above 0; lower is more conservative, higher more adventurous.")
+@click.option("--top-k", type=int, default=0, show_default=True, help="Sample only from the k likeliest tokens (0: all).")
+@click.option("--top-p", type=float, default=1.0, show_default=True,
+              help="Sample only from the likeliest tokens holding this much probability, in (0, 1].")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1, max=256), default=1, show_default=True,
+              help="Different continuations to write (OUT-1.mid ... OUT-K.mid), made in one batch.")
+@click.option("--random-seed", type=int, default=None, help="Make the output reproducible byte for byte.")
+@click.option("--primer-bars", type=click.IntRange(min=1), default=None,
+              help="Prime with only the seed's last N bars (default: all of it, up to 1024 tokens).")
+@click.option("--continuation-only", is_flag=True, help="Write only the new music, not the seed before it.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples, random_seed, primer_bars,
+             continuation_only, force, as_json):
+    """Continue a MIDI file (or start from scratch) and write new MIDI files.
+
+    The output keeps the seed's tempo, time signature, key and instruments, and
+    holds the seed followed by the new bars unless --continuation-only.
+
+    \b
+    Examples:
+      melody generate --seed song.mid
+      melody generate --seed song.mid --bars 16 --temperature 0.9 --top-p 0.95
+      melody generate --seed song.mid --num-samples 4 --random-seed 7 --out ideas.mid
+      melody generate --model my-model --out new.mid
+    """
+    import json
+
+    from melody.generate import SamplingConfig, generate as generate_music
+
+    if seed_file is not None and not Path(seed_file).is_file():
+        raise MelodyError(f"{seed_file}: no such file")
+    try:
+        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    result = generate_music(model, seed_file, out, bars=bars, sampling=sampling, num_samples=num_samples,
+                            random_seed=random_seed, primer_bars=primer_bars, continuation_only=continuation_only,
+                            force=force)
+    summary = result.summary
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    for path in summary["files"]:
+        click.echo(f"Wrote {path}")
+    click.echo(f"{summary['samples']} x {summary['bars']} bars: {summary['notes']} new notes, "
+               f"{summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
+               f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
 
 
 class _TrainReport:
