@@ -64,8 +64,9 @@ def save_model_atomically(model, path: Path) -> None:
 
 def load_bundle(folder: str | os.PathLike) -> Bundle:
     """Load a model folder; BundleError says what is missing or inconsistent."""
-    import keras
+    from melody.model import load_keras
 
+    keras = load_keras()
     import melody.cell  # noqa: F401  (registers the custom layers for deserialisation)
 
     folder = Path(folder)

@@ -163,7 +163,7 @@ def quantize(source, out, melody_only, force):
 @click.option("--bars", type=click.IntRange(min=1), default=8, show_default=True, help="Bars to generate.")
 @click.option("--temperature", "-t", type=float, default=1.0, show_default=True,
               help="Above 0; lower is more conservative, higher more adventurous.")
-@click.option("--top-k", type=int, default=0, show_default=True, help="Sample only from the k likeliest tokens (0: all).")
+@click.option("--top-k", type=int, default=None, help="Sample only from the k likeliest tokens (default: all).")
 @click.option("--top-p", type=float, default=1.0, show_default=True,
               help="Sample only from the likeliest tokens holding this much probability, in (0, 1].")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1, max=256), default=1, show_default=True,

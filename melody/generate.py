@@ -45,17 +45,17 @@ TOKENS_PER_BAR_CAP = 256
 @dataclass(frozen=True)
 class SamplingConfig:
     """How tokens are drawn: ``temperature`` (> 0; lower is more conservative), then ``top_k``
-    (0: all), then ``top_p`` (the smallest set of tokens holding this much probability)."""
+    (None: no limit), then ``top_p`` (the smallest set of likeliest tokens holding this much probability)."""
 
     temperature: float = 1.0
-    top_k: int = 0
+    top_k: int | None = None
     top_p: float = 1.0
 
     def __post_init__(self):
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top-k must be >= 1 (or 0 for no limit), got {self.top_k}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top-k must be at least 1, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
 
@@ -134,7 +134,7 @@ class Sampler:
         logits, states = self._prime(tf.constant(primer, tf.int32))
         tokens = self._loop(logits, states, tf.constant(max_tokens), tf.constant(bars),
                             tf.constant(random_seed % 2**31, tf.int32), tf.constant(config.temperature, tf.float32),
-                            tf.constant(config.top_k, tf.int32), tf.constant(config.top_p, tf.float32))
+                            tf.constant(config.top_k or 0, tf.int32), tf.constant(config.top_p, tf.float32))
         return tokens.numpy()
 
 
@@ -199,9 +199,9 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     paths = output_paths(out, seed, num_samples) if write else []
     for path in paths:
         check_writable(path, force)
+    seed_score = read_midi(seed) if seed else None
     bundle = model if isinstance(model, Bundle) else load_bundle(model or DEFAULT_MODEL)
     tokenizer = bundle.tokenizer
-    seed_score = read_midi(seed) if seed else None
     primer, primer_start = _primer(seed_score, tokenizer, bundle.melody_only, primer_bars)
     random_seed = secrets.randbelow(2**31) if random_seed is None else random_seed
     sampler = _sampler(bundle)

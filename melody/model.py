@@ -7,6 +7,8 @@ config can be read without loading TensorFlow.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 
@@ -34,7 +36,7 @@ def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=None)
     ``recurrent_layer(units)`` builds each recurrent layer; benchmarks pass
     ``keras.layers.LSTM`` (with ``return_sequences``) to compare like with like.
     """
-    import keras
+    keras = load_keras()
 
     from melody.cell import LSTM
 
@@ -53,3 +55,22 @@ def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=None)
 
 def parameter_count(model) -> int:
     return int(sum(weight.numpy().size for weight in model.weights))
+
+
+def load_keras():
+    """Import Keras (and TensorFlow), keeping TensorFlow's start-up chatter (CUDA probes, absl
+    notices written straight to file descriptor 2) off the user's terminal."""
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    import keras
+
+    return keras

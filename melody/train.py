@@ -29,7 +29,7 @@ from melody.errors import CorpusError, OutputExistsError, TrainingError
 from melody.files import atomic_write
 from melody.metrics import token_counts, unigram_nll
 from melody.midi_io import find_midi_files
-from melody.model import ModelConfig, build_model, parameter_count
+from melody.model import ModelConfig, build_model, load_keras, parameter_count
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     if not resume:
         _clear(out)
 
-    import keras  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
+    keras = load_keras()  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
 
     import melody.cell  # noqa: F401  (registers the custom layers so a checkpoint can be loaded)
 
@@ -281,7 +281,7 @@ def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopp
 def _progress_callback(report: Report, tokens_per_step: int):
     """A Keras callback passing each finished batch to ``report`` with the running loss and tokens/s.
     Set its ``first_step`` before each ``fit``."""
-    import keras
+    keras = load_keras()
 
     def begin(logs=None):
         callback.started = time.perf_counter()

@@ -22,7 +22,7 @@ def run(*args):
 def test_help_lists_every_command_with_examples():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("prepare", "quantize", "train"):
+    for command in ("prepare", "quantize", "train", "generate"):
         assert command in result.output
         assert "Example" in run(command, "--help").output
 
@@ -79,7 +79,25 @@ def _bad_inputs(tmp_path):
     for path in corpus_files("folk")[:2]:
         shutil.copy(path, two)
     model = tmp_path / "model"
+    no_notes = tmp_path / "silence.mid"
+    no_notes.write_bytes(bytes.fromhex("4d546864000000060001000101e04d54726b0000000b00ff510307a12000ff2f00"))
+    broken_model = tmp_path / "broken-model"
+    broken_model.mkdir()
+    (broken_model / "config.json").write_text("{not json")
+    gen = ["generate", "--seed", song, "--out", tmp_path / "g.mid"]
     return {
+        "generate: missing seed": (["generate", "--seed", tmp_path / "nope.mid"], "no such file"),
+        "generate: seed not MIDI": (["generate", "--seed", not_midi, "--out", tmp_path / "g.mid"], "not a MIDI"),
+        "generate: seed without notes": (["generate", "--seed", no_notes, "--out", tmp_path / "g.mid"], "no notes"),
+        "generate: temperature 0": (gen + ["--temperature", "0"], "temperature must be > 0"),
+        "generate: negative temperature": (gen + ["--temperature", "-1"], "temperature must be > 0"),
+        "generate: top-p 0": (gen + ["--top-p", "0"], "top-p must be in (0, 1]"),
+        "generate: top-p above 1": (gen + ["--top-p", "1.5"], "top-p must be in (0, 1]"),
+        "generate: top-k 0": (gen + ["--top-k", "0"], "top-k must be at least 1"),
+        "generate: bars 0": (gen + ["--bars", "0"], "--bars"),
+        "generate: unknown model": (gen + ["--model", tmp_path / "no-model"], "no such model folder"),
+        "generate: broken model": (gen + ["--model", broken_model], "unreadable"),
+        "generate: output exists": (["generate", "--seed", song, "--out", taken], "already exists; use --force"),
         "train: missing folder": (["train", tmp_path / "nowhere", "--out", model], "no such file or folder"),
         "train: empty folder": (["train", empty, "--out", model], "no MIDI files"),
         "train: no readable MIDI": (["train", junk, "--out", model], "no MIDI file could be tokenized"),

@@ -1,0 +1,80 @@
+"""Sampling speed: melody's compiled stateful sampler against the sliding-window ``model.predict``
+loop of many tutorials, side by side in one process, on the same 2 x 512 model.
+
+    python benchmarks/sampling.py [--units 512] [--layers 2] [--tokens 512]
+
+The model has random weights (speed does not depend on what it learned); sampling
+never stops early (no bar limit), so every run draws exactly ``--tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from melody.generate import Sampler  # noqa: E402
+from melody.model import ModelConfig, build_model  # noqa: E402
+from melody.tokenizer import Tokenizer  # noqa: E402
+
+
+def ours(sampler, primer, samples, tokens, rounds=3):
+    batch = np.tile(primer, (samples, 1))
+    sampler.sample(batch, tokens, 10**6, 0)  # compile
+    best = 0.0
+    for seed in range(rounds):
+        started = time.perf_counter()
+        out = sampler.sample(batch, tokens, 10**6, seed)
+        best = max(best, out.size / (time.perf_counter() - started))
+    return best
+
+
+def sliding_window(model, primer, tokens, window=100):
+    """The tutorial pattern: predict on the last ``window`` tokens, sample, append, repeat."""
+    sequence = list(primer)
+    rng = np.random.default_rng(0)
+    model.predict(np.array([sequence[-window:]]), verbose=0)  # warm up
+    started = time.perf_counter()
+    for _ in range(tokens):
+        logits = model.predict(np.array([sequence[-window:]]), verbose=0)[0, -1]
+        probabilities = np.exp(logits - logits.max())
+        sequence.append(int(rng.choice(len(probabilities), p=probabilities / probabilities.sum())))
+    return tokens / (time.perf_counter() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--embedding", type=int, default=256)
+    parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--window-tokens", type=int, default=30, help="tokens for the slow sliding window")
+    args = parser.parse_args()
+    vocabulary = len(Tokenizer())
+    model = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0), vocabulary)
+    primer = np.random.default_rng(0).integers(4, vocabulary, size=100).astype("int32")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__}, {args.layers} x {args.units} "
+          f"units, embedding {args.embedding}, vocabulary {vocabulary}, primer 100 tokens")
+    rows = []
+    for jit in (False, True):
+        sampler = Sampler(model, jit_compile=jit)
+        for samples in (1, 32):
+            rows.append((f"melody sampler{' + XLA' if jit else ''}, {samples} sample(s)", samples,
+                         ours(sampler, primer, samples, args.tokens)))
+    window = sliding_window(model, primer, args.window_tokens)
+    print(f"{'method':<40} {'tokens/s':>10} {'x sliding window':>17}")
+    for name, _, rate in rows:
+        print(f"{name:<40} {rate:10,.0f} {rate / window:17,.0f}")
+    print(f"{'sliding-window model.predict, 1 sample':<40} {window:10,.1f} {1:17,.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Generation: stateful sampling is exact and reproducible, and every output is a valid MIDI file."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import corpus_files, note, smf, track
+from melody.bundle import load_bundle
+from melody.errors import MelodyError, OutputExistsError
+from melody.generate import Sampler, SamplingConfig, generate
+from melody.midi_io import read_midi, validate_midi
+from melody.model import ModelConfig
+from melody.tokenizer import BAR, BEGIN, END, PAD
+from melody.train import TrainConfig, train
+
+TINY = ModelConfig(units=32, layers=2, embedding=16, dropout=0.0)
+
+
+def _tiny_bundle(tmp_path_factory, name, files, melody_only=False):
+    folder = tmp_path_factory.mktemp(name)
+    for path in files:
+        shutil.copy(path, folder)
+    out = tmp_path_factory.mktemp(name + "-model") / "model"
+    config = TrainConfig(epochs=2, steps_per_epoch=40, batch_size=16, seq_len=32, learning_rate=0.01,
+                         melody_only=melody_only)
+    train(folder, out, TINY, config)
+    return load_bundle(out)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return _tiny_bundle(tmp_path_factory, "folk", corpus_files("folk")[:60] + corpus_files("chorales")[:20])
+
+
+@pytest.fixture(scope="module")
+def melody_bundle(tmp_path_factory):
+    return _tiny_bundle(tmp_path_factory, "lead", corpus_files("chorales")[:30], melody_only=True)
+
+
+def test_step_by_step_logits_equal_full_sequence_logits(bundle):
+    sampler = Sampler(bundle.model)
+    tokens = bundle.tokenizer.encode(read_midi(corpus_files("folk")[0]))[:40].astype("int32")[None]
+    full = bundle.model(tokens).numpy()[0]
+    logits, states = sampler._prime(tokens[:, :1])
+    np.testing.assert_allclose(logits.numpy()[0], full[0], atol=1e-4)
+    for position in range(1, tokens.shape[1]):
+        logits, states = sampler.step(tokens[:, position], states)
+        np.testing.assert_allclose(logits.numpy()[0], full[position], atol=1e-4, err_msg=f"token {position}")
+
+
+def test_top_k_1_is_greedy(bundle):
+    sampler = Sampler(bundle.model)
+    primer = np.array([[BEGIN, BAR]], dtype="int32")
+    sampled = sampler.sample(primer, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))[0]
+    sequence = list(primer[0])
+    for _ in range(30):
+        logits = bundle.model(np.array([sequence], dtype="int32")).numpy()[0, -1]
+        logits[[PAD, BEGIN, END]] = -np.inf
+        sequence.append(int(np.argmax(logits)))
+    assert list(sampled) == sequence[2:]
+    other_seed = sampler.sample(primer, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))[0]
+    assert list(other_seed) == list(sampled)
+
+
+def test_top_p_keeps_only_the_nucleus(bundle):
+    sampler = Sampler(bundle.model)
+    primer = np.tile(np.array([[BEGIN, BAR]], dtype="int32"), (64, 1))
+    first = sampler.sample(primer, 1, 100, random_seed=1, config=SamplingConfig(top_p=0.3))[:, 0]
+    logits = bundle.model(primer[:1]).numpy()[0, -1]
+    logits[[PAD, BEGIN, END]] = -np.inf
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities)
+    nucleus = set(order[:np.searchsorted(np.cumsum(probabilities[order]), 0.3) + 1])
+    assert set(first) <= nucleus
+
+
+def test_same_random_seed_same_bytes_and_samples_differ(bundle, tmp_path):
+    seed = corpus_files("folk")[3]
+    one = generate(bundle, seed, tmp_path / "a.mid", bars=4, num_samples=3, random_seed=11)
+    two = generate(bundle, seed, tmp_path / "b.mid", bars=4, num_samples=3, random_seed=11)
+    assert [p.name for p in one.files] == ["a-1.mid", "a-2.mid", "a-3.mid"]
+    for a, b in zip(one.files, two.files):
+        assert a.read_bytes() == b.read_bytes()
+    assert len({p.read_bytes() for p in one.files}) == 3
+    for path in one.files:
+        assert validate_midi(path) == []
+
+
+def test_output_keeps_the_seed_then_continues(bundle, tmp_path):
+    seed = corpus_files("chorales")[5]
+    result = generate(bundle, seed, tmp_path / "out.mid", bars=4, random_seed=3)
+    before, after = read_midi(seed), read_midi(result.files[0])
+    assert after.tempos == before.tempos and after.time_signatures == before.time_signatures
+    assert after.key_signatures == before.key_signatures
+    assert [i.name for i in after.instruments][:4] == [i.name for i in before.instruments]
+    assert len(after.notes) > len(before.notes) and after.end_tick > before.end_tick
+    assert result.summary["notes"] == len(after.notes) - len(before.notes)
+    only = generate(bundle, seed, tmp_path / "only.mid", bars=4, random_seed=3, continuation_only=True)
+    new = read_midi(only.files[0])
+    assert len(new.notes) == result.summary["notes"]
+    assert min(n.start for n in new.notes) < 4 * 480 * 2  # starts within its first bar or two
+
+
+def test_bars_and_summary(bundle, tmp_path):
+    result = generate(bundle, None, tmp_path / "x.mid", bars=3, random_seed=2)
+    assert set(result.summary) >= {"files", "tokens", "tokens_per_second", "bars", "notes", "seconds"}
+    score = read_midi(result.files[0])
+    assert len(score.bar_lines()) <= 4
+    assert result.summary["tokens"] > 0 and result.summary["tokens_per_second"] > 0
+
+
+def test_real_world_seeds_give_valid_files(bundle, melody_bundle, wild, tmp_path):
+    seeds = [wild / "MIDIs_multitrack" / "Aicha.mid",                          # pop, 13 tracks with drums
+             wild / "MIDIs_multitrack" / "d6caebd1964d9e4a3c5ea59525230e2a.mid",  # type 0
+             wild / "MIDIs_one_track" / "Maestro_1.mid"]                        # piano performance
+    for model in (bundle, melody_bundle):
+        for index, seed in enumerate(seeds):
+            result = generate(model, seed, tmp_path / f"{model.melody_only}-{index}.mid", bars=2, random_seed=1)
+            assert validate_midi(result.files[0]) == [], seed.name
+            assert result.summary["notes"] > 0, seed.name
+            assert read_midi(result.files[0]).end_tick > 0
+
+
+def test_melody_model_continues_the_lead_line(melody_bundle, tmp_path):
+    seed = corpus_files("chorales")[40]
+    result = generate(melody_bundle, seed, tmp_path / "m.mid", bars=4, random_seed=4)
+    after = read_midi(result.files[0])
+    soprano = next(i for i in after.instruments if i.name == "Soprano")
+    original = next(i for i in read_midi(seed).instruments if i.name == "Soprano")
+    assert len(soprano.notes) > len(original.notes)
+
+
+def test_bad_requests_write_nothing(bundle, tmp_path):
+    drums = tmp_path / "drums.mid"
+    drums.write_bytes(smf(track(note(9, 36, 100))))
+    taken = tmp_path / "taken.mid"
+    taken.write_bytes(b"mine")
+    with pytest.raises(OutputExistsError):
+        generate(bundle, corpus_files("folk")[0], taken)
+    with pytest.raises(OutputExistsError):  # the second of three files exists: none is written
+        (tmp_path / "s-2.mid").write_bytes(b"mine")
+        generate(bundle, corpus_files("folk")[0], tmp_path / "s.mid", num_samples=3)
+    assert not (tmp_path / "s-1.mid").exists() and taken.read_bytes() == b"mine"
+    with pytest.raises(MelodyError, match="bars must be at least 1"):
+        generate(bundle, None, tmp_path / "z.mid", bars=0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SamplingConfig(temperature=0)
+    with pytest.raises(ValueError, match="top-p must be in"):
+        SamplingConfig(top_p=1.5)
+    with pytest.raises(ValueError, match="top-k must be at least 1"):
+        SamplingConfig(top_k=0)
