@@ -153,3 +153,21 @@ def test_bad_requests_write_nothing(bundle, tmp_path):
         SamplingConfig(top_p=1.5)
     with pytest.raises(ValueError, match="top-k must be at least 1"):
         SamplingConfig(top_k=0)
+
+
+def test_default_model_ships_and_generates_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from melody.generate import DEFAULT_MODEL
+
+    shipped = load_bundle(DEFAULT_MODEL)
+    assert shipped.melody_only and shipped.metrics["best_val_loss"] < shipped.metrics["unigram_val_nll"]
+    out = tmp_path / "x.mid"
+    result = subprocess.run([sys.executable, "-m", "melody", "generate", "--seed",
+                             str(corpus_files("chorales")[0]), "--out", str(out), "--random-seed", "1"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and f"Wrote {out}" in result.stdout
+    assert validate_midi(out) == []
