@@ -10,8 +10,10 @@ The sampling loop, in ``Sampler.sample``:
          -> embed it -> one LSTM step per layer, carrying [h, c] -> new logits
        until every sample has produced End or its number of bars, or the token cap.
 
-The whole loop is one compiled TensorFlow graph (``tf.function``): no Python
-per token and never a re-run of the network over a sliding window.
+The whole loop is one compiled TensorFlow graph (``tf.function`` with XLA, which
+fuses each step's many small operations: 5x faster for one sample on two cores,
+see BENCHMARKS.md): no Python per token and never a re-run of the network over a
+sliding window. XLA compiles once per batch size and token cap (about a second).
 
 ``generate`` wraps it for people: it reads the seed, primes, samples, decodes
 and writes MIDI files that keep the seed's tempo, time signature, key and
@@ -63,7 +65,7 @@ class SamplingConfig:
 class Sampler:
     """Compiled, stateful, batched sampling from a model built by ``melody.model.build_model``."""
 
-    def __init__(self, model, jit_compile: bool = False):
+    def __init__(self, model, jit_compile: bool = True):
         import tensorflow as tf
 
         from melody.cell import LSTM
@@ -95,7 +97,7 @@ class Sampler:
             x = h
         return self.logits(x), new_states
 
-    def _loop_graph(self, logits, states, max_tokens, bars, seed, temperature, top_k, top_p):
+    def _loop_graph(self, logits, states, max_tokens: int, bars, seed, temperature, top_k, top_p):
         import tensorflow as tf
 
         batch = tf.shape(logits)[0]
@@ -118,8 +120,9 @@ class Sampler:
         def going(index, logits, states, bars_seen, finished, output):
             return (index < max_tokens) & ~tf.reduce_all(finished)
 
-        count, *_, output = tf.while_loop(going, body, (0, logits, states, bars_seen, finished, output))
-        return tf.transpose(output.stack()[:count])
+        count, *_, output = tf.while_loop(going, body, (0, logits, states, bars_seen, finished, output),
+                                          maximum_iterations=max_tokens)
+        return tf.transpose(output.stack()), count  # rows after `count` are unwritten zeros (Pad)
 
     # --------------------------------------------------------------------- use
 
@@ -132,10 +135,10 @@ class Sampler:
         import tensorflow as tf
 
         logits, states = self._prime(tf.constant(primer, tf.int32))
-        tokens = self._loop(logits, states, tf.constant(max_tokens), tf.constant(bars),
+        tokens, count = self._loop(logits, states, int(max_tokens), tf.constant(bars),
                             tf.constant(random_seed % 2**31, tf.int32), tf.constant(config.temperature, tf.float32),
                             tf.constant(config.top_k or 0, tf.int32), tf.constant(config.top_p, tf.float32))
-        return tokens.numpy()
+        return tokens.numpy()[:, :int(count)]
 
 
 def _draw(logits, seed, temperature, top_k, top_p):
@@ -143,6 +146,15 @@ def _draw(logits, seed, temperature, top_k, top_p):
     import tensorflow as tf
 
     logits = logits / temperature
+    filtering = (top_k > 0) | (top_p < 1.0)
+    logits = tf.cond(filtering, lambda: _top_k_top_p(logits, top_k, top_p), lambda: logits)
+    return tf.cast(tf.random.stateless_categorical(logits, 1, seed)[:, 0], tf.int32)
+
+
+def _top_k_top_p(logits, top_k, top_p):
+    """Logits outside the ``top_k`` likeliest (0: no limit) and outside the ``top_p`` nucleus set to -inf."""
+    import tensorflow as tf
+
     vocabulary = tf.shape(logits)[-1]
     k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary), vocabulary)
     ordered = tf.math.top_k(logits, k=vocabulary).values                     # descending
@@ -152,8 +164,7 @@ def _draw(logits, seed, temperature, top_k, top_p):
     before = tf.math.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)  # mass above each token
     kept = tf.where(before < top_p, ordered, np.inf)
     threshold = tf.reduce_min(kept, axis=-1, keepdims=True)                   # smallest kept logit
-    logits = tf.where(logits < threshold, -np.inf, logits)                    # top-p
-    return tf.cast(tf.random.stateless_categorical(logits, 1, seed)[:, 0], tf.int32)
+    return tf.where(logits < threshold, -np.inf, logits)                      # top-p
 
 
 # ----------------------------------------------------------------------------- for people
@@ -204,19 +215,21 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     tokenizer = bundle.tokenizer
     primer, primer_start = _primer(seed_score, tokenizer, bundle.melody_only, primer_bars)
     random_seed = secrets.randbelow(2**31) if random_seed is None else random_seed
-    sampler = _sampler(bundle)
-    sampler.sample(primer[None], 1, bars, 0, sampling)  # compile first, so tokens/s measures sampling
-    started = time.perf_counter()
-    generated = sampler.sample(np.tile(primer, (num_samples, 1)), min(TOKENS_PER_BAR_CAP * bars, 8192), bars,
-                               random_seed, sampling)
+    sampler, batch = _sampler(bundle), np.tile(primer, (num_samples, 1))
+    max_tokens = min(TOKENS_PER_BAR_CAP * bars, 8192)
+    sampler.sample(batch, max_tokens, 0, 0, sampling)  # compile (stops at the first bar line): tokens/s below
+    started = time.perf_counter()                      # measures sampling alone
+    generated = sampler.sample(batch, max_tokens, bars, random_seed, sampling)
     seconds = time.perf_counter() - started
     primer_notes = tokenizer.decode(primer)
+    primer_end = max((n.start for n in primer_notes.notes), default=0)
     scores, notes = [], 0
     for row in generated:
         new = row[:_length(row)]
         continuation = _difference(tokenizer.decode(np.concatenate([primer, new])), primer_notes)
-        notes += sum(len(i.notes) for i in continuation)
-        scores.append(_arrange(seed_score, continuation, primer_start, tokenizer, continuation_only))
+        score = _arrange(seed_score, continuation, primer_start, primer_end, tokenizer, continuation_only, bars)
+        notes += len(score.notes) - (0 if seed_score is None or continuation_only else len(seed_score.notes))
+        scores.append(score)
     tokens = int(sum(_length(row) for row in generated))
     for path, score in zip(paths, scores):
         atomic_write(path, midi_bytes(score), force=force)
@@ -285,19 +298,24 @@ def _difference(full: Score, primer: Score) -> list[Instrument]:
     return result
 
 
-def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: int, tokenizer: Tokenizer,
-             continuation_only: bool) -> Score:
-    """The output score: the seed followed by the continuation (in the seed's ticks, tempo and instruments)."""
+def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: int, primer_end: int,
+             tokenizer: Tokenizer, continuation_only: bool, bars: int) -> Score:
+    """The output score: the seed followed by ``bars`` bars of continuation (cut at that bar line),
+    in the seed's ticks, tempo, metre and instruments."""
     steps = tokenizer.config.steps_per_quarter
-    if seed is None:
-        return Score(steps, continuation)
-    ticks = seed.ticks_per_quarter
+    timing = seed if seed is not None else Score(steps)
+    ticks = timing.ticks_per_quarter
 
     def at(step: int) -> int:
         return round((step + primer_start) * ticks / steps)
 
-    moved = [Instrument(i.program, i.is_drum, i.name, [Note(at(n.start), n.pitch, max(1, at(n.end) - at(n.start)),
-                                                            n.velocity) for n in i.notes]) for i in continuation]
+    limit = _bar_limit(timing, at(primer_end), bars)
+    moved = [Instrument(i.program, i.is_drum, i.name, [
+        Note(at(n.start), n.pitch, max(1, min(at(n.end), limit) - at(n.start)), n.velocity)
+        for n in i.notes if at(n.start) < limit]) for i in continuation]
+    moved = [part for part in moved if part.notes]
+    if seed is None:
+        return Score(steps, moved)
     if continuation_only:
         first = min((n.start for i in moved for n in i.notes), default=0)
         bar = max([b for b in seed.bar_lines(until=first + 1) if b <= first], default=0)
@@ -312,6 +330,15 @@ def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: i
             instruments[match] = Instrument(instruments[match].program, instruments[match].is_drum,
                                             instruments[match].name, instruments[match].notes + tuple(part.notes))
     return seed.replace(instruments=instruments)
+
+
+def _bar_limit(timing: Score, position: int, bars: int) -> int:
+    """The bar line ``bars`` bars on from ``position`` (the rest of a bar begun counts as a bar more)."""
+    longest = max([s.bar_ticks(timing.ticks_per_quarter) for s in timing.time_signatures] or
+                  [4 * timing.ticks_per_quarter])
+    lines = timing.bar_lines(until=position + (bars + 2) * longest)
+    current = max(index for index, line in enumerate(lines) if line <= position)
+    return lines[current + bars + (1 if lines[current] < position else 0)]
 
 
 def _shifted(seed: Score, parts: list[Instrument], bar: int) -> Score:
