@@ -216,7 +216,7 @@ class _TrainReport:
     """Shows training on the terminal: a progress bar with loss and tokens/s, one line per epoch."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.bar, self.preparation = quiet, None, None
+        self.quiet, self.bar, self.preparation, self.val_loss = quiet, None, None, ""
 
     def preparing(self, files: int) -> None:
         label = f"Preparing {files} MIDI files (cached for the next run)"
@@ -236,11 +236,12 @@ class _TrainReport:
         self.done = first_step
 
     def step(self, step: int, loss: float, tokens_per_second: float) -> None:
-        self.bar.label = f"loss {loss:.3f}, {tokens_per_second:,.0f} tokens/s"
+        self.bar.label = f"loss {loss:.3f}{self.val_loss}, {tokens_per_second:,.0f} tokens/s"
         self.bar.update(step - self.done)
         self.done = step
 
     def epoch(self, entry: dict, improved: bool) -> None:
+        self.val_loss = f", val_loss {entry['val_loss']:.3f}"
         if self.quiet:
             return
         line = (f"epoch {entry['epoch']}: loss {entry['loss']:.4f}, val_loss {entry['val_loss']:.4f}"
