@@ -240,15 +240,16 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     return Generation(scores, paths, summary)
 
 
-_SAMPLERS: dict[int, Sampler] = {}
+_SAMPLERS: dict[int, tuple[object, Sampler]] = {}
 
 
 def _sampler(bundle: Bundle) -> Sampler:
-    """One compiled sampler per model object, so repeated calls do not trace again."""
+    """One compiled sampler per model object, so repeated calls do not trace again
+    (the model is held with it, so its id cannot be reused by another)."""
     key = id(bundle.model)
     if key not in _SAMPLERS:
-        _SAMPLERS[key] = Sampler(bundle.model)
-    return _SAMPLERS[key]
+        _SAMPLERS[key] = (bundle.model, Sampler(bundle.model))
+    return _SAMPLERS[key][1]
 
 
 def _length(row: np.ndarray) -> int:
