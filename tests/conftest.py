@@ -27,6 +27,11 @@ CORPORA = ROOT / "corpora"
 WILD_PACKAGE = "miditok==3.1.0"
 
 
+def pytest_configure(config):
+    """Corpora prepared by `melody train` during the tests go to a temporary cache, not the user's."""
+    os.environ["MELODY_CACHE"] = tempfile.mkdtemp(prefix="melody-test-cache-")
+
+
 # ----------------------------------------------------------------------------- bytes
 
 def vlq(value: int) -> bytes:

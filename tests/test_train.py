@@ -30,11 +30,6 @@ def folk(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MELODY_CACHE", str(tmp_path_factory.getbasetemp() / "melody-cache"))
-
-
 def quick(**changes):
     return TrainConfig(**{"epochs": 2, "batch_size": 8, "seq_len": 32, "steps_per_epoch": 40, **changes})
 
