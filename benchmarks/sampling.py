@@ -28,7 +28,7 @@ from melody.tokenizer import Tokenizer  # noqa: E402
 
 def ours(sampler, primer, samples, tokens, rounds=3):
     batch = np.tile(primer, (samples, 1))
-    sampler.sample(batch, tokens, 10**6, 0)  # compile
+    sampler.sample(batch, tokens, 10**6, 0)  # trace and compile
     best = 0.0
     for seed in range(rounds):
         started = time.perf_counter()

@@ -10,10 +10,10 @@ The sampling loop, in ``Sampler.sample``:
          -> embed it -> one LSTM step per layer, carrying [h, c] -> new logits
        until every sample has produced End or its number of bars, or the token cap.
 
-The whole loop is one compiled TensorFlow graph (``tf.function`` with XLA, which
-fuses each step's many small operations: 5x faster for one sample on two cores,
-see BENCHMARKS.md): no Python per token and never a re-run of the network over a
-sliding window. XLA compiles once per batch size and token cap (about a second).
+The whole loop is one compiled TensorFlow graph (``tf.function``; with XLA for a
+single sample, where fusing each step's many small operations measured faster, see
+BENCHMARKS.md): no Python per token and never a re-run of the network over a
+sliding window. The first layer's input projection is precomputed for every token.
 
 ``generate`` wraps it for people: it reads the seed, primes, samples, decodes
 and writes MIDI files that keep the seed's tempo, time signature, key and
@@ -65,7 +65,9 @@ class SamplingConfig:
 class Sampler:
     """Compiled, stateful, batched sampling from a model built by ``melody.model.build_model``."""
 
-    def __init__(self, model, jit_compile: bool = True):
+    def __init__(self, model, jit_compile: bool | None = None):
+        """``jit_compile``: XLA for the loop; None chooses by batch (XLA for one sample, where it
+        measured 1.5x faster; plain graphs for batches, where XLA measured slower)."""
         import tensorflow as tf
 
         from melody.cell import LSTM
@@ -73,8 +75,13 @@ class Sampler:
         self.embedding = model.get_layer("embedding")
         self.recurrent = [layer for layer in model.layers if isinstance(layer, LSTM)]
         self.logits = model.get_layer("logits")
+        # The first layer's input projection of every token, computed once: a step looks it up.
+        first = self.recurrent[0].cell
+        self.first_projection = first.project(self.embedding.embeddings)  # (vocabulary, 4 units)
+        self.jit_compile = jit_compile
         self._prime = tf.function(self._prime_graph, input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        self._loop = tf.function(self._loop_graph, jit_compile=jit_compile, reduce_retracing=True)
+        self._loops = {jit: tf.function(self._loop_graph, jit_compile=jit, reduce_retracing=True)
+                       for jit in (False, True)}
 
     # --------------------------------------------------------------------- graphs
 
@@ -89,10 +96,13 @@ class Sampler:
 
     def step(self, token, states):
         """One token (batch,) through the network, carrying each layer's [h, c]: (logits, states)."""
-        x = self.embedding(token)
-        new_states = []
-        for layer, (h, c) in zip(self.recurrent, states):
-            h, c = layer.cell.step(layer.cell.project(x), h, c)
+        import tensorflow as tf
+
+        projected, new_states = tf.gather(self.first_projection, token), []
+        for index, (layer, (h, c)) in enumerate(zip(self.recurrent, states)):
+            if index > 0:
+                projected = layer.cell.project(x)
+            h, c = layer.cell.step(projected, h, c)
             new_states.append((h, c))
             x = h
         return self.logits(x), new_states
@@ -135,7 +145,8 @@ class Sampler:
         import tensorflow as tf
 
         logits, states = self._prime(tf.constant(primer, tf.int32))
-        tokens, count = self._loop(logits, states, int(max_tokens), tf.constant(bars),
+        jit = self.jit_compile if self.jit_compile is not None else len(primer) == 1
+        tokens, count = self._loops[jit](logits, states, int(max_tokens), tf.constant(bars),
                             tf.constant(random_seed % 2**31, tf.int32), tf.constant(config.temperature, tf.float32),
                             tf.constant(config.top_k or 0, tf.int32), tf.constant(config.top_p, tf.float32))
         return tokens.numpy()[:, :int(count)]
