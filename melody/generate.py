@@ -98,10 +98,9 @@ class Sampler:
         """One token (batch,) through the network, carrying each layer's [h, c]: (logits, states)."""
         import tensorflow as tf
 
-        projected, new_states = tf.gather(self.first_projection, token), []
+        x, new_states = None, []
         for index, (layer, (h, c)) in enumerate(zip(self.recurrent, states)):
-            if index > 0:
-                projected = layer.cell.project(x)
+            projected = tf.gather(self.first_projection, token) if index == 0 else layer.cell.project(x)
             h, c = layer.cell.step(projected, h, c)
             new_states.append((h, c))
             x = h

@@ -159,7 +159,6 @@ def test_default_model_ships_and_generates_from_the_command_line(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
     from melody.generate import DEFAULT_MODEL
 
     shipped = load_bundle(DEFAULT_MODEL)
