@@ -38,7 +38,8 @@ from mido.midifiles import meta as mido_meta
 
 from melody.errors import MidiReadError
 from melody.files import atomic_write
-from melody.score import DRUM_CHANNEL, Instrument, KeySignature, Note, Score, Tempo, TimeSignature
+from melody.score import (DRUM_CHANNEL, Instrument, KeySignature, Note, Score, Tempo, TimeSignature,
+                          last_per_tick)
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 MAX_FILE_BYTES = 8 * 1024 * 1024  # the largest real performances are well under 1 MB
@@ -271,17 +272,11 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
     return Score(
         ticks_per_quarter=ticks_per_quarter,
         instruments=instruments,
-        tempos=_deduplicate(tempos),
-        time_signatures=_deduplicate(signatures),
-        key_signatures=_deduplicate(keys),
+        tempos=last_per_tick(tempos),
+        time_signatures=last_per_tick(signatures),
+        key_signatures=last_per_tick(keys),
         repairs=[f"{reason} ({count})" for reason, count in sorted(repairs.items())],
     )
-
-
-def _deduplicate(events: list) -> list:
-    """Keep the last of several meta events on the same tick (the one in force)."""
-    by_tick = {event.tick: event for event in events}
-    return [by_tick[tick] for tick in sorted(by_tick)]
 
 
 def find_midi_files(paths) -> list[Path]:

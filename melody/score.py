@@ -170,6 +170,12 @@ class Score:
         return bars
 
 
+def last_per_tick(events) -> list:
+    """Meta events (tempo, signatures) sorted by tick, keeping the last of several on one tick: the one in force."""
+    by_tick = {event.tick: event for event in events}
+    return [by_tick[tick] for tick in sorted(by_tick)]
+
+
 def transpose(score: Score, semitones: int) -> Score:
     """The score moved by ``semitones``; drums stay. Raises ValueError if a pitch leaves 0..127."""
     low, high = pitch_range(score)

@@ -44,7 +44,7 @@ import numpy as np
 
 from melody.errors import TokenizerError
 from melody.files import atomic_write
-from melody.score import Instrument, KeySignature, Note, Score, Tempo, TimeSignature
+from melody.score import Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick
 
 SPECIAL_TOKENS = ("Pad", "Begin", "End", "Bar")
 PAD, BEGIN, END, BAR = range(4)
@@ -160,10 +160,10 @@ class Tokenizer:
         to_step = _grid(score.ticks_per_quarter, steps)
         return Score(
             steps,
-            tempos=_last_per_tick(Tempo(to_step(t.tick), t.microseconds_per_quarter) for t in score.tempos),
-            time_signatures=_last_per_tick(TimeSignature(to_step(t.tick), t.numerator, t.denominator)
+            tempos=last_per_tick(Tempo(to_step(t.tick), t.microseconds_per_quarter) for t in score.tempos),
+            time_signatures=last_per_tick(TimeSignature(to_step(t.tick), t.numerator, t.denominator)
                                            for t in score.time_signatures),
-            key_signatures=_last_per_tick(KeySignature(to_step(k.tick), k.key) for k in score.key_signatures),
+            key_signatures=last_per_tick(KeySignature(to_step(k.tick), k.key) for k in score.key_signatures),
         )
 
     def _snap_duration(self, steps: int) -> int:
@@ -333,8 +333,3 @@ def _instrument_names(score: Score) -> dict[tuple[bool, int], str]:
     for instrument in score.instruments:
         names.setdefault(_key(instrument), instrument.name)
     return names
-
-
-def _last_per_tick(events) -> list:
-    by_tick = {event.tick: event for event in events}
-    return [by_tick[tick] for tick in sorted(by_tick)]
