@@ -23,7 +23,9 @@ products per step and lets autodiff unroll the backward pass):
   product before the recurrence, so each step multiplies only h U;
 * ``recurrence`` has a hand-written backward pass: per step it only carries
   the gradient back through h U^T; the gradient of U for all steps is then one
-  large matrix product (h_{t-1}^T dz_t summed over t), not T small ones.
+  large matrix product (h_{t-1}^T dz_t summed over t), not T small ones;
+* each step's h U is two independent products (input+forget, candidate+output
+  columns) that two CPU cores compute at once.
 
 ``LSTMCell`` follows the Keras cell contract (``state_size``, ``build``,
 ``call(inputs, states, training)`` returning ``(h, [h, c])``, ``get_config``);
