@@ -4,6 +4,8 @@
     tokenizer.json  its vocabulary
     config.json     {"format": "melody-model", "version": 1, "model": {...}, "train": {...}}
     metrics.json    {"epochs": [...one entry per finished epoch...], "corpus": {...}, ...}
+    corpus.npz      the token sequences it was trained and validated on (for ``melody evaluate``:
+                    the n-gram baselines are fitted on them, generated music is checked against them)
     checkpoint/     what ``melody train --resume`` continues from (model with optimizer, state.json)
 
 ``load_bundle`` checks the format version and that the tokenizer's vocabulary
@@ -12,10 +14,13 @@ size matches the model's output, and names what is wrong when they do not.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from melody.errors import BundleError, MelodyError
 from melody.files import atomic_write
@@ -52,6 +57,44 @@ def read_json(path: Path) -> dict:
     except FileNotFoundError:
         raise BundleError(f"{path.parent}: not a melody model folder (no {path.name})") from None
     except (OSError, ValueError) as error:
+        raise BundleError(f"{path}: unreadable ({error})") from None
+
+
+def save_corpus(folder: Path, train: list[np.ndarray], validation: list[np.ndarray],
+                names: tuple[list[str], list[str]] = ([], [])) -> None:
+    """Write corpus.npz: each side as one uint16 token array, its piece offsets and the pieces' file names."""
+    arrays = {}
+    for side, pieces, files in (("train", train, names[0]), ("validation", validation, names[1])):
+        arrays[f"{side}_tokens"] = np.concatenate(pieces or [np.zeros(0)]).astype(np.uint16)
+        arrays[f"{side}_offsets"] = np.cumsum([0] + [len(piece) for piece in pieces]).astype(np.int64)
+        arrays[f"{side}_files"] = np.array(files, dtype=str)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write(folder / "corpus.npz", buffer.getvalue(), force=True)
+
+
+def corpus_files(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """The file names of the (training, validation) pieces in a model folder's corpus.npz."""
+    try:
+        with np.load(Path(folder) / "corpus.npz") as archive:
+            return tuple(archive[f"{side}_files"].tolist() for side in ("train", "validation"))
+    except (OSError, ValueError, KeyError):
+        return [], []
+
+
+def load_corpus(folder: str | os.PathLike) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(training pieces, validation pieces) from a model folder's corpus.npz."""
+    path = Path(folder) / "corpus.npz"
+    if not path.is_file():
+        raise BundleError(f"{folder}: no corpus.npz (the model was trained by an older melody); "
+                          "train it again to evaluate it against baselines")
+    try:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files}  # each access decompresses: once only
+        return tuple([arrays[f"{side}_tokens"][start:end] for start, end in
+                      zip(arrays[f"{side}_offsets"][:-1], arrays[f"{side}_offsets"][1:])]
+                     for side in ("train", "validation"))
+    except (OSError, ValueError, KeyError) as error:
         raise BundleError(f"{path}: unreadable ({error})") from None
 
 

@@ -1,29 +1,165 @@
-"""Likelihood baselines as pure functions (numpy only).
+"""Music metrics: pure functions of a Score (numpy only), for comparing generated music with real music.
 
-A model is only as good as what it beats: the unigram baseline predicts every
-token from its overall frequency in the training data, ignoring context.
+Each docstring gives the formula and what a score without notes gives. Bars are
+the score's own (its time signatures; 4/4 when it has none), from tick 0 to the
+bar holding the end of the last note. "Pitched" notes are those of non-drum
+instruments. ``music_metrics`` collects the scalar ones by name.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from melody.score import Score
 
-def token_counts(tokens: np.ndarray, vocabulary_size: int, chunk: int = 1 << 22) -> np.ndarray:
-    """How often each id occurs in ``tokens`` (read in chunks, so a memory map stays unloaded)."""
-    counts = np.zeros(vocabulary_size, dtype=np.int64)
-    for begin in range(0, len(tokens), chunk):
-        counts += np.bincount(np.asarray(tokens[begin:begin + chunk]), minlength=vocabulary_size)[:vocabulary_size]
-    return counts
+MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
+NOTE_LENGTH_EDGES = (0.25, 0.5, 1.0, 2.0, 4.0)  # quarters: 16th, 8th, quarter, half, whole, longer
 
 
-def unigram_nll(counts: np.ndarray, targets: np.ndarray) -> float:
-    """Mean negative log-likelihood (nats per token) of ``targets`` under add-one smoothed frequencies.
+def _notes(score: Score, pitched: bool = True) -> np.ndarray:
+    """(n, 3) int64 rows of (start, duration, pitch); only non-drum notes when ``pitched``."""
+    rows = [(note.start, note.duration, note.pitch) for instrument in score.instruments
+            if not (pitched and instrument.is_drum) for note in instrument.notes]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
-    p(t) = (counts[t] + 1) / (sum(counts) + V). An empty ``targets`` gives nan.
+
+def bars(score: Score) -> np.ndarray:
+    """(bars, 2) ticks [start, end) of every bar from 0 to the one holding the last note's end."""
+    end = score.end_tick
+    if end == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    lines = score.bar_lines(until=end + 64 * score.ticks_per_quarter)  # a little past the end
+    closing = next(i for i, tick in enumerate(lines) if tick >= end)
+    lines = np.array(lines[:closing + 1], dtype=np.int64)
+    return np.stack([lines[:-1], lines[1:]], axis=1)
+
+
+def pitch_range(score: Score) -> int:
+    """Highest minus lowest pitched note, in semitones; 0 without pitched notes."""
+    pitches = _notes(score)[:, 2]
+    return int(pitches.max() - pitches.min()) if len(pitches) else 0
+
+
+def pitch_class_entropy(score: Score) -> float:
+    """-sum_c p(c) log2 p(c) over the 12 pitch classes of pitched notes, in bits (0..log2 12 = 3.585).
+
+    0 for a single pitch class; nan without pitched notes.
     """
-    targets = np.asarray(targets).ravel()
-    if targets.size == 0:
-        return float("nan")
-    probabilities = (counts + 1.0) / (counts.sum() + len(counts))
-    return float(-np.log(probabilities[targets]).mean())
+    pitches = _notes(score)[:, 2]
+    if len(pitches) == 0:
+        return math.nan
+    p = np.bincount(pitches % 12, minlength=12) / len(pitches)
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def scale_consistency(score: Score) -> float:
+    """max over the 12 major scales (their modes included) of the share of pitched notes inside it.
+
+    1 for music in one key; nan without pitched notes.
+    """
+    pitches = _notes(score)[:, 2]
+    if len(pitches) == 0:
+        return math.nan
+    histogram = np.bincount(pitches % 12, minlength=12)
+    return float(max(histogram[(MAJOR_SCALE + tonic) % 12].sum() for tonic in range(12)) / len(pitches))
+
+
+def note_density(score: Score) -> float:
+    """Notes (drums included) per bar: note count / number of bars; 0 without notes."""
+    count, bar_count = len(_notes(score, pitched=False)), len(bars(score))
+    return count / bar_count if bar_count else 0.0
+
+
+def mean_polyphony(score: Score) -> float:
+    """Mean number of pitched notes sounding, over the time when at least one sounds:
+    sum of durations / length of the union of the notes' spans. 1 for a monophonic line; nan without notes."""
+    notes = _notes(score)
+    if len(notes) == 0:
+        return math.nan
+    order = np.argsort(notes[:, 0])
+    starts, ends = notes[order, 0], (notes[:, 0] + notes[:, 1])[order]
+    reach = np.maximum.accumulate(ends)
+    gaps = np.maximum(starts[1:] - reach[:-1], 0)  # silence between a note and everything before it
+    union = reach[-1] - starts[0] - gaps.sum()
+    return float(notes[:, 1].sum() / union) if union > 0 else 1.0
+
+
+def empty_bar_rate(score: Score) -> float:
+    """Share of bars in which no note (drums included) sounds; nan without notes (no bars)."""
+    spans, notes = bars(score), _notes(score, pitched=False)
+    if len(spans) == 0:
+        return math.nan
+    ends = notes[:, 0] + notes[:, 1]
+    sounding = [(notes[:, 0] < end) & (ends > start) for start, end in spans]
+    return float(np.mean([not s.any() for s in sounding]))
+
+
+def distinct_bar_ratio(score: Score) -> float:
+    """Repetition: distinct bar contents / non-empty bars, where a bar's content is the set of
+    (onset within the bar, pitch, duration, drum?) of the notes starting in it. 1 when no bar repeats
+    another, 1/k for k copies of one bar; nan without notes."""
+    contents = _bar_contents(score)
+    filled = [content for content in contents if content]
+    return len(set(filled)) / len(filled) if filled else math.nan
+
+
+def groove_consistency(score: Score, steps_per_quarter: int = 12) -> float:
+    """1 - mean over consecutive bars of Hamming(onsets_a, onsets_b) / grid steps, where onsets are the
+    bar's note starts (drums included) on a grid of ``steps_per_quarter``. 1 for the same rhythm in every
+    bar; nan with fewer than two bars."""
+    spans = bars(score)
+    if len(spans) < 2:
+        return math.nan
+    starts = _notes(score, pitched=False)[:, 0]
+    step = score.ticks_per_quarter / steps_per_quarter
+    size = int(round((spans[:, 1] - spans[:, 0]).max() / step))
+    grids = np.zeros((len(spans), size), dtype=bool)
+    bar_of = np.searchsorted(spans[:, 0], starts, side="right") - 1
+    position = np.minimum(np.round((starts - spans[bar_of, 0]) / step).astype(np.int64), size - 1)
+    grids[bar_of, position] = True
+    return float(1.0 - (grids[1:] != grids[:-1]).mean())
+
+
+def note_length_histogram(score: Score) -> np.ndarray:
+    """Shares of pitched notes lasting up to a 16th, 8th, quarter, half, whole note, and longer
+    (six numbers summing to 1); all zeros without pitched notes."""
+    lengths = _notes(score)[:, 1] / score.ticks_per_quarter
+    counts = np.bincount(np.searchsorted(NOTE_LENGTH_EDGES, lengths, side="left"), minlength=6)
+    return counts / len(lengths) if len(lengths) else counts.astype(float)
+
+
+def mean_note_length(score: Score) -> float:
+    """Mean length of pitched notes in quarter notes; nan without pitched notes."""
+    lengths = _notes(score)[:, 1]
+    return float(lengths.mean() / score.ticks_per_quarter) if len(lengths) else math.nan
+
+
+def _bar_contents(score: Score) -> list[frozenset]:
+    spans = bars(score)
+    contents: list[set] = [set() for _ in spans]
+    for instrument in score.instruments:
+        for note in instrument.notes:
+            index = int(np.searchsorted(spans[:, 0], note.start, side="right")) - 1
+            contents[index].add((note.start - int(spans[index, 0]), note.pitch, note.duration, instrument.is_drum))
+    return [frozenset(content) for content in contents]
+
+
+METRICS = {
+    "pitch_range": pitch_range,
+    "pitch_class_entropy": pitch_class_entropy,
+    "scale_consistency": scale_consistency,
+    "note_density": note_density,
+    "mean_polyphony": mean_polyphony,
+    "empty_bar_rate": empty_bar_rate,
+    "distinct_bar_ratio": distinct_bar_ratio,
+    "groove_consistency": groove_consistency,
+    "mean_note_length": mean_note_length,
+}
+
+
+def music_metrics(score: Score) -> dict[str, float]:
+    """Every scalar metric of ``score`` by name."""
+    return {name: float(function(score)) for name, function in METRICS.items()}

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from melody.bundle import read_json, save_config, save_model_atomically
+from melody.bundle import read_json, save_config, save_corpus, save_model_atomically
 from melody.corpus import TokenCache, prepare
 from melody.dataset import WindowSampler, segments, split_pieces, training_dataset, validation_windows
 from melody.errors import CorpusError, OutputExistsError, TrainingError
 from melody.files import atomic_write
-from melody.metrics import token_counts, unigram_nll
+from melody.baselines import token_counts, unigram_nll
 from melody.midi_io import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
 
@@ -106,6 +106,8 @@ class TrainingData:
     sampler: WindowSampler
     validation: np.ndarray  # (windows, seq_len + 1)
     summary: dict
+    pieces: tuple[list[np.ndarray], list[np.ndarray]]  # (training, validation) views into the cache
+    names: tuple[list[str], list[str]]  # their file names
 
 
 def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
@@ -129,7 +131,10 @@ def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
                "cache": str(cache.folder), "train_files": len(train_pieces), "val_files": len(val_pieces),
                "train_tokens": sampler.tokens_total, "val_tokens": int(validation[:, 1:].size),
                "unigram_val_nll": round(unigram_nll(counts, validation[:, 1:]), 4)}
-    return TrainingData(sampler, validation, summary)
+    pieces = tuple([cache.piece(i) for i in side] for side in (train_pieces, val_pieces))
+    files = [entry["path"] for entry in cache.report["files"] if entry["status"] == "ok"]
+    names = tuple([files[i] for i in side] for side in (train_pieces, val_pieces))
+    return TrainingData(sampler, validation, summary, pieces, names)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -168,6 +173,7 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0}
     save_config(out, model_config, config)
+    save_corpus(out, *data.pieces, names=data.names)
     tokenizer.save(out / "tokenizer.json", force=True)
     best_copy = build_model(model_config, len(tokenizer))  # float32, no optimizer: what model.keras holds
     return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))

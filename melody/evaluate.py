@@ -1,0 +1,220 @@
+"""Measuring a model: how well it predicts music it never saw, and how its output compares with real music.
+
+* ``evaluate_likelihood``: the model's negative log-likelihood per token (nats),
+  perplexity and bits per note on held-out files (or on the validation files
+  kept in the model folder), next to a unigram and a Kneser-Ney n-gram baseline
+  fitted on the model's own training corpus (``corpus.npz`` in the model folder),
+  the n-gram order chosen on its validation files. Bits per note (all bits over
+  the number of notes) compares models whose tokenizations differ.
+* ``compare_music``: ``metrics.music_metrics`` for a folder of generated files and
+  a folder of reference files (mean and spread of each), and for every generated
+  file the longest run of tokens it shares verbatim with the training corpus.
+
+A model that learned melodies only is measured on melodies: files are reduced to
+their lead line first, as training did.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melody.baselines import CopyIndex, fit_ngram, perplexity, token_counts, unigram_nll
+from melody.bundle import Bundle, load_corpus
+from melody.errors import CorpusError, MelodyError
+from melody.metrics import music_metrics
+from melody.midi_io import find_midi_files, read_midi
+from melody.score import Score, melody_line
+from melody.tokenizer import BAR, Tokenizer
+
+LOG2 = math.log(2)
+
+
+@dataclass
+class Files:
+    """Readable files (path, score, tokens) and the skipped ones (path, reason)."""
+
+    paths: list[Path]
+    scores: list[Score]
+    pieces: list[np.ndarray]
+    skipped: list[tuple[str, str]]
+
+
+def read_files(sources, tokenizer: Tokenizer, melody_only: bool, on_file=None) -> Files:
+    """Every MIDI file under ``sources`` as the model sees it; unreadable or empty files are skipped."""
+    paths = find_midi_files([Path(source) for source in sources])
+    if not paths:
+        raise CorpusError(f"{', '.join(map(str, sources))}: no MIDI files (.mid .midi .kar .rmi) found")
+    files = Files([], [], [], [])
+    for path in paths:
+        try:
+            score = read_midi(path)
+            score = tokenizer.quantize(melody_line(score) if melody_only else score)
+            if not score.notes:
+                raise MelodyError(f"{path}: no notes")
+            files.paths.append(path), files.scores.append(score), files.pieces.append(tokenizer.encode(score))
+        except MelodyError as error:
+            files.skipped.append((str(path), str(error)))
+        if on_file:
+            on_file()
+    if not files.pieces:
+        raise CorpusError(f"none of the {len(paths)} MIDI files could be read "
+                          f"(first: {files.skipped[0][1]})")
+    return files
+
+
+def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> float:
+    """Total negative log-likelihood (nats) of every piece's tokens after the first, one pass per piece.
+
+    Pieces of similar length are batched, padded at the end (an LSTM never looks ahead).
+    """
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)])
+    def batch_nll(tokens, mask):
+        logits = model(tokens[:, :-1], training=False)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tokens[:, 1:], logits)
+        return tf.reduce_sum(losses * mask[:, 1:])
+
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+    total, batch = 0.0, []
+    for position, index in enumerate(order):
+        batch.append(pieces[index])
+        longest = len(batch[-1])
+        following = len(pieces[order[position + 1]]) if position + 1 < len(order) else None
+        if following is None or (len(batch) + 1) * following > batch_tokens:
+            width = -(-longest // 64) * 64 + 1  # few distinct shapes
+            tokens = np.zeros((len(batch), width), dtype=np.int32)
+            mask = np.zeros((len(batch), width), dtype=np.float32)
+            for row, piece in enumerate(batch):
+                tokens[row, :len(piece)], mask[row, :len(piece)] = piece, 1.0
+            total += float(batch_nll(tokens, mask))
+            batch = []
+    return total
+
+
+def _row(total_nats: float, tokens: int, notes: int) -> dict:
+    nll = total_nats / tokens
+    return {"nll": round(nll, 4), "perplexity": round(perplexity(nll), 3),
+            "bits_per_note": round(total_nats / LOG2 / notes, 3) if notes else None}
+
+
+def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
+    """The model and both baselines on ``data`` (files/folders) or, if None, on the model's validation files.
+
+    Returns {"nll", "perplexity", "bits_per_note", "tokens", "notes", "files", "skipped", "data",
+    "baselines": {"unigram": {...}, "ngram": {..., "order", "orders"}}, "gain": {baseline: share}}.
+    """
+    tokenizer = bundle.tokenizer
+    train, validation = load_corpus(bundle.path)
+    if data:
+        files = read_files(data, tokenizer, bundle.melody_only, on_file)
+        pieces, skipped, described = files.pieces, files.skipped, [str(source) for source in data]
+    else:
+        pieces, skipped, described = validation, [], "the model's validation files"
+    targets = np.concatenate([piece[1:] for piece in pieces]).astype(np.int64)
+    notes = int(((targets >= tokenizer.note) & (targets < tokenizer.note + 128)).sum())
+    tokens = len(targets)
+    if tokens == 0:
+        raise CorpusError("the files hold no notes to predict")
+
+    counts = sum((token_counts(piece, len(tokenizer)) for piece in train), np.zeros(len(tokenizer), np.int64))
+    ngram, orders = fit_ngram(train, validation, len(tokenizer))
+    result = {**_row(model_nll(bundle.model, pieces), tokens, notes), "tokens": tokens, "notes": notes,
+              "files": len(pieces), "skipped": [{"path": p, "reason": r} for p, r in skipped], "data": described}
+    result["baselines"] = {
+        "unigram": _row(unigram_nll(counts, targets) * tokens, tokens, notes),
+        "ngram": {**_row(ngram.nll(pieces)[0], tokens, notes), "order": ngram.order,
+                  "orders": {str(k): round(v, 4) for k, v in orders.items()}},
+    }
+    result["gain"] = {name: round(1 - result["nll"] / row["nll"], 4) for name, row in result["baselines"].items()}
+    return result
+
+
+def describe(values: list[float]) -> dict:
+    """Mean, standard deviation, 5th and 95th percentile of ``values``, ignoring nan (all nan if none)."""
+    values = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if len(values) == 0:
+        return {"mean": math.nan, "std": math.nan, "p5": math.nan, "p95": math.nan}
+    return {"mean": float(values.mean()), "std": float(values.std()),
+            "p5": float(np.percentile(values, 5)), "p95": float(np.percentile(values, 95))}
+
+
+def compare_music(generated, reference=None, bundle: Bundle | None = None, on_file=None) -> dict:
+    """Music metrics of the ``generated`` files (and ``reference`` files), and copying from the training corpus.
+
+    Returns {"generated": {"files", "skipped", "metrics": {name: describe(...)}}, "reference": {...} or None,
+    "within": {name: bool: the generated mean lies within the reference mean +- one standard deviation},
+    "copies": [{"path", "tokens", "bars"}] (when ``bundle`` is given), "longest_copy_bars"}.
+    """
+    tokenizer = bundle.tokenizer if bundle else Tokenizer()
+    melody_only = bundle.melody_only if bundle else False
+    sets = {"generated": read_files([generated], tokenizer, melody_only, on_file)}
+    if reference is not None:
+        sets["reference"] = read_files([reference], tokenizer, melody_only, on_file)
+    result = {"reference": None}
+    for name, files in sets.items():
+        values = [music_metrics(score) for score in files.scores]
+        result[name] = {"files": len(files.scores), "skipped": [{"path": p, "reason": r} for p, r in files.skipped],
+                        "metrics": {key: describe([v[key] for v in values]) for key in values[0]},
+                        "per_file": {str(path): v for path, v in zip(files.paths, values)}}
+    if reference is not None:
+        ours, theirs = result["generated"]["metrics"], result["reference"]["metrics"]
+        result["within"] = {key: bool(abs(ours[key]["mean"] - theirs[key]["mean"]) <= theirs[key]["std"])
+                            for key in ours}
+    if bundle is not None:
+        index = CopyIndex(load_corpus(bundle.path)[0])
+        result["copies"] = [_copy(index, path, piece) for path, piece in zip(sets["generated"].paths,
+                                                                               sets["generated"].pieces)]
+        result["longest_copy_bars"] = max(copy["bars"] for copy in result["copies"])
+    return result
+
+
+def _copy(index: CopyIndex, path: os.PathLike, piece: np.ndarray) -> dict:
+    """The longest verbatim run in tokens, and the complete bars in it (Bar tokens inside it, minus one)."""
+    length, start = index.longest_copy(piece)
+    bar_lines = int((piece[start:start + length] == BAR).sum())
+    return {"path": str(path), "tokens": length, "bars": max(bar_lines - 1, 0)}
+
+
+# ----------------------------------------------------------------------------- tables for people
+
+def likelihood_table(result: dict) -> str:
+    """``evaluate_likelihood``'s result as a small text table."""
+    ngram = result["baselines"]["ngram"]
+    rows = [("melody LSTM", result, ""),
+            (f"n-gram (Kneser-Ney, order {ngram['order']})", ngram, f"{result['gain']['ngram']:.1%}"),
+            ("unigram", result["baselines"]["unigram"], f"{result['gain']['unigram']:.1%}")]
+    data = result["data"] if isinstance(result["data"], str) else ", ".join(result["data"])
+    lines = [f"{result['files']} files ({len(result['skipped'])} skipped) from {data}: "
+             f"{result['tokens']:,} tokens, {result['notes']:,} notes",
+             f"{'':32} {'nats/token':>10} {'perplexity':>10} {'bits/note':>9} {'LSTM gain':>9}"]
+    for name, row, gain in rows:
+        bits = "-" if row["bits_per_note"] is None else f"{row['bits_per_note']:.2f}"
+        lines.append(f"{name:32} {row['nll']:>10.4f} {row['perplexity']:>10.2f} {bits:>9} {gain:>9}")
+    return "\n".join(lines)
+
+
+def music_table(result: dict) -> str:
+    """``compare_music``'s result as a text table: mean +- spread per metric, then copying per file."""
+    sets = [name for name in ("generated", "reference") if result.get(name)]
+    headers = [f"{name} ({result[name]['files']} files)" for name in sets]
+    lines = [f"{'metric':22}" + "".join(f"{header:>26}" for header in headers)]
+    for key in result["generated"]["metrics"]:
+        cells = "".join(f"{_spread(result[name]['metrics'][key]):>26}" for name in sets)
+        mark = "" if "within" not in result else ("   within" if result["within"][key] else "   OUTSIDE")
+        lines.append(f"{key:22}{cells}{mark}")
+    if "copies" in result:
+        lines.append("")
+        lines.append("Longest run copied verbatim from the training corpus:")
+        for copy in result["copies"]:
+            lines.append(f"  {copy['path']}: {copy['tokens']} tokens, {copy['bars']} complete bars")
+    return "\n".join(lines)
+
+
+def _spread(summary: dict) -> str:
+    return "-" if math.isnan(summary["mean"]) else f"{summary['mean']:.3f} +- {summary['std']:.3f}"
