@@ -8,11 +8,15 @@ edge case reads like the file it is. Real files come from two places:
   (MAESTRO, POP909), a type 0 file and a corrupt file. The test session fetches it
   once with ``pip download`` into ``~/.cache/melody-tests`` (nothing is committed);
   if that fails, those tests skip, except under CI where they fail.
+
+``bundle`` and ``melody_bundle`` are tiny models really trained (seconds) on
+shipped corpus files, shared by the whole session.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -114,3 +118,32 @@ def pop_song(wild) -> Path:
 
 def corpus_files(name: str) -> list[Path]:
     return sorted((CORPORA / name).glob("*.mid"))
+
+
+def _tiny_bundle(tmp_path_factory, name, files, melody_only=False, units=32, epochs=2, steps=40):
+    """A small model really trained for a few seconds on ``files``."""
+    from melody.bundle import load_bundle
+    from melody.model import ModelConfig
+    from melody.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp(name)
+    for path in files:
+        shutil.copy(path, folder)
+    out = tmp_path_factory.mktemp(name + "-model") / "model"
+    config = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=16, seq_len=32, learning_rate=0.01,
+                         melody_only=melody_only)
+    train(folder, out, ModelConfig(units=units, layers=2, embedding=16, dropout=0.0), config)
+    return load_bundle(out)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """A tiny full-score model on 60 folk songs and 20 chorales, better than the unigram baseline."""
+    return _tiny_bundle(tmp_path_factory, "folk", corpus_files("folk")[:60] + corpus_files("chorales")[:20],
+                        units=64, epochs=3, steps=100)
+
+
+@pytest.fixture(scope="session")
+def melody_bundle(tmp_path_factory):
+    """A tiny melody-only model on 30 chorales."""
+    return _tiny_bundle(tmp_path_factory, "lead", corpus_files("chorales")[:30], melody_only=True)

@@ -22,7 +22,7 @@ def run(*args):
 def test_help_lists_every_command_with_examples():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("prepare", "quantize", "train", "generate"):
+    for command in ("prepare", "quantize", "train", "generate", "evaluate"):
         assert command in result.output
         assert "Example" in run(command, "--help").output
 
@@ -107,6 +107,11 @@ def _bad_inputs(tmp_path):
         "train: negative epochs": (["train", two, "--out", model, "--epochs", "-1"], "epochs must be a positive"),
         "train: bad val split": (["train", two, "--out", model, "--val-split", "1.5"], "val_split"),
         "train: nothing to resume": (["train", two, "--out", model, "--resume"], "nothing to resume"),
+        "evaluate: missing data": (["evaluate", tmp_path / "nowhere"], "no such file or folder"),
+        "evaluate: no MIDI in folder": (["evaluate", empty], "no MIDI files"),
+        "evaluate: nothing readable": (["evaluate", junk], "none of the 1 MIDI files could be read"),
+        "evaluate: reference alone": (["evaluate", "--reference", two], "--reference needs --generated"),
+        "evaluate: broken model": (["evaluate", "--model", broken_model], "unreadable"),
         "missing input": (["quantize", tmp_path / "nope.mid", tmp_path / "o.mid"], "no such file"),
         "not a MIDI file": (["quantize", not_midi, tmp_path / "o.mid"], "not a MIDI file"),
         "output exists": (["quantize", song, taken], "already exists; use --force"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -12,33 +10,7 @@ from melody.bundle import load_bundle
 from melody.errors import MelodyError, OutputExistsError
 from melody.generate import Sampler, SamplingConfig, generate
 from melody.midi_io import read_midi, validate_midi
-from melody.model import ModelConfig
 from melody.tokenizer import BAR, BEGIN, END, PAD
-from melody.train import TrainConfig, train
-
-TINY = ModelConfig(units=32, layers=2, embedding=16, dropout=0.0)
-
-
-def _tiny_bundle(tmp_path_factory, name, files, melody_only=False):
-    folder = tmp_path_factory.mktemp(name)
-    for path in files:
-        shutil.copy(path, folder)
-    out = tmp_path_factory.mktemp(name + "-model") / "model"
-    config = TrainConfig(epochs=2, steps_per_epoch=40, batch_size=16, seq_len=32, learning_rate=0.01,
-                         melody_only=melody_only)
-    train(folder, out, TINY, config)
-    return load_bundle(out)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return _tiny_bundle(tmp_path_factory, "folk", corpus_files("folk")[:60] + corpus_files("chorales")[:20])
-
-
-@pytest.fixture(scope="module")
-def melody_bundle(tmp_path_factory):
-    return _tiny_bundle(tmp_path_factory, "lead", corpus_files("chorales")[:30], melody_only=True)
-
 
 def test_step_by_step_logits_equal_full_sequence_logits(bundle):
     sampler = Sampler(bundle.model)

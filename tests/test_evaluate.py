@@ -1,0 +1,79 @@
+"""melody evaluate: the model against its baselines on held-out files, and generated music against real music."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import corpus_files
+from melody.bundle import corpus_files as trained_files
+from melody.cli import cli
+from melody.evaluate import compare_music, evaluate_likelihood, read_files
+
+HELD_OUT = corpus_files("folk")[200:212]  # the tiny model trained on folk[:60] and chorales[:20]
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_json_has_every_documented_key(bundle, tmp_path):
+    folder = tmp_path / "held-out"
+    folder.mkdir()
+    for path in HELD_OUT:
+        shutil.copy(path, folder)
+    result = json.loads(run("evaluate", "--model", bundle.path, folder, "--json"))
+    for key in ("nll", "perplexity", "bits_per_note", "tokens", "notes"):
+        assert result[key] > 0, key
+    for name in ("unigram", "ngram"):
+        assert set(result["baselines"][name]) >= {"nll", "perplexity", "bits_per_note"}
+    files = read_files([folder], bundle.tokenizer, melody_only=False)
+    assert result["files"] == len(HELD_OUT) and result["tokens"] == sum(len(p) - 1 for p in files.pieces)
+    assert result["notes"] == sum(len(score.notes) for score in files.scores)
+    assert result["perplexity"] == pytest.approx(math.exp(result["nll"]), rel=1e-3)
+    assert result["bits_per_note"] == pytest.approx(result["nll"] * result["tokens"] / math.log(2) /
+                                                    result["notes"], rel=1e-3)
+    # even a model trained for seconds has learnt more than token frequencies
+    assert result["nll"] < result["baselines"]["unigram"]["nll"]
+
+
+def test_default_data_is_the_models_own_validation_files(bundle):
+    result = evaluate_likelihood(bundle)
+    assert result["files"] == bundle.metrics["corpus"]["val_files"]
+    assert result["baselines"]["ngram"]["order"] in range(2, 8)
+    assert "LSTM gain" in run("evaluate", "--model", bundle.path)
+
+
+def test_generated_music_is_compared_and_copies_are_found(bundle, tmp_path):
+    generated, reference = tmp_path / "generated", tmp_path / "reference"
+    for path in HELD_OUT[:4]:
+        shutil.copytree(path.parent, reference, dirs_exist_ok=True, ignore=lambda d, names: [
+            n for n in names if n not in {p.name for p in HELD_OUT[:4]}])
+    run("generate", "--model", bundle.path, "--out", generated / "new.mid", "--num-samples", 3, "--bars", 8,
+        "--random-seed", 1)
+    copied = Path(trained_files(bundle.path)[0][5])  # in the training split
+    shutil.copy(copied, generated / "copied.mid")
+    result = compare_music(generated, reference, bundle)
+    assert result["generated"]["files"] == 4 and result["reference"]["files"] == 4
+    assert set(result["within"]) == set(result["generated"]["metrics"])
+    copies = {c["path"].rsplit("/", 1)[-1]: c for c in result["copies"]}
+    whole = bundle.tokenizer.encode(read_files([copied], bundle.tokenizer, False).scores[0])
+    assert copies["copied.mid"]["tokens"] == len(whole)  # the whole piece
+    assert copies["copied.mid"]["bars"] >= 4 and result["longest_copy_bars"] == copies["copied.mid"]["bars"]
+    assert all(copies[f"new-{i}.mid"]["tokens"] < len(whole) for i in (1, 2, 3))
+    output = run("evaluate", "--model", bundle.path, "--generated", generated, "--reference", reference)
+    assert "scale_consistency" in output and "copied.mid" in output
+
+
+def test_a_model_folder_without_its_corpus_is_a_clear_error(bundle, tmp_path):
+    old = tmp_path / "old-model"
+    shutil.copytree(bundle.path, old, ignore=shutil.ignore_patterns("corpus.npz", "checkpoint"))
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(old)])
+    assert result.exit_code == 2 and "no corpus.npz" in result.output
