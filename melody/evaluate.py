@@ -110,9 +110,10 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
     "baselines": {"unigram": {...}, "ngram": {..., "order", "orders"}}, "gain": {baseline: share}}.
     """
     tokenizer = bundle.tokenizer
-    train, validation = load_corpus(bundle.path)
     if data:
         files = read_files(data, tokenizer, bundle.melody_only, on_file)
+    train, validation = load_corpus(bundle.path)
+    if data:
         pieces, skipped, described = files.pieces, files.skipped, [str(source) for source in data]
     else:
         pieces, skipped, described = validation, [], "the model's validation files"
