@@ -174,9 +174,13 @@ def quantize(source, out, melody_only, force):
               help="Prime with only the seed's last N bars (default: all of it, up to 1024 tokens).")
 @click.option("--continuation-only", is_flag=True, help="Write only the new music, not the seed before it.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
+@click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
+@click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples, random_seed, primer_bars,
-             continuation_only, force, as_json):
+             continuation_only, force, wav, png, soundfont, as_json, quiet):
     """Continue a MIDI file (or start from scratch) and write new MIDI files.
 
     The output keeps the seed's tempo, time signature, key and instruments, and
@@ -188,13 +192,22 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
       melody generate --seed song.mid --bars 16 --temperature 0.9 --top-p 0.95
       melody generate --seed song.mid --num-samples 4 --random-seed 7 --out ideas.mid
       melody generate --model my-model --out new.mid
+      melody generate --seed song.mid --wav --png
     """
     import json
 
-    from melody.generate import SamplingConfig, generate as generate_music
+    from melody.files import check_writable
+    from melody.generate import SamplingConfig, generate as generate_music, output_paths
+    from melody.render import find_soundfont
 
     if seed_file is not None and not Path(seed_file).is_file():
         raise MelodyError(f"{seed_file}: no such file")
+    pictures = [path.with_suffix(suffix) for path in output_paths(out, seed_file, num_samples)
+                for suffix, wanted in ((".wav", wav), (".png", png)) if wanted]
+    for path in pictures:  # before any work: nothing is overwritten by surprise
+        check_writable(path, force)
+    if wav:
+        find_soundfont(soundfont)
     try:
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     except ValueError as error:
@@ -203,10 +216,12 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
                             random_seed=random_seed, primer_bars=primer_bars, continuation_only=continuation_only,
                             force=force)
     summary = result.summary
+    if wav or png:
+        summary["rendered"] = _render_outputs(result, wav, png, soundfont, force, quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
-    for path in summary["files"]:
+    for path in summary["files"] + summary.get("rendered", []):
         click.echo(f"Wrote {path}")
     click.echo(f"{summary['samples']} x {summary['bars']} bars: {summary['notes']} new notes, "
                f"{summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
@@ -275,6 +290,88 @@ def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _render_outputs(result, wav: bool, png: bool, soundfont, force: bool, quiet: bool) -> list[str]:
+    """WAV and/or PNG beside each generated MIDI file; the paths written."""
+    from melody.render import render
+
+    written, notes = [], set()
+    with _progress(len(result.files), "Rendering", quiet) as bar:
+        for path, score, start in zip(result.files, result.scores, result.continuation_starts):
+            audio = render(score, wav=path.with_suffix(".wav") if wav else None,
+                           png=path.with_suffix(".png") if png else None, soundfont=soundfont, force=force,
+                           continuation_start=start, title=path.name)
+            written += [str(path.with_suffix(s)) for s, wanted in ((".wav", wav), (".png", png)) if wanted]
+            if audio is not None and audio.note:
+                notes.add(audio.note)
+            bar.update(1)
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
+    return written
+
+
+@cli.command()
+@click.argument("midi_file", type=click.Path(path_type=str))
+@click.option("--wav", type=click.Path(path_type=str), default=None, help="Audio file to write (default: FILE.wav).")
+@click.option("--png", type=click.Path(path_type=str), default=None, help="Piano-roll picture to write.")
+@click.option("--soundfont", type=click.Path(path_type=str), default=None,
+              help="A .sf2 soundfont (default: the General MIDI soundfont of the fluid-soundfont-gm package).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+def render(midi_file, wav, png, soundfont, force, quiet):
+    """Hear and see a MIDI file: a WAV through FluidSynth and a piano-roll PNG.
+
+    Without --wav or --png, writes FILE.wav and FILE.png beside the file. The
+    WAV is 44.1 kHz 16-bit stereo, normalised, one second longer than the music.
+
+    \b
+    Examples:
+      melody render continued.mid
+      melody render continued.mid --wav continued.wav
+      melody render song.mid --png roll.png --soundfont my.sf2
+    """
+    from melody.render import find_soundfont, render as render_file
+
+    if not Path(midi_file).is_file():
+        raise MelodyError(f"{midi_file}: no such file")
+    if wav is None and png is None:
+        wav, png = str(Path(midi_file).with_suffix(".wav")), str(Path(midi_file).with_suffix(".png"))
+    if wav is not None:
+        find_soundfont(soundfont)
+    if not quiet and sys.stderr.isatty():
+        click.echo(f"Rendering {midi_file} ...", err=True)
+    audio = render_file(midi_file, wav=wav, png=png, soundfont=soundfont, force=force)
+    if audio is not None and audio.note:
+        click.echo(f"Note: {audio.note}", err=True)
+    for path, what in ((wav, f"audio, {len(audio.samples) / 44100:.1f} s via {audio.engine}" if audio else ""),
+                       (png, "piano roll")):
+        if path is not None:
+            click.echo(f"Wrote {path} ({what})")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def info(path, as_json):
+    """Describe a MIDI file or a model folder.
+
+    For a MIDI file: format, tracks, instruments and programs, tempo changes,
+    time signature, length in bars and seconds, notes, pitch range, and the
+    repairs melody's reader makes. For a model folder: the corpus it learned,
+    vocabulary, size, training time, validation loss and perplexity.
+
+    \b
+    Examples:
+      melody info song.mid
+      melody info my-model --json
+    """
+    import json
+
+    from melody.info import info as describe, info_text
+
+    described = describe(path)
+    click.echo(json.dumps(described, indent=1) if as_json else info_text(described))
 
 
 class _TrainReport:

@@ -32,3 +32,7 @@ class BundleError(MelodyError):
 
 class TrainingError(MelodyError):
     """Training cannot start or continue with these settings and data."""
+
+
+class RenderError(MelodyError):
+    """Audio or a picture could not be made (a missing soundfont, FluidSynth failing)."""

@@ -186,6 +186,7 @@ class Generation:
     scores: list[Score]
     files: list[Path]
     summary: dict
+    continuation_starts: list[int | None]  # tick of each score's first new note (None: no seed before it)
 
     def pretty_midi(self) -> list:
         """The scores as ``pretty_midi.PrettyMIDI`` objects."""
@@ -247,7 +248,14 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "random_seed": random_seed,
                "model": str(bundle.path), "seed": str(seed) if seed else None}
-    return Generation(scores, paths, summary)
+    starts = [None if seed_score is None or continuation_only else _first_new_tick(score, seed_score)
+              for score in scores]
+    return Generation(scores, paths, summary, starts)
+
+
+def _first_new_tick(score: Score, seed: Score) -> int | None:
+    old = {(note.start, note.pitch) for note in seed.notes}
+    return min((note.start for note in score.notes if (note.start, note.pitch) not in old), default=None)
 
 
 _SAMPLERS: dict[int, tuple[object, Sampler]] = {}

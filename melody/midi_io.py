@@ -87,6 +87,16 @@ def read_midi(source: str | os.PathLike | bytes, name: str | None = None) -> Sco
         raise MidiReadError(f"{name}: {error}") from None
 
 
+def midi_header(source: str | os.PathLike) -> dict:
+    """{"format": 0/1/2, "tracks", "ticks_per_quarter"} from a MIDI file's header (RIFF unwrapped)."""
+    try:
+        data = _clean_chunks(_read_file(Path(source)), Counter())
+    except MidiReadError as error:
+        raise MidiReadError(f"{source}: {error}".replace(f"{source}: {source}: ", f"{source}: ")) from None
+    file_format, tracks, division = struct.unpack(">HHH", data[8:14])
+    return {"format": file_format, "tracks": tracks, "ticks_per_quarter": division}
+
+
 def _read_file(path: Path) -> bytes:
     try:
         size = path.stat().st_size

@@ -1,0 +1,112 @@
+"""What you have: a MIDI file or a model folder described, for people and (as a dict) for scripts.
+
+Neither needs TensorFlow: a model is described from its config.json,
+metrics.json, tokenizer.json and corpus.npz.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from melody.bundle import corpus_files, read_json
+from melody.errors import BundleError, MelodyError
+from melody.midi_io import midi_header, read_midi, track_name
+from melody.render import note_name
+from melody.score import pitch_range
+from melody.tokenizer import Tokenizer
+
+
+def info(path: str | os.PathLike) -> dict:
+    """``file_info`` for a MIDI file, ``model_info`` for a model folder."""
+    path = Path(path)
+    if path.is_dir():
+        return model_info(path)
+    if not path.exists():
+        raise MelodyError(f"{path}: no such file or folder")
+    return file_info(path)
+
+
+def file_info(path: str | os.PathLike) -> dict:
+    """Format, tracks, instruments, tempo, metre, length, notes, pitch range and repairs of a MIDI file."""
+    import pretty_midi
+
+    score = read_midi(path)
+    header = midi_header(path)
+    low, high = pitch_range(score)
+    instruments = [{"name": track_name(i), "program": None if i.is_drum else i.program,
+                    "instrument": "Drums" if i.is_drum else pretty_midi.program_to_instrument_name(i.program),
+                    "drums": i.is_drum, "notes": len(i.notes)} for i in score.instruments]
+    return {
+        "kind": "midi", "path": str(path), **header,
+        "instruments": instruments,
+        "tempo_changes": len(score.tempos),
+        "bpm": [round(tempo.bpm, 2) for tempo in score.tempos[:16]] or [120.0],
+        "time_signatures": [f"{t.numerator}/{t.denominator}" for t in score.time_signatures] or ["4/4"],
+        "keys": [k.key for k in score.key_signatures],
+        "bars": len(score.bar_lines()), "seconds": round(score.duration_seconds, 2),
+        "notes": len(score.notes),
+        "pitch_range": None if low is None else [note_name(low), note_name(high)],
+        "repairs": list(score.repairs),
+    }
+
+
+def model_info(folder: str | os.PathLike) -> dict:
+    """Corpus, vocabulary, size, training time and validation numbers of a model folder."""
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    if config.get("format") != "melody-model":
+        raise BundleError(f"{folder}: not a melody model folder (config.json is not a melody model config)")
+    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
+    corpus = metrics.get("corpus", {})
+    train_names, validation_names = corpus_files(folder)
+    return {
+        "kind": "model", "path": str(folder), "version": config.get("version"),
+        "model": config.get("model"), "melody_only": bool(config.get("train", {}).get("melody_only")),
+        "vocabulary": len(Tokenizer.load(folder / "tokenizer.json")),
+        "parameters": metrics.get("parameters"),
+        "corpus": {key: corpus.get(key) for key in ("files", "ok", "skipped", "tokens", "train_files", "val_files",
+                                                    "train_tokens", "val_tokens")},
+        "sources": sorted({str(Path(name).parent) for name in train_names + validation_names}),
+        "epochs": len(metrics.get("epochs", [])), "steps": metrics.get("steps"),
+        "training_seconds": metrics.get("training_seconds"), "stopped": metrics.get("stopped"),
+        "val_loss": metrics.get("best_val_loss"), "perplexity": metrics.get("best_val_perplexity"),
+        "unigram_val_nll": metrics.get("unigram_val_nll"), "train": config.get("train"),
+    }
+
+
+def info_text(described: dict) -> str:
+    """``info``'s dict as lines for a terminal."""
+    return _model_text(described) if described["kind"] == "model" else _file_text(described)
+
+
+def _file_text(d: dict) -> str:
+    lines = [f"{d['path']}: MIDI format {d['format']}, {d['tracks']} tracks, {d['ticks_per_quarter']} ticks per quarter",
+             f"  length: {d['bars']} bars, {d['seconds']:.1f} s; {d['notes']} notes"
+             + (f", pitches {d['pitch_range'][0]}..{d['pitch_range'][1]}" if d["pitch_range"] else ""),
+             f"  tempo: {d['bpm'][0]:g} bpm" + (f" ({d['tempo_changes']} changes)" if d["tempo_changes"] > 1 else ""),
+             f"  time signature: {', '.join(d['time_signatures'][:8])}"
+             + (f"; key: {', '.join(d['keys'][:4])}" if d["keys"] else ""),
+             f"  instruments ({len(d['instruments'])}):"]
+    for i in d["instruments"]:
+        program = "drums" if i["drums"] else f"program {i['program']} {i['instrument']}"
+        lines.append(f"    {i['name']:24} {program:40} {i['notes']:>6} notes")
+    lines.append(f"  repairs: {'; '.join(d['repairs'])}" if d["repairs"] else "  repairs: none needed")
+    return "\n".join(lines)
+
+
+def _model_text(d: dict) -> str:
+    model, corpus = d["model"] or {}, d["corpus"]
+    minutes = (d["training_seconds"] or 0) / 60
+    lines = [f"{d['path']}: melody model (format {d['version']}), {'melody only' if d['melody_only'] else 'full score'}",
+             f"  network: {model.get('layers')} LSTM layers x {model.get('units')} units, embedding "
+             f"{model.get('embedding')}, dropout {model.get('dropout')}; {d['parameters'] or 0:,} parameters",
+             f"  vocabulary: {d['vocabulary']} tokens",
+             f"  corpus: {corpus.get('ok')} files ({corpus.get('skipped')} skipped), {corpus.get('tokens') or 0:,} "
+             f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
+             + (f"; from {', '.join(d['sources'][:6])}" if d["sources"] else ""),
+             f"  training: {d['epochs']} epochs, {d['steps']} steps, {minutes:.0f} min ({d['stopped']})"]
+    if d["val_loss"] is not None:
+        lines.append(f"  validation loss: {d['val_loss']:.4f} nats/token, perplexity {d['perplexity']:.2f} "
+                     f"(unigram baseline {d['unigram_val_nll']:.4f})")
+    return "\n".join(lines)

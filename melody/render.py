@@ -1,0 +1,224 @@
+"""Hearing and seeing a score: a WAV through FluidSynth, a piano-roll PNG through matplotlib.
+
+Audio: the score is written as a MIDI file and played by the ``fluidsynth``
+program (Debian packages ``fluidsynth`` and ``fluid-soundfont-gm``) with a
+General MIDI soundfont, so every program and the drums sound like themselves.
+Without FluidSynth, pretty_midi's sine-wave synthesis stands in (drums are then
+silent) and the result says so. The WAV is 44.1 kHz, 16-bit stereo, as long as
+the music plus ``RELEASE_SECONDS``, with its peak scaled to ``PEAK`` (never clipped).
+
+Pictures: time runs left to right in bars (bar lines drawn, numbered from 1),
+pitch bottom to top with note names (MIDI 60 = C4), one colour per instrument,
+drums in a lane of their own below, and the continuation of a seed shaded.
+matplotlib draws on its Agg canvas directly, without pyplot: no display needed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melody.errors import RenderError
+from melody.files import atomic_write, check_writable
+from melody.midi_io import midi_bytes, read_midi, to_pretty_midi, track_name
+from melody.score import Score
+
+SAMPLE_RATE = 44100
+RELEASE_SECONDS = 1.0
+PEAK = 10 ** (-1 / 20)  # -1 dBFS
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
+              "/usr/share/soundfonts/FluidR3_GM.sf2", "/usr/share/soundfonts/default.sf2")
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+PICTURE_INCHES, PICTURE_DPI = (12, 6), 100  # 1200 x 600 pixels
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray  # (frames, 2) float32 in -1..1
+    engine: str          # "fluidsynth" or "pretty_midi"
+    note: str = ""       # one line for the user when the fallback was used
+
+
+def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path | None:
+    """``soundfont`` if given (RenderError if missing), else $MELODY_SOUNDFONT or a General MIDI soundfont
+    at a usual Debian path; None if there is none."""
+    if soundfont is not None:
+        if not Path(soundfont).is_file():
+            raise RenderError(f"{soundfont}: no such soundfont file")
+        return Path(soundfont)
+    candidates = [os.environ.get("MELODY_SOUNDFONT", ""), *SOUNDFONTS]
+    return next((Path(path) for path in candidates if path and Path(path).is_file()), None)
+
+
+def synthesize(score: Score, soundfont: str | os.PathLike | None = None) -> Audio:
+    """The score as stereo samples at SAMPLE_RATE, RELEASE_SECONDS longer than its last note, peak at PEAK."""
+    frames = int(round((score.duration_seconds + RELEASE_SECONDS) * SAMPLE_RATE))
+    program, font = shutil.which("fluidsynth"), find_soundfont(soundfont)
+    if program and font:
+        samples, engine, note = _fluidsynth(score, program, font), "fluidsynth", ""
+    else:
+        missing = "the fluidsynth program" if not program else "a General MIDI soundfont"
+        note = (f"{missing} not found: using pretty_midi's simple synthesis (drums silent); for real "
+                "instruments install the Debian packages fluidsynth and fluid-soundfont-gm")
+        mono = to_pretty_midi(score).synthesize(fs=SAMPLE_RATE).astype(np.float32)
+        samples, engine = np.stack([mono, mono], axis=1), "pretty_midi"
+    samples = np.concatenate([samples[:frames], np.zeros((max(frames - len(samples), 0), 2), np.float32)])
+    fade = min(len(samples), int(0.05 * SAMPLE_RATE))  # no click where the release is cut
+    samples[len(samples) - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)[:, None]
+    peak = float(np.abs(samples).max()) if len(samples) else 0.0
+    return Audio(samples * (PEAK / peak) if peak > 0 else samples, engine, note)
+
+
+def _fluidsynth(score: Score, program: str, soundfont: Path) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as scratch:
+        midi, raw = Path(scratch) / "in.mid", Path(scratch) / "out.raw"
+        midi.write_bytes(midi_bytes(score))
+        command = [program, "-n", "-i", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
+                   "-r", str(SAMPLE_RATE), "-g", "0.5", str(soundfont), str(midi)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0 or not raw.is_file():
+            raise RenderError(f"fluidsynth failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-300:]}")
+        return np.fromfile(raw, dtype="<f4").reshape(-1, 2)
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """16-bit PCM WAV of (frames, channels) float samples in -1..1 at SAMPLE_RATE."""
+    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(pcm.shape[1])
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def render_wav(score: Score, out: str | os.PathLike, soundfont=None, force: bool = False) -> Audio:
+    """Write ``score`` as a WAV file at ``out`` (atomically; an existing file only with ``force``)."""
+    check_writable(out, force)
+    audio = synthesize(score, soundfont)
+    atomic_write(out, wav_bytes(audio.samples), force=force)
+    return audio
+
+
+def render(source: str | os.PathLike | Score, wav=None, png=None, soundfont=None, force: bool = False,
+           continuation_start: int | None = None, title: str | None = None) -> Audio | None:
+    """``melody render``: a MIDI file (or a Score) to ``wav`` and/or ``png``; returns the Audio if a WAV was made."""
+    for path in (wav, png):
+        if path is not None:
+            check_writable(path, force)
+    score = source if isinstance(source, Score) else read_midi(source)
+    title = title or ("score" if isinstance(source, Score) else Path(source).name)
+    if png is not None:
+        piano_roll(score, png, title=title, continuation_start=continuation_start, force=force)
+    return render_wav(score, wav, soundfont, force) if wav is not None else None
+
+
+# ----------------------------------------------------------------------------- the picture
+
+def note_name(pitch: int) -> str:
+    """MIDI pitch as a name with octave, 60 -> C4."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", continuation_start: int | None = None,
+               force: bool = False) -> Path:
+    """Write a piano-roll PNG (PICTURE_INCHES at PICTURE_DPI) of ``score``; the part from
+    ``continuation_start`` (ticks) on is shaded as the continuation."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    check_writable(out, force)
+    pitched = [i for i in score.instruments if not i.is_drum and i.notes]
+    drums = [i for i in score.instruments if i.is_drum and i.notes]
+    figure = Figure(figsize=PICTURE_INCHES, dpi=PICTURE_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    rows = 2 if drums and pitched else 1
+    axes = figure.subplots(rows, 1, sharex=True, squeeze=False,
+                           gridspec_kw={"height_ratios": [4, 1][:rows]})[:, 0]
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(score.instruments) <= 10 else "tab20"].colors
+    colours = [palette[index % len(palette)] for index in range(len(score.instruments))]
+    lanes = ([(axes[0], pitched)] if pitched else []) + ([(axes[-1], drums)] if drums else [])
+    for axis, parts in lanes:
+        for part in parts:
+            _draw_notes(axis, part, colours[score.instruments.index(part)], score)
+        _grid(axis, score, continuation_start)
+    if pitched:
+        _pitch_axis(axes[0], pitched)
+    if drums:
+        axes[-1].set_ylabel("drums")
+        axes[-1].set_yticks([])
+    handles = [axis_patch for axis_patch in _legend(score, colours)]
+    if handles:
+        axes[0].legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
+    axes[-1].set_xlabel("bar")
+    figure.suptitle(_title(score, title))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write(out, buffer.getvalue(), force=force)
+
+
+def _draw_notes(axis, instrument, colour, score: Score) -> None:
+    """One rectangle per note (drum hits drawn a 16th long); outlines only where notes are few enough to show them."""
+    from matplotlib.collections import PolyCollection
+
+    notes = np.array([(n.start, n.end, n.pitch) for n in instrument.notes], dtype=float)
+    x0, x1, y = notes[:, 0], notes[:, 1], notes[:, 2]
+    if instrument.is_drum:
+        x1 = np.maximum(x1, x0 + score.ticks_per_quarter / 4)
+    outline = 0.3 if score.end_tick < 40 * 4 * score.ticks_per_quarter else 0.0
+    boxes = np.stack([np.stack([x0, y - 0.4], 1), np.stack([x1, y - 0.4], 1),
+                      np.stack([x1, y + 0.4], 1), np.stack([x0, y + 0.4], 1)], axis=1)
+    axis.add_collection(PolyCollection(boxes, facecolors=[colour], edgecolors="black", linewidths=outline))
+    low, high = axis.get_ylim() if axis.collections[:-1] else (np.inf, -np.inf)
+    axis.set_ylim(min(low, y.min() - 1.5), max(high, y.max() + 1.5))
+
+
+def _grid(axis, score: Score, continuation_start: int | None) -> None:
+    end = max(score.end_tick, 1)
+    lines = score.bar_lines(until=end)
+    step = max(1, len(lines) // 24)  # at most about 24 numbered lines
+    for tick in lines[::step]:
+        axis.axvline(tick, color="0.8", linewidth=0.6, zorder=0)
+    axis.set_xticks(lines[::step], [str(number + 1) for number in range(0, len(lines), step)])
+    axis.set_xlim(0, end)
+    if continuation_start is not None and 0 < continuation_start < end:
+        axis.axvspan(continuation_start, end, color="gold", alpha=0.15, zorder=0)
+        axis.axvspan(0, continuation_start, color="0.5", alpha=0.08, zorder=0)
+        if axis.get_subplotspec().is_first_row():
+            axis.text(continuation_start, 1.0, " continuation", transform=axis.get_xaxis_transform(),
+                      va="bottom", fontsize=8)
+            axis.text(0, 1.0, " seed", transform=axis.get_xaxis_transform(), va="bottom", fontsize=8)
+
+
+def _pitch_axis(axis, instruments) -> None:
+    pitches = [n.pitch for i in instruments for n in i.notes]
+    low, high = min(pitches), max(pitches)
+    naturals = {0, 2, 4, 5, 7, 9, 11} if high - low <= 24 else {0}
+    ticks = [p for p in range(low - 1, high + 2) if p % 12 in naturals and 0 <= p <= 127]
+    axis.set_yticks(ticks, [note_name(p) for p in ticks])
+    axis.set_ylabel("pitch")
+
+
+def _legend(score: Score, colours):
+    from matplotlib.patches import Patch
+
+    return [Patch(color=colours[index], label=track_name(instrument))
+            for index, instrument in enumerate(score.instruments) if instrument.notes]
+
+
+def _title(score: Score, name: str) -> str:
+    bpm = score.tempos[0].bpm if score.tempos else 120.0
+    seconds = round(score.duration_seconds)
+    bars = len(score.bar_lines())
+    return f"{name}  ·  {bpm:.0f} bpm  ·  {bars} bars, {seconds // 60}:{seconds % 60:02d}"
