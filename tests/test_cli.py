@@ -22,7 +22,7 @@ def run(*args):
 def test_help_lists_every_command_with_examples():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("prepare", "quantize", "train", "generate", "evaluate"):
+    for command in ("prepare", "quantize", "train", "generate", "evaluate", "render", "info"):
         assert command in result.output
         assert "Example" in run(command, "--help").output
 
@@ -67,6 +67,7 @@ def _bad_inputs(tmp_path):
     song = corpus_files("folk")[0]
     taken = tmp_path / "taken.mid"
     taken.write_bytes(b"keep me")
+    (tmp_path / "pic.png").write_bytes(b"keep me")
     not_midi = tmp_path / "page.mid"
     not_midi.write_text("<html></html>")
     empty = tmp_path / "empty"
@@ -112,6 +113,17 @@ def _bad_inputs(tmp_path):
         "evaluate: nothing readable": (["evaluate", junk], "none of the 1 MIDI files could be read"),
         "evaluate: reference alone": (["evaluate", "--reference", two], "--reference needs --generated"),
         "evaluate: broken model": (["evaluate", "--model", broken_model], "unreadable"),
+        "render: missing file": (["render", tmp_path / "nope.mid"], "no such file"),
+        "render: not MIDI": (["render", not_midi, "--png", tmp_path / "r.png"], "not a MIDI file"),
+        "render: output exists": (["render", song, "--wav", taken], "already exists; use --force"),
+        "render: missing soundfont": (["render", song, "--wav", tmp_path / "r.wav", "--soundfont",
+                                       tmp_path / "no.sf2"], "no such soundfont"),
+        "generate: picture exists": (["generate", "--seed", song, "--out", tmp_path / "pic.mid", "--png"],
+                                     "already exists; use --force"),
+        "info: missing path": (["info", tmp_path / "nowhere"], "no such file or folder"),
+        "info: not MIDI": (["info", not_midi], "not a MIDI file"),
+        "info: folder that is no model": (["info", empty], "not a melody model folder"),
+        "info: broken model": (["info", broken_model], "unreadable"),
         "missing input": (["quantize", tmp_path / "nope.mid", tmp_path / "o.mid"], "no such file"),
         "not a MIDI file": (["quantize", not_midi, tmp_path / "o.mid"], "not a MIDI file"),
         "output exists": (["quantize", song, taken], "already exists; use --force"),
@@ -132,7 +144,8 @@ def test_every_bad_input_is_one_error_line_and_exit_2(tmp_path):
         assert result.returncode == 2, label
         assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (label, lines)
         assert "Traceback" not in result.stderr + result.stdout, label
-    assert (tmp_path / "taken.mid").read_bytes() == b"keep me"
+    assert (tmp_path / "taken.mid").read_bytes() == (tmp_path / "pic.png").read_bytes() == b"keep me"
+    assert not (tmp_path / "pic.mid").exists()
     assert not (tmp_path / "model").exists()
 
 

@@ -1,0 +1,48 @@
+"""melody info: known counts for shipped and real files, and a model folder described without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+
+import pretty_midi
+from click.testing import CliRunner
+
+from conftest import CORPORA
+from melody.cli import cli
+
+
+def info_json(path) -> dict:
+    result = CliRunner().invoke(cli, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_a_shipped_chorale():
+    path = CORPORA / "chorales" / "bwv10.7.mid"
+    described = info_json(path)
+    assert (described["format"], described["tracks"], described["ticks_per_quarter"]) == (1, 5, 480)
+    assert [i["name"] for i in described["instruments"]] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert {i["program"] for i in described["instruments"]} == {52}
+    assert [i["notes"] for i in described["instruments"]] == [43, 49, 56, 58]
+    assert described["notes"] == 206 == sum(len(i.notes) for i in pretty_midi.PrettyMIDI(str(path)).instruments)
+    assert (described["bars"], described["seconds"], described["bpm"]) == (22, 66.0, [80.0])
+    assert described["time_signatures"] == ["4/4"] and described["pitch_range"] == ["G2", "F5"]
+    assert described["repairs"] == []
+
+
+def test_a_real_pop_song_with_drums(pop_song):
+    described = info_json(pop_song)
+    assert len(described["instruments"]) == 13 and described["notes"] == 6760
+    drums = [i for i in described["instruments"] if i["drums"]]
+    assert len(drums) == 1 and drums[0]["notes"] == 3414 and drums[0]["program"] is None
+    assert described["bars"] == 97 and round(described["seconds"]) == 261
+
+
+def test_a_model_folder(bundle):
+    described = info_json(bundle.path)
+    assert described["kind"] == "model" and described["vocabulary"] == 341
+    assert described["parameters"] == bundle.model.count_params()
+    assert described["corpus"]["train_files"] + described["corpus"]["val_files"] == described["corpus"]["ok"] == 80
+    assert described["val_loss"] == bundle.metrics["best_val_loss"]
+    text = CliRunner().invoke(cli, ["info", str(bundle.path)]).output
+    assert "parameters" in text and "validation loss" in text

@@ -1,0 +1,119 @@
+"""Audio through FluidSynth (and the fallback), piano-roll pictures, and both from the command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import wave
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import CORPORA
+from melody.cli import cli
+from melody.midi_io import read_midi
+from melody.render import RELEASE_SECONDS, SAMPLE_RATE, piano_roll, render, synthesize
+from melody.score import Instrument, Note, Score, Tempo
+
+CHORALE = CORPORA / "chorales" / "bwv10.7.mid"
+
+
+@pytest.fixture(scope="module")
+def fluidsynth():
+    """The real synthesizer: CI installs it (Debian fluidsynth, fluid-soundfont-gm); elsewhere tests skip without it."""
+    if shutil.which("fluidsynth") is None or not os.path.exists("/usr/share/sounds/sf2/FluidR3_GM.sf2"):
+        message = "FluidSynth or the FluidR3 GM soundfont is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def read_wav(path) -> tuple[wave._wave_params, np.ndarray]:
+    with wave.open(str(path)) as file:
+        params = file.getparams()
+        samples = np.frombuffer(file.readframes(params.nframes), dtype="<i2").reshape(-1, params.nchannels)
+    return params, samples.astype(float) / 32768
+
+
+def one_bar(is_drum: bool, pitches) -> Score:
+    """Eight eighth notes at 120 bpm (1.958 s of music), on a piano or on the drum kit."""
+    notes = tuple(Note(i * 240, pitches[i % len(pitches)], 200, 100) for i in range(8))
+    return Score(480, (Instrument(0, is_drum, notes=notes),), (Tempo(0, 500_000),))
+
+
+def centroid(samples: np.ndarray) -> float:
+    """Spectral centroid in Hz of the mixed-down signal."""
+    spectrum = np.abs(np.fft.rfft(samples.mean(axis=1)))
+    return float((np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE) * spectrum).sum() / spectrum.sum())
+
+
+def test_wav_of_a_chorale_has_the_music_length_and_a_normalised_peak(fluidsynth, tmp_path):
+    audio = render(CHORALE, wav=tmp_path / "c.wav")
+    assert audio.engine == "fluidsynth" and audio.note == ""
+    params, samples = read_wav(tmp_path / "c.wav")
+    assert (params.framerate, params.sampwidth, params.nchannels) == (44100, 2, 2)
+    expected = read_midi(CHORALE).duration_seconds + RELEASE_SECONDS
+    assert params.nframes / 44100 == pytest.approx(expected, abs=1 / 44100)
+    assert 0.85 < np.abs(samples).max() < 1.0  # normalised to -1 dBFS, not clipped
+    loud = np.sqrt(np.mean(samples[: 44100 * 60] ** 2))
+    assert loud > 0.02  # sounding throughout the music, not one blip
+
+
+def test_piano_and_drums_sound_different(fluidsynth):
+    piano = synthesize(one_bar(False, [60, 64, 67])).samples
+    drums = synthesize(one_bar(True, [36, 42, 38, 42])).samples
+    frames = round((one_bar(False, [60]).duration_seconds + RELEASE_SECONDS) * SAMPLE_RATE)
+    assert len(piano) == len(drums) == frames
+    for samples in (piano, drums):
+        assert np.sqrt(np.mean(samples ** 2)) > 0.01
+    assert centroid(drums) > 2 * centroid(piano)  # cymbals and snare are far brighter than a C major triad
+
+
+def test_without_fluidsynth_pretty_midi_stands_in_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no fluidsynth program on it
+    audio = synthesize(one_bar(False, [60, 64, 67]))
+    assert audio.engine == "pretty_midi" and "fluidsynth" in audio.note and "\n" not in audio.note
+    assert len(audio.samples) == round((1880 / 960 + RELEASE_SECONDS) * SAMPLE_RATE)  # last note ends at 1.958 s
+    assert np.abs(audio.samples).max() == pytest.approx(10 ** (-1 / 20), rel=1e-3)
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_piano_roll_png_has_the_screen_size(tmp_path, pop_song):
+    piano_roll(read_midi(CHORALE), tmp_path / "c.png", title="bwv10.7", continuation_start=480 * 40)
+    assert png_size(tmp_path / "c.png") == (1200, 600)
+    piano_roll(read_midi(pop_song), tmp_path / "pop.png")  # 12 instruments and a drum lane
+    assert png_size(tmp_path / "pop.png") == (1200, 600)
+    piano_roll(one_bar(True, [36]), tmp_path / "drums.png")  # drums only
+    assert png_size(tmp_path / "drums.png") == (1200, 600)
+
+
+def test_render_command_writes_both_beside_the_file_and_never_overwrites(fluidsynth, tmp_path):
+    song = tmp_path / "song.mid"
+    shutil.copy(CHORALE, song)
+    result = CliRunner().invoke(cli, ["render", str(song)])
+    assert result.exit_code == 0, result.output
+    assert "via fluidsynth" in result.output
+    assert png_size(tmp_path / "song.png") == (1200, 600) and read_wav(tmp_path / "song.wav")[0].nframes > 0
+    before = (tmp_path / "song.wav").read_bytes()
+    again = CliRunner().invoke(cli, ["render", str(song)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert (tmp_path / "song.wav").read_bytes() == before
+
+
+def test_generate_renders_one_wav_and_png_per_sample(fluidsynth, bundle, tmp_path):
+    result = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(CHORALE), "--out",
+                                      str(tmp_path / "idea.mid"), "-n", "2", "--bars", "2", "--wav", "--png"])
+    assert result.exit_code == 0, result.output
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["idea-1.mid", "idea-1.png", "idea-1.wav", "idea-2.mid", "idea-2.png", "idea-2.wav"]
+    for number in (1, 2):
+        params, _ = read_wav(tmp_path / f"idea-{number}.wav")
+        seconds = read_midi(tmp_path / f"idea-{number}.mid").duration_seconds + RELEASE_SECONDS
+        assert params.nframes / 44100 == pytest.approx(seconds, abs=1e-3)
