@@ -3,16 +3,27 @@
 Data flows one way:
 MIDI file -> read_midi -> Score -> Tokenizer.encode -> token cache -> train -> bundle
 -> generate -> tokens -> Tokenizer.decode -> Score -> write_midi.
+
+The functions below mirror the commands (``melody prepare``, ``train``, ``generate``,
+``evaluate``, ``render``, ``info``); none of them imports TensorFlow until it runs.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from melody.errors import MelodyError, MidiReadError, OutputExistsError  # noqa: E402
 from melody.midi_io import read_midi, validate_midi, write_midi  # noqa: E402
 from melody.score import Instrument, Note, Score, melody_line, transpose  # noqa: E402
 from melody.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
+from melody.corpus import prepare  # noqa: E402
+from melody.model import ModelConfig  # noqa: E402
+from melody.train import TrainConfig, train  # noqa: E402
+from melody.generate import Generation, SamplingConfig, generate  # noqa: E402
+from melody.evaluate import evaluate  # noqa: E402
+from melody.render import render  # noqa: E402
+from melody.info import info  # noqa: E402
 
 __all__ = [
-    "Instrument", "MelodyError", "MidiReadError", "Note", "OutputExistsError", "Score",
-    "Tokenizer", "TokenizerConfig", "melody_line", "read_midi", "transpose", "validate_midi", "write_midi",
+    "Generation", "Instrument", "MelodyError", "MidiReadError", "ModelConfig", "Note", "OutputExistsError",
+    "SamplingConfig", "Score", "Tokenizer", "TokenizerConfig", "TrainConfig", "evaluate", "generate", "info",
+    "melody_line", "prepare", "read_midi", "render", "train", "transpose", "validate_midi", "write_midi",
 ]

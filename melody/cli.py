@@ -77,6 +77,9 @@ def cli(debug: bool) -> None:
       melody train my_midi_folder/ --out my-model
       melody generate --model my-model --seed song.mid --bars 16
       melody prepare corpora/folk --out folk-cache
+      melody evaluate --model my-model held_out_songs/
+      melody render continued.mid
+      melody info song.mid
       melody quantize song.mid song-as-tokens.mid
     """
 
@@ -257,27 +260,23 @@ def evaluate(data, model, generated, reference, as_json, quiet):
     """
     import json
 
-    from melody.bundle import load_bundle
-    from melody.evaluate import compare_music, evaluate_likelihood, likelihood_table, music_table
-    from melody.generate import DEFAULT_MODEL
+    from melody.evaluate import evaluate as evaluate_model, likelihood_table, music_table
 
     if reference is not None and generated is None:
         raise click.UsageError("--reference needs --generated (the files to compare with it)")
     for path in [*data, generated, reference]:
         if path is not None and not Path(path).exists():
             raise MelodyError(f"{path}: no such file or folder")
-    bundle = load_bundle(model or DEFAULT_MODEL)
-    results = {}
-    if data or generated is None:
-        results["likelihood"] = evaluate_likelihood(bundle, data or None)
-    if generated is not None:
-        results["music"] = compare_music(generated, reference, bundle)
+    from melody.midi_io import find_midi_files
+
+    total = len(find_midi_files([Path(p) for p in [*data, generated, reference] if p is not None]))
+    with _progress(total, "Reading MIDI files", quiet or total < 50) as bar:
+        result = evaluate_model(model, list(data), generated, reference, on_file=lambda: bar.update(1))
     if as_json:
-        flat = {**results.get("likelihood", {}), **({"music": results["music"]} if "music" in results else {})}
-        click.echo(json.dumps(_finite(flat), indent=1, allow_nan=False))
+        click.echo(json.dumps(_finite(result), indent=1, allow_nan=False))
         return
-    tables = [likelihood_table(results["likelihood"])] if "likelihood" in results else []
-    tables += [music_table(results["music"])] if "music" in results else []
+    tables = [likelihood_table(result)] if "nll" in result else []
+    tables += [music_table(result["music"])] if "music" in result else []
     click.echo("\n\n".join(tables))
 
 

@@ -136,6 +136,22 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
     return result
 
 
+def evaluate(model: str | os.PathLike | Bundle | None = None, data=None, generated=None, reference=None,
+             on_file=None) -> dict:
+    """``melody evaluate``: the likelihood numbers on ``data`` (the model's validation files when neither
+    ``data`` nor ``generated`` is given) and, with ``generated``, the music comparison under "music"."""
+    from melody.bundle import load_bundle
+    from melody.generate import DEFAULT_MODEL
+
+    if reference is not None and generated is None:
+        raise MelodyError("reference needs generated (the files to compare with it)")
+    bundle = model if isinstance(model, Bundle) else load_bundle(model or DEFAULT_MODEL)
+    result = evaluate_likelihood(bundle, data or None, on_file) if data or generated is None else {}
+    if generated is not None:
+        result["music"] = compare_music(generated, reference, bundle, on_file)
+    return result
+
+
 def describe(values: list[float]) -> dict:
     """Mean, standard deviation, 5th and 95th percentile of ``values``, ignoring nan (all nan if none)."""
     values = np.array([v for v in values if not math.isnan(v)], dtype=float)

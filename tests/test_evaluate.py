@@ -77,3 +77,19 @@ def test_a_model_folder_without_its_corpus_is_a_clear_error(bundle, tmp_path):
     shutil.copytree(bundle.path, old, ignore=shutil.ignore_patterns("corpus.npz", "checkpoint"))
     result = CliRunner().invoke(cli, ["evaluate", "--model", str(old)])
     assert result.exit_code == 2 and "no corpus.npz" in result.output
+
+
+def test_the_python_api_mirrors_the_commands(bundle, tmp_path):
+    import pretty_midi
+
+    import melody
+
+    made = melody.generate(bundle, seed=corpus_files("folk")[0], out=tmp_path / "idea.mid", bars=2, random_seed=4)
+    assert [path.name for path in made.files] == ["idea.mid"]
+    midi = made.pretty_midi()[0]
+    assert isinstance(midi, pretty_midi.PrettyMIDI) and midi.instruments
+    assert melody.info(tmp_path / "idea.mid")["notes"] == len(made.scores[0].notes)
+    numbers = melody.evaluate(bundle, data=[corpus_files("folk")[300]])
+    assert numbers["files"] == 1 and "ngram" in numbers["baselines"]
+    audio = melody.render(tmp_path / "idea.mid", png=tmp_path / "idea.png")
+    assert audio is None and (tmp_path / "idea.png").stat().st_size > 10_000
