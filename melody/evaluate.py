@@ -166,6 +166,7 @@ def compare_music(generated, reference=None, bundle: Bundle | None = None, on_fi
 
     Returns {"generated": {"files", "skipped", "metrics": {name: describe(...)}}, "reference": {...} or None,
     "within": {name: bool: the generated mean lies within the reference mean +- one standard deviation},
+    "inside": {name: share of generated files whose value lies in the reference's 5th..95th percentile},
     "copies": [{"path", "tokens", "bars"}] (when ``bundle`` is given), "longest_copy_bars"}.
     """
     tokenizer = bundle.tokenizer if bundle else Tokenizer()
@@ -183,12 +184,21 @@ def compare_music(generated, reference=None, bundle: Bundle | None = None, on_fi
         ours, theirs = result["generated"]["metrics"], result["reference"]["metrics"]
         result["within"] = {key: bool(abs(ours[key]["mean"] - theirs[key]["mean"]) <= theirs[key]["std"])
                             for key in ours}
+        result["inside"] = {key: _share_inside([v[key] for v in result["generated"]["per_file"].values()],
+                                               theirs[key]) for key in ours}
     if bundle is not None:
         index = CopyIndex(load_corpus(bundle.path)[0])
         result["copies"] = [_copy(index, path, piece) for path, piece in zip(sets["generated"].paths,
                                                                                sets["generated"].pieces)]
         result["longest_copy_bars"] = max(copy["bars"] for copy in result["copies"])
     return result
+
+
+def _share_inside(values: list[float], reference: dict) -> float:
+    """Share of ``values`` in [p5, p95] of the reference (nan counts as inside only if the reference is all nan)."""
+    if math.isnan(reference["p5"]):
+        return float(np.mean([math.isnan(v) for v in values]))
+    return float(np.mean([reference["p5"] <= v <= reference["p95"] for v in values]))
 
 
 def _copy(index: CopyIndex, path: os.PathLike, piece: np.ndarray) -> dict:
@@ -223,7 +233,8 @@ def music_table(result: dict) -> str:
     lines = [f"{'metric':22}" + "".join(f"{header:>26}" for header in headers)]
     for key in result["generated"]["metrics"]:
         cells = "".join(f"{_spread(result[name]['metrics'][key]):>26}" for name in sets)
-        mark = "" if "within" not in result else ("   within" if result["within"][key] else "   OUTSIDE")
+        mark = "" if "within" not in result else \
+            f"   {'within' if result['within'][key] else 'OUTSIDE':8} {result['inside'][key]:>5.0%} inside p5..p95"
         lines.append(f"{key:22}{cells}{mark}")
     if "copies" in result:
         lines.append("")
