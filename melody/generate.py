@@ -238,6 +238,8 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     for row in generated:
         new = row[:_length(row)]
         continuation = _difference(tokenizer.decode(np.concatenate([primer, new])), primer_notes)
+        if bundle.melody_only and seed_score is not None:
+            continuation = _on_lead(continuation, melody_line(seed_score).instruments[0])
         score = _arrange(seed_score, continuation, primer_start, primer_end, tokenizer, continuation_only, bars)
         notes += len(score.notes) - (0 if seed_score is None or continuation_only else len(seed_score.notes))
         scores.append(score)
@@ -317,6 +319,12 @@ def _difference(full: Score, primer: Score) -> list[Instrument]:
     return result
 
 
+def _on_lead(parts: list[Instrument], lead: Instrument) -> list[Instrument]:
+    """A melody model's continuation played by the seed's lead instrument, whatever program it sampled."""
+    notes = sorted(note for part in parts if not part.is_drum for note in part.notes)
+    return [Instrument(lead.program, False, lead.name, notes)] if notes else []
+
+
 def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: int, primer_end: int,
              tokenizer: Tokenizer, continuation_only: bool, bars: int) -> Score:
     """The output score: the seed followed by ``bars`` bars of continuation (cut at that bar line),
@@ -341,8 +349,9 @@ def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: i
         return _shifted(seed, moved, bar)
     instruments = list(seed.instruments)
     for part in moved:
-        match = next((k for k, i in enumerate(instruments)
-                      if (i.is_drum, 0 if i.is_drum else i.program) == (part.is_drum, part.program)), None)
+        same = [k for k, i in enumerate(instruments)
+                if (i.is_drum, 0 if i.is_drum else i.program) == (part.is_drum, part.program)]
+        match = next((k for k in same if instruments[k].name == part.name), same[0] if same else None)
         if match is None:
             instruments.append(part)
         else:

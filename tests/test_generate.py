@@ -104,6 +104,8 @@ def test_melody_model_continues_the_lead_line(melody_bundle, tmp_path):
     soprano = next(i for i in after.instruments if i.name == "Soprano")
     original = next(i for i in read_midi(seed).instruments if i.name == "Soprano")
     assert len(soprano.notes) > len(original.notes)
+    # the new notes are the soprano's, whatever program the model sampled: no extra instrument appears
+    assert [(i.name, i.program) for i in after.instruments] == [(i.name, i.program) for i in read_midi(seed).instruments]
 
 
 def test_bad_requests_write_nothing(bundle, tmp_path):
