@@ -211,6 +211,8 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
         check_writable(path, force)
     if wav:
         find_soundfont(soundfont)
+    if not quiet and not as_json and sys.stderr.isatty():
+        click.echo(f"Sampling {num_samples} x {bars} bars ...", err=True)
     try:
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     except ValueError as error:
