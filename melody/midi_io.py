@@ -266,7 +266,7 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
             else:
                 keys.append(KeySignature(tick, message.key))
         elif kind == "track_name" and track not in track_names:
-            track_names[track] = message.name.strip()
+            track_names[track] = "".join(ch for ch in message.name if ch.isprintable()).strip()  # no NULs
 
     for (track, channel, pitch), queue in sounding.items():
         for start, velocity, program in queue:
