@@ -84,7 +84,7 @@ def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise OutputExistsError(f"{out} already exists and is not empty; use --force to replace it")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(files))) if _can_fork() else 1
     jobs = [(str(path), config, melody_only) for path in files]
     entries, offsets = [], [0]
     out.mkdir(parents=True, exist_ok=True)
@@ -126,17 +126,19 @@ def _input_files(sources) -> list[Path]:
     return files
 
 
+def _can_fork() -> bool:
+    """Workers are forked. A process that has loaded TensorFlow (threads, locks) must not fork, and
+    forkserver or spawn would re-run the caller's script (or, for ``python -``, fail and respawn
+    workers forever): there the files are read in this process, one after another."""
+    return "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
+
+
 def _run(jobs, workers: int):
     """(entry, tokens) for each job, in input order."""
     if workers == 1:
         yield from map(_tokenize_job, jobs)
         return
-    # fork is fastest, but a process that has loaded TensorFlow (threads, locks) must not fork;
-    # then forkserver, which needs the usual `if __name__ == "__main__":` guard in scripts.
-    methods = multiprocessing.get_all_start_methods()
-    method = "fork" if "fork" in methods and "tensorflow" not in sys.modules else \
-        "forkserver" if "forkserver" in methods else "spawn"
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap(_tokenize_job, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import corpus_files, note, smf, track
+from conftest import ROOT, corpus_files, note, smf, track
 from melody.corpus import TokenCache, prepare
 from melody.errors import CorpusError, OutputExistsError
 from melody.midi_io import read_midi
@@ -58,11 +60,27 @@ def test_cache_holds_exactly_the_tokens_of_each_file(mixed_folder, tmp_path):
         assert entry["tokens"] == expected.size
 
 
+def _prepare_elsewhere(folder, out, workers, first=""):
+    """prepare() in a fresh Python fed on stdin (no TensorFlow unless ``first`` imports it); its summary."""
+    script = f"{first}\nimport json\nfrom melody.corpus import prepare\n" \
+             f"print(json.dumps(prepare([{str(folder)!r}], {str(out)!r}, workers={workers})))"
+    result = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def test_one_and_two_workers_give_identical_caches(mixed_folder, tmp_path):
     prepare([mixed_folder], tmp_path / "one", workers=1)
-    prepare([mixed_folder], tmp_path / "two", workers=2)
+    assert _prepare_elsewhere(mixed_folder, tmp_path / "two", workers=2)["workers"] == 2  # forked workers
     for name in ("tokens.npy", "offsets.npy", "tokenizer.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_with_tensorflow_loaded_files_are_read_in_process(mixed_folder, tmp_path):
+    """Forking TensorFlow is unsafe and forkserver would re-run the caller's script (here: stdin)."""
+    summary = _prepare_elsewhere(mixed_folder, tmp_path / "cache", workers=2, first="import tensorflow")
+    assert summary["workers"] == 1 and summary["ok"] == 6
 
 
 def test_melody_only_keeps_one_monophonic_line(tmp_path):
