@@ -8,7 +8,8 @@ A token cache is a folder:
     tokenizer.json  the tokenizer that made the tokens
     report.json     {"summary": {...}, "files": [{"path", "status", "reason", "repairs", "tokens"}, ...]}
 
-Files are read and tokenized in parallel worker processes; a file that cannot
+Files are read and tokenized in parallel forked worker processes (in the calling
+process instead once it has loaded TensorFlow, which must not fork); a file that cannot
 be read is skipped and reported with its reason, never fatal to the run.
 Tokens stream to disk as files finish, so memory stays bounded however large
 the corpus; the cache is written in input order whatever the number of workers,
