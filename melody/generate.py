@@ -348,6 +348,7 @@ def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: i
         bar = max([b for b in seed.bar_lines(until=first + 1) if b <= first], default=0)
         return _shifted(seed, moved, bar)
     instruments = list(seed.instruments)
+    moved = _after_seed(moved, seed)
     for part in moved:
         same = [k for k, i in enumerate(instruments)
                 if (i.is_drum, 0 if i.is_drum else i.program) == (part.is_drum, part.program)]
@@ -358,6 +359,34 @@ def _arrange(seed: Score | None, continuation: list[Instrument], primer_start: i
             instruments[match] = Instrument(instruments[match].program, instruments[match].is_drum,
                                             instruments[match].name, instruments[match].notes + tuple(part.notes))
     return seed.replace(instruments=instruments)
+
+
+def _after_seed(parts: list[Instrument], seed: Score) -> list[Instrument]:
+    """``parts`` moved on by whole bars, if need be, so that they start once the seed has ended.
+
+    The model continues after the primer's last onset; but the seed may sound on after that (a
+    melody model's lead line falls silent while the band plays an outro, or a final chord is held
+    longer than a duration token can say). New music follows the seed, it does not play over it.
+    """
+    notes = [note for part in parts for note in part.notes]
+    if not notes:
+        return parts
+    first, end, ticks = min(n.start for n in notes), seed.end_tick, seed.ticks_per_quarter
+    if first >= end - ticks // 4:  # at most a 16th over the seed's last release
+        return parts
+    longest = max([s.bar_ticks(ticks) for s in seed.time_signatures] or [4 * ticks])
+    last = max(n.end for n in notes)
+    lines = seed.bar_lines(until=last + (end - first) + 2 * longest)
+    bar_of = {}  # a note's bar index, so that it keeps its place in the bar
+
+    def bar(tick):
+        return bar_of.setdefault(tick, max(i for i, line in enumerate(lines) if line <= tick))
+
+    start_bar = bar(first)
+    shift = next(k for k in range(1, len(lines)) if lines[start_bar + k] + first - lines[start_bar] >= end - ticks // 4)
+    return [dataclasses.replace(part, notes=tuple(
+        dataclasses.replace(n, start=lines[bar(n.start) + shift] + n.start - lines[bar(n.start)]) for n in part.notes))
+        for part in parts]
 
 
 def _bar_limit(timing: Score, position: int, bars: int) -> int:

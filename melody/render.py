@@ -158,9 +158,10 @@ def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", conti
     if drums:
         axes[-1].set_ylabel("drums")
         axes[-1].set_yticks([])
-    handles = [axis_patch for axis_patch in _legend(score, colours)]
+    handles = _legend(score, colours)
     if handles:
-        axes[0].legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
+        axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
+                       frameon=False)  # beside the roll: it never hides notes
     axes[-1].set_xlabel("bar")
     figure.suptitle(_title(score, title))
     buffer = io.BytesIO()

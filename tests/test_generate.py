@@ -9,7 +9,8 @@ from conftest import corpus_files, note, smf, track
 from melody.bundle import load_bundle
 from melody.errors import MelodyError, OutputExistsError
 from melody.generate import Sampler, SamplingConfig, generate
-from melody.midi_io import read_midi, validate_midi
+from melody.midi_io import read_midi, validate_midi, write_midi
+from melody.score import Instrument, Note, Score, TimeSignature
 from melody.tokenizer import BAR, BEGIN, END, PAD
 
 def test_step_by_step_logits_equal_full_sequence_logits(bundle):
@@ -106,6 +107,20 @@ def test_melody_model_continues_the_lead_line(melody_bundle, tmp_path):
     assert len(soprano.notes) > len(original.notes)
     # the new notes are the soprano's, whatever program the model sampled: no extra instrument appears
     assert [(i.name, i.program) for i in after.instruments] == [(i.name, i.program) for i in read_midi(seed).instruments]
+
+
+def test_new_music_starts_after_the_seed_has_ended(melody_bundle, tmp_path):
+    """The lead line stops after 2 bars while the piano plays on to bar 4: the melody model's
+    continuation waits for the seed to end, and keeps its place in the bar."""
+    lead = tuple(Note(480 * i, 67 + (i % 3), 480, 90) for i in range(8))
+    piano = tuple(Note(1920 * bar, pitch, 1920, 60) for bar in range(4) for pitch in (48, 55))
+    seed = Score(480, (Instrument(52, name="Soprano", notes=lead), Instrument(0, name="Piano", notes=piano)),
+                 time_signatures=(TimeSignature(0, 4, 4),))
+    write_midi(seed, tmp_path / "seed.mid")
+    result = generate(melody_bundle, tmp_path / "seed.mid", tmp_path / "out.mid", bars=2, random_seed=1)
+    new = [n for n in read_midi(result.files[0]).notes if n not in set(read_midi(tmp_path / "seed.mid").notes)]
+    assert new and min(n.start for n in new) >= 4 * 1920 - 120  # not before the piano's last bar ends
+    assert result.continuation_starts[0] == min(n.start for n in new)
 
 
 def test_bad_requests_write_nothing(bundle, tmp_path):
