@@ -75,12 +75,18 @@ def pack(grams: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _lookup(table_keys: np.ndarray, table_values: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """table_values at ``keys`` (0 where a key is absent); ``table_keys`` sorted."""
+def _lookup(table_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index into the sorted ``table_keys`` of each key, whether it is there)."""
     if len(table_keys) == 0:
-        return np.zeros(len(keys), dtype=table_values.dtype)
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
     index = np.minimum(np.searchsorted(table_keys, keys), len(table_keys) - 1)
-    return np.where(table_keys[index] == keys, table_values[index], 0)
+    return index, table_keys[index] == keys
+
+
+def _values(table_values: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """table_values where a key was found, 0 elsewhere."""
+    index, present = found
+    return np.where(present, table_values[index], 0) if len(table_values) else np.zeros(len(index), np.int64)
 
 
 class KneserNey:
@@ -112,14 +118,14 @@ class KneserNey:
         grams = np.asarray(grams, dtype=np.int64)
         types, counts, _, totals, followers, discount = self.tables[0]
         total = counts.sum()
-        p = (np.maximum(_lookup(types, counts, grams[:, -1]) - discount, 0) / total
+        p = (np.maximum(_values(counts, _lookup(types, grams[:, -1])) - discount, 0) / total
              + discount * len(types) / total / self.vocabulary_size)
         for k in range(2, self.order + 1):
             types, counts, context_keys, totals, followers, discount = self.tables[k - 1]
             keys = pack(grams[:, -k:])
-            seen = _lookup(context_keys, totals, keys >> BITS)
-            distinct = _lookup(context_keys, followers, keys >> BITS)
-            count = _lookup(types, counts, keys)
+            context = _lookup(context_keys, keys >> BITS)  # one search serves both context tables
+            seen, distinct = _values(totals, context), _values(followers, context)
+            count = _values(counts, _lookup(types, keys))
             mixed = (np.maximum(count - discount, 0) + discount * distinct * p) / np.maximum(seen, 1)
             p = np.where(seen > 0, mixed, p)
         return p

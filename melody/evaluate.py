@@ -110,13 +110,10 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
     "baselines": {"unigram": {...}, "ngram": {..., "order", "orders"}}, "gain": {baseline: share}}.
     """
     tokenizer = bundle.tokenizer
-    if data:
-        files = read_files(data, tokenizer, bundle.melody_only, on_file)
+    files = read_files(data, tokenizer, bundle.melody_only, on_file) if data else None  # user input first
     train, validation = load_corpus(bundle.path)
-    if data:
-        pieces, skipped, described = files.pieces, files.skipped, [str(source) for source in data]
-    else:
-        pieces, skipped, described = validation, [], "the model's validation files"
+    pieces, skipped = (files.pieces, files.skipped) if files else (validation, [])
+    described = [str(source) for source in data] if files else "the model's validation files"
     targets = np.concatenate([piece[1:] for piece in pieces]).astype(np.int64)
     notes = int(((targets >= tokenizer.note) & (targets < tokenizer.note + 128)).sum())
     tokens = len(targets)

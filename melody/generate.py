@@ -22,6 +22,7 @@ instruments.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -377,10 +378,9 @@ def _after_seed(parts: list[Instrument], seed: Score) -> list[Instrument]:
     longest = max([s.bar_ticks(ticks) for s in seed.time_signatures] or [4 * ticks])
     last = max(n.end for n in notes)
     lines = seed.bar_lines(until=last + (end - first) + 2 * longest)
-    bar_of = {}  # a note's bar index, so that it keeps its place in the bar
 
-    def bar(tick):
-        return bar_of.setdefault(tick, max(i for i, line in enumerate(lines) if line <= tick))
+    def bar(tick):  # the index of the bar holding ``tick``: a note keeps its place in its bar
+        return bisect.bisect_right(lines, tick) - 1
 
     start_bar = bar(first)
     shift = next(k for k in range(1, len(lines)) if lines[start_bar + k] + first - lines[start_bar] >= end - ticks // 4)
