@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from melody.midi_io import write_midi  # noqa: E402
+from melody.midi_write import write_midi  # noqa: E402
 from melody.score import Instrument, KeySignature, Note, Score, Tempo, TimeSignature  # noqa: E402
 
 TICKS = 480

@@ -11,7 +11,8 @@ The functions below mirror the commands (``melody prepare``, ``train``, ``genera
 __version__ = "0.2.0"
 
 from melody.errors import MelodyError, MidiReadError, OutputExistsError  # noqa: E402
-from melody.midi_io import read_midi, validate_midi, write_midi  # noqa: E402
+from melody.midi_read import read_midi  # noqa: E402
+from melody.midi_write import validate_midi, write_midi  # noqa: E402
 from melody.score import Instrument, Note, Score, melody_line, transpose  # noqa: E402
 from melody.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from melody.corpus import prepare  # noqa: E402

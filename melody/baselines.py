@@ -28,9 +28,9 @@ import math
 
 import numpy as np
 
-BITS = 9  # bits per token in an n-gram key: vocabularies up to 512 tokens
-MAX_ORDER = 63 // BITS
-PAD = 0
+from melody.tokenizer import PAD
+
+MAX_ORDER = 7  # an n-gram key packs ``order`` token codes into 63 bits: 9 bits a code at order 7
 
 
 def token_counts(tokens: np.ndarray, vocabulary_size: int, chunk: int = 1 << 22) -> np.ndarray:
@@ -67,11 +67,11 @@ def ngram_keys(pieces: list[np.ndarray], order: int) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros((0, order), dtype=np.int64)
 
 
-def pack(grams: np.ndarray) -> np.ndarray:
-    """One int64 key per row of token ids, oldest token in the highest bits."""
+def pack(grams: np.ndarray, bits: int) -> np.ndarray:
+    """One int64 key per row of token codes of ``bits`` bits, oldest token in the highest bits."""
     keys = np.zeros(len(grams), dtype=np.int64)
     for column in range(grams.shape[1]):
-        keys = (keys << BITS) | grams[:, column]
+        keys = (keys << bits) | grams[:, column]
     return keys
 
 
@@ -90,22 +90,33 @@ def _values(table_values: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> n
 
 
 class KneserNey:
-    """An interpolated Kneser-Ney n-gram model over token ids, fitted on ``pieces``."""
+    """An interpolated Kneser-Ney n-gram model over token ids, fitted on ``pieces``.
+
+    Token ids are first replaced by codes: 0 for Pad, 1.. for each id the training pieces hold,
+    and one more code for every other id. An id the training never saw has count 0 in every
+    context, so one shared code changes no probability, and keys stay short: ``order`` codes
+    must fit in 63 bits.
+    """
 
     def __init__(self, pieces: list[np.ndarray], order: int, vocabulary_size: int):
-        if not 1 <= order <= MAX_ORDER:
-            raise ValueError(f"order must be in 1..{MAX_ORDER}, got {order!r}")
-        if vocabulary_size > 1 << BITS:
-            raise ValueError(f"vocabulary_size must be at most {1 << BITS}, got {vocabulary_size}")
+        seen = np.unique(np.concatenate([np.asarray(piece, dtype=np.int64) for piece in pieces] or [np.zeros(0)]))
+        seen = seen[(seen != PAD) & (seen >= 0) & (seen < vocabulary_size)].astype(np.int64)
+        self.codes = np.full(vocabulary_size, len(seen) + 1, dtype=np.int64)
+        self.codes[PAD], self.codes[seen] = 0, np.arange(1, len(seen) + 1)
+        self.bits = max(1, int(len(seen) + 1).bit_length())
+        if not 1 <= order <= min(MAX_ORDER, 63 // self.bits):
+            raise ValueError(f"order must be in 1..{min(MAX_ORDER, 63 // self.bits)} for {len(seen)} distinct "
+                             f"tokens, got {order!r}")
         self.order, self.vocabulary_size = order, vocabulary_size
-        grams = ngram_keys(pieces, order)
+        bits = self.bits
+        grams = self.codes[ngram_keys(pieces, order)]
         self.tables = []  # per order k = 1..order: (gram keys, counts, context keys, context totals, followers, D)
-        types, counts = np.unique(pack(grams), return_counts=True)
+        types, counts = np.unique(pack(grams, bits), return_counts=True)
         for k in range(order, 0, -1):  # highest order first: raw counts; below: continuation counts
             if k < order:
-                suffixes = types & ((1 << (BITS * k)) - 1)  # each (k+1)-gram type without its oldest token
+                suffixes = types & ((1 << (bits * k)) - 1)  # each (k+1)-gram type without its oldest token
                 types, counts = np.unique(suffixes, return_counts=True)
-            contexts = types >> BITS
+            contexts = types >> bits
             context_keys, first = np.unique(contexts, return_index=True)
             totals = np.add.reduceat(counts, first) if len(first) else counts
             followers = np.diff(np.append(first, len(contexts)))
@@ -115,15 +126,15 @@ class KneserNey:
 
     def probabilities(self, grams: np.ndarray) -> np.ndarray:
         """P(target | context) for rows of ``grams`` shaped (n, order): context tokens, then the target."""
-        grams = np.asarray(grams, dtype=np.int64)
+        grams, bits = self.codes[np.asarray(grams, dtype=np.int64)], self.bits
         types, counts, _, totals, followers, discount = self.tables[0]
         total = counts.sum()
         p = (np.maximum(_values(counts, _lookup(types, grams[:, -1])) - discount, 0) / total
              + discount * len(types) / total / self.vocabulary_size)
         for k in range(2, self.order + 1):
             types, counts, context_keys, totals, followers, discount = self.tables[k - 1]
-            keys = pack(grams[:, -k:])
-            context = _lookup(context_keys, keys >> BITS)  # one search serves both context tables
+            keys = pack(grams[:, -k:], bits)
+            context = _lookup(context_keys, keys >> bits)  # one search serves both context tables
             seen, distinct = _values(totals, context), _values(followers, context)
             count = _values(counts, _lookup(types, keys))
             mixed = (np.maximum(count - discount, 0) + discount * distinct * p) / np.maximum(seen, 1)
@@ -144,7 +155,10 @@ def fit_ngram(train: list[np.ndarray], validation: list[np.ndarray], vocabulary_
     """The Kneser-Ney model whose order gives the lowest validation NLL, and {order: nats per token}."""
     scores, best = {}, None
     for order in orders:
-        model = KneserNey(train, order, vocabulary_size)
+        try:
+            model = KneserNey(train, order, vocabulary_size)
+        except ValueError:  # too many distinct tokens for this order's keys
+            continue
         total, count = model.nll(validation)
         scores[order] = total / max(count, 1)
         if best is None or scores[order] < scores[best.order]:

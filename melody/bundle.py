@@ -1,15 +1,19 @@
-"""A model folder: everything generation needs, and proof of how it was made.
+"""The model folder: its only reader and writer. Everything generation needs, and proof of how it was made.
 
+    config.json     the manifest: {"format": "melody-model", "version": 2, "model": {...}, "train": {...},
+                    "programs": [instruments the training headers declared; -1 is drums]}
+    tokenizer.json  its vocabulary (and whether it learned melodies only)
     model.keras     the trained network (float32, no optimizer state), loaded with safe_mode=True
-    tokenizer.json  its vocabulary
-    config.json     {"format": "melody-model", "version": 1, "model": {...}, "train": {...}}
     metrics.json    {"epochs": [...one entry per finished epoch...], "corpus": {...}, ...}
     corpus.npz      the token sequences it was trained and validated on (for ``melody evaluate``:
                     the n-gram baselines are fitted on them, generated music is checked against them)
-    checkpoint/     what ``melody train --resume`` continues from (model with optimizer, state.json)
+    checkpoint/     what ``melody train --resume`` continues from: epoch-N.keras (model with
+                    optimizer) and state.json naming it
 
-``load_bundle`` checks the format version and that the tokenizer's vocabulary
-size matches the model's output, and names what is wrong when they do not.
+``read_manifest`` reads everything but the network without TensorFlow, so a
+wrong folder is reported at once and ``melody info`` never loads TensorFlow;
+``load_bundle`` adds the network and checks that it predicts the tokenizer's
+vocabulary. Every JSON file is read as a bounded regular file.
 """
 
 from __future__ import annotations
@@ -17,48 +21,183 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from melody.errors import BundleError, MelodyError
-from melody.files import atomic_write
+from melody.errors import BundleError
+from melody.files import atomic_write, read_json_file
 from melody.model import ModelConfig
 from melody.tokenizer import Tokenizer
 
 FORMAT = "melody-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CHECKPOINT = "checkpoint"
 
 
 @dataclass
-class Bundle:
-    model: object  # keras.Model
+class Manifest:
+    """What a model folder says about itself, read without TensorFlow."""
+
+    path: Path
     tokenizer: Tokenizer
     model_config: ModelConfig
     train_config: dict
+    programs: list[int]  # instruments seen in training: General MIDI programs, -1 for drums
     metrics: dict
-    path: Path
 
     @property
     def melody_only(self) -> bool:
-        return bool(self.train_config.get("melody_only"))
+        return self.tokenizer.config.melody_only
 
 
-def save_config(folder: Path, model_config: ModelConfig, train_config) -> None:
-    document = {"format": FORMAT, "version": FORMAT_VERSION, "model": asdict(model_config),
-                "train": asdict(train_config)}
-    atomic_write(folder / "config.json", json.dumps(document, indent=1) + "\n", force=True)
+@dataclass
+class Bundle(Manifest):
+    """A manifest with its trained network (a ``keras.Model``)."""
+
+    model: object = None
 
 
-def read_json(path: Path) -> dict:
+def read_manifest(folder: str | os.PathLike) -> Manifest:
+    """The model folder's config, tokenizer and metrics; BundleError says what is missing or wrong."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: no such model folder")
+    config = read_json_file(folder / "config.json", BundleError)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise BundleError(f"{folder}: not a melody model folder (config.json is not a melody model config)")
+    if config.get("version") != FORMAT_VERSION:
+        raise BundleError(f"{folder}: model format version {config.get('version')!r}; this melody reads version "
+                          f"{FORMAT_VERSION}. Train the model again with this melody")
+    tokenizer = Tokenizer.load(folder / "tokenizer.json")  # a TokenizerError names the file
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path.parent}: not a melody model folder (no {path.name})") from None
-    except (OSError, ValueError) as error:
-        raise BundleError(f"{path}: unreadable ({error})") from None
+        model_config = ModelConfig(**config["model"])
+        programs = [int(program) for program in config["programs"]]
+        if not isinstance(config["train"], dict) or not all(-1 <= p <= 127 for p in programs):
+            raise ValueError("bad train settings or programs")
+    except (TypeError, ValueError, KeyError) as error:
+        raise BundleError(f"{folder}/config.json: unusable settings ({error})") from None
+    metrics = read_json_file(folder / "metrics.json", BundleError) if (folder / "metrics.json").exists() else {}
+    return Manifest(folder, tokenizer, model_config, config["train"], programs,
+                    metrics if isinstance(metrics, dict) else {})
 
+
+def load_bundle(folder: str | os.PathLike) -> Bundle:
+    """The manifest and the network; BundleError if the network is missing or does not fit the tokenizer."""
+    manifest = read_manifest(folder)
+    model = _load_network(manifest.path / "model.keras")
+    outputs = model.output_shape[-1]
+    if outputs != len(manifest.tokenizer):
+        raise BundleError(f"{manifest.path}: the model predicts {outputs} tokens but tokenizer.json has "
+                          f"{len(manifest.tokenizer)}; the two files come from different trainings")
+    return Bundle(**vars(manifest), model=model)
+
+
+def _load_network(path: Path, compile: bool = False):
+    from melody.model import load_keras
+
+    keras = load_keras()
+    import melody.cell  # noqa: F401  (registers the custom layers for deserialisation)
+
+    if not path.is_file():
+        raise BundleError(f"{path.parent}: no {path.name} (training has not finished an epoch yet?)")
+    try:
+        return keras.models.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise BundleError(f"{path}: cannot be loaded ({type(error).__name__}: {error})") from None
+
+
+def load_for_initialising(folder: str | os.PathLike) -> tuple[object, list[str]]:
+    """(network, its vocabulary's token names) of any melody model folder, older formats included:
+    what ``melody train --init-from`` copies weights from, matching tokens by name."""
+    folder = Path(folder)
+    document = read_json_file(folder / "tokenizer.json", BundleError)
+    names = document.get("vocabulary") if isinstance(document, dict) else None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise BundleError(f"{folder}/tokenizer.json: no vocabulary list")
+    model = _load_network(folder / "model.keras")
+    if model.output_shape[-1] != len(names):
+        raise BundleError(f"{folder}: the model predicts {model.output_shape[-1]} tokens but its vocabulary "
+                          f"has {len(names)}")
+    return model, names
+
+
+# ----------------------------------------------------------------------------- writing (by training)
+
+def save_config(folder: Path, model_config: ModelConfig, train_config, tokenizer: Tokenizer,
+                programs: set[int]) -> None:
+    """Write config.json (the manifest) and tokenizer.json."""
+    document = {"format": FORMAT, "version": FORMAT_VERSION, "model": asdict(model_config),
+                "train": asdict(train_config), "programs": sorted(programs)}
+    atomic_write(folder / "config.json", json.dumps(document, indent=1) + "\n", force=True)
+    tokenizer.save(folder / "tokenizer.json", force=True)
+
+
+def saved_configs(folder: Path) -> tuple[dict, dict]:
+    """The (model, train) settings config.json holds, as dicts (for ``--resume``)."""
+    config = read_json_file(Path(folder) / "config.json", BundleError)
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
+            or not isinstance(config.get("train"), dict):
+        raise BundleError(f"{folder}/config.json: no model and train settings")
+    return config["model"], config["train"]
+
+
+def save_metrics(folder: Path, metrics: dict) -> None:
+    atomic_write(folder / "metrics.json", json.dumps(metrics, indent=1) + "\n", force=True)
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save`` to a temporary .keras file beside ``path``, then rename."""
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def save_best(model, folder: Path) -> None:
+    save_model(model, folder / "model.keras")
+
+
+def save_checkpoint(model, state: dict, folder: Path) -> None:
+    """Model with optimizer state to checkpoint/epoch-N.keras, then state.json naming it, then drop the old."""
+    checkpoints = folder / CHECKPOINT
+    checkpoints.mkdir(exist_ok=True)
+    name = f"epoch-{state['epoch']}.keras"
+    save_model(model, checkpoints / name)
+    state["checkpoint"] = name
+    atomic_write(checkpoints / "state.json", json.dumps(state, indent=1) + "\n", force=True)
+    for old in checkpoints.glob("epoch-*.keras"):
+        if old.name != name:
+            old.unlink()
+
+
+def checkpoint_state(folder: Path) -> dict | None:
+    """The checkpoint's state.json, or None if there is no checkpoint."""
+    path = Path(folder) / CHECKPOINT / "state.json"
+    if not path.exists():
+        return None
+    state = read_json_file(path, BundleError)
+    name = state.get("checkpoint") if isinstance(state, dict) else None
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".keras"):
+        raise BundleError(f"{path}: names no checkpoint file inside the folder")
+    return state
+
+
+def load_checkpoint(folder: Path, state: dict):
+    """The model with its optimizer, as the checkpoint ``state`` names it."""
+    return _load_network(Path(folder) / CHECKPOINT / state["checkpoint"], compile=True)
+
+
+def clear(folder: Path) -> None:
+    """Make ``folder`` ready for a fresh run: created, without an earlier run's model, metrics or checkpoint."""
+    shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+    for name in ("model.keras", "metrics.json"):
+        (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- the corpus it learned
 
 def save_corpus(folder: Path, train: list[np.ndarray], validation: list[np.ndarray],
                 names: tuple[list[str], list[str]] = ([], [])) -> None:
@@ -76,7 +215,7 @@ def save_corpus(folder: Path, train: list[np.ndarray], validation: list[np.ndarr
 def corpus_files(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
     """The file names of the (training, validation) pieces in a model folder's corpus.npz."""
     try:
-        with np.load(Path(folder) / "corpus.npz") as archive:
+        with np.load(Path(folder) / "corpus.npz", allow_pickle=False) as archive:
             return tuple(archive[f"{side}_files"].tolist() for side in ("train", "validation"))
     except (OSError, ValueError, KeyError):
         return [], []
@@ -89,52 +228,10 @@ def load_corpus(folder: str | os.PathLike) -> tuple[list[np.ndarray], list[np.nd
         raise BundleError(f"{folder}: no corpus.npz (the model was trained by an older melody); "
                           "train it again to evaluate it against baselines")
     try:
-        with np.load(path) as archive:
+        with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}  # each access decompresses: once only
         return tuple([arrays[f"{side}_tokens"][start:end] for start, end in
                       zip(arrays[f"{side}_offsets"][:-1], arrays[f"{side}_offsets"][1:])]
                      for side in ("train", "validation"))
     except (OSError, ValueError, KeyError) as error:
         raise BundleError(f"{path}: unreadable ({error})") from None
-
-
-def save_model_atomically(model, path: Path) -> None:
-    """``model.save`` to a temporary .keras file beside ``path``, then rename."""
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
-
-
-def load_bundle(folder: str | os.PathLike) -> Bundle:
-    """Load a model folder; BundleError says what is missing or inconsistent."""
-    from melody.model import load_keras
-
-    keras = load_keras()
-    import melody.cell  # noqa: F401  (registers the custom layers for deserialisation)
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BundleError(f"{folder}: no such model folder")
-    config = read_json(folder / "config.json")
-    if config.get("format") != FORMAT:
-        raise BundleError(f"{folder}/config.json: not a melody model config")
-    if config.get("version") != FORMAT_VERSION:
-        raise BundleError(f"{folder}: model format version {config.get('version')}, this melody reads "
-                          f"version {FORMAT_VERSION}; retrain the model or upgrade melody")
-    try:
-        tokenizer = Tokenizer.load(folder / "tokenizer.json")
-        model_config = ModelConfig(**config["model"])
-    except (MelodyError, TypeError, ValueError, KeyError) as error:
-        raise BundleError(f"{folder}: {error}") from None
-    if not (folder / "model.keras").is_file():
-        raise BundleError(f"{folder}: no model.keras (training has not finished an epoch yet?)")
-    try:
-        model = keras.models.load_model(folder / "model.keras", compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a damaged archive
-        raise BundleError(f"{folder}/model.keras: cannot be loaded ({type(error).__name__}: {error})") from None
-    outputs = model.output_shape[-1]
-    if outputs != len(tokenizer):
-        raise BundleError(f"{folder}: the model predicts {outputs} tokens but tokenizer.json has "
-                          f"{len(tokenizer)}; the two files come from different trainings")
-    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
-    return Bundle(model, tokenizer, model_config, config.get("train", {}), metrics, folder)

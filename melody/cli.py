@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from melody import __version__
-from melody.errors import MelodyError
+from melody.errors import MelodyError, OutputExistsError
 
 USER_ERROR = 2
 
@@ -36,6 +36,8 @@ class MelodyGroup(click.Group):
             if debug:
                 traceback.print_exc()
             message = error.format_message() if isinstance(error, click.ClickException) else str(error)
+            if isinstance(error, OutputExistsError):  # the library says what exists; the flag is the CLI's
+                message += "; use --force to overwrite it"
             click.echo(f"Error: {' '.join(message.split())}", err=True)
             sys.exit(USER_ERROR)
         except click.exceptions.Abort:
@@ -103,7 +105,8 @@ def prepare(sources, out, melody_only, workers, force, quiet):
       melody prepare corpora/folk corpora/chorales --out cache/ --workers 2
     """
     from melody.corpus import prepare as prepare_corpus
-    from melody.midi_io import find_midi_files
+    from melody.midi_read import find_midi_files
+    from melody.tokenizer import TokenizerConfig
 
     total = len(find_midi_files([s for s in sources if Path(s).exists()]))
     skipped = []
@@ -113,8 +116,8 @@ def prepare(sources, out, melody_only, workers, force, quiet):
             if entry["status"] != "ok":
                 skipped.append(entry)
 
-        summary = prepare_corpus(sources, out, melody_only=melody_only, workers=workers, force=force,
-                                 on_file=on_file)
+        summary = prepare_corpus(sources, out, TokenizerConfig(melody_only=melody_only), workers=workers,
+                                 force=force, on_file=on_file)
     for entry in skipped[:20]:
         click.echo(f"skipped {entry['path']}: {entry['reason']}", err=True)
     if len(skipped) > 20:
@@ -138,22 +141,14 @@ def quantize(source, out, melody_only, force):
     Example:
       melody quantize song.mid song-quantized.mid
     """
-    from melody.files import check_writable
-    from melody.midi_io import read_midi, write_midi
-    from melody.score import melody_line
-    from melody.tokenizer import Tokenizer
+    from melody.corpus import quantize_file
+    from melody.tokenizer import TokenizerConfig
 
-    check_writable(out, force)
-    score = read_midi(source)
-    if melody_only:
-        score = melody_line(score)
-    tokenizer = Tokenizer()
-    tokens = tokenizer.encode(score)
-    quantized = tokenizer.decode(tokens, meta=score)
-    write_midi(quantized, out, force=force)
-    click.echo(f"Wrote {out}: {len(quantized.notes)} notes ({len(score.notes)} in {source}), "
-               f"{len(tokens)} tokens, {quantized.duration_seconds:.1f} s")
-    for repair in score.repairs:
+    result = quantize_file(source, out, TokenizerConfig(melody_only=melody_only), force=force)
+    click.echo(f"Wrote {out}: {result['notes']} notes in {result['tracks']} tracks ({result['source_notes']} notes "
+               f"in {result['source_tracks']} tracks in {source}), {result['tokens']} tokens, "
+               f"{result['seconds']:.1f} s")
+    for repair in result["repairs"]:
         click.echo(f"repaired: {repair}", err=True)
 
 
@@ -200,8 +195,9 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
     import json
 
     from melody.files import check_writable
-    from melody.generate import SamplingConfig, generate as generate_music, output_paths
+    from melody.generate import generate as generate_music, output_paths
     from melody.render import find_soundfont
+    from melody.sampler import SamplingConfig
 
     if seed_file is not None and not Path(seed_file).is_file():
         raise MelodyError(f"{seed_file}: no such file")
@@ -269,7 +265,7 @@ def evaluate(data, model, generated, reference, as_json, quiet):
     for path in [*data, generated, reference]:
         if path is not None and not Path(path).exists():
             raise MelodyError(f"{path}: no such file or folder")
-    from melody.midi_io import find_midi_files
+    from melody.midi_read import find_midi_files
 
     total = len(find_midi_files([Path(p) for p in [*data, generated, reference] if p is not None]))
     with _progress(total, "Reading MIDI files", quiet or total < 50) as bar:
@@ -430,10 +426,12 @@ class _TrainReport:
 @click.option("--patience", type=int, default=None, help="Epochs without improvement before stopping.  [default: 3]")
 @click.option("--melody-only", is_flag=True, default=None, help="Learn only the lead line of each file.")
 @click.option("--random-seed", type=int, default=None, help="Seed for the split, batches and weights.  [default: 0]")
+@click.option("--init-from", type=click.Path(path_type=str), default=None,
+              help="Start from this model folder's weights (tokens matched by name), e.g. to fine-tune.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(source, out, resume, force, quiet, **options):
+def train(source, out, init_from, resume, force, quiet, **options):
     """Train a model on a folder of MIDI files (or a `melody prepare` cache).
 
     Shows a progress bar with loss and tokens/s. After every epoch the best
@@ -449,21 +447,27 @@ def train(source, out, resume, force, quiet, **options):
       melody train corpora/folk --out folk-model --resume
     """
     from melody.model import ModelConfig
+    from melody.tokenizer import TokenizerConfig
     from melody.train import TrainConfig, train as train_model
 
     given = {name: value for name, value in options.items() if value is not None}
     model_names = {"units", "layers", "embedding", "dropout"}
     try:
         model_config = ModelConfig(**{k: v for k, v in given.items() if k in model_names})
-        config = TrainConfig(**{k: v for k, v in given.items() if k not in model_names})
+        config = TrainConfig(**{k: v for k, v in given.items() if k not in model_names | {"melody_only"}})
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    overrides = {k: v for k, v in given.items() if k in ("epochs", "max_steps")}
+    tokenizer = TokenizerConfig(melody_only=True) if given.get("melody_only") else None
+    if resume and init_from:
+        raise click.UsageError("--init-from starts a new run; it cannot be combined with --resume")
     try:
-        metrics = train_model(source, out, model_config, config, resume=resume, force=force,
-                              report=_TrainReport(quiet), overrides=overrides)
+        metrics = train_model(source, out, model_config, config, tokenizer, resume=resume, force=force,
+                              report=_TrainReport(quiet), changes=given, init_from=init_from)
+    except OutputExistsError as error:
+        raise MelodyError(f"{error}; use --resume to continue training or --force to start over") from None
     except KeyboardInterrupt:
-        raise MelodyError(f"interrupted; continue with: melody train {source} --out {out} --resume") from None
+        click.echo(f"Interrupted; continue with: melody train {source} --out {out} --resume", err=True)
+        sys.exit(130)
     best = metrics["best_val_loss"]
     click.echo(f"Trained {metrics['steps']} steps in {metrics['training_seconds']:.0f} s ({metrics['stopped']}). "
                f"Best validation loss {best:.4f} nats/token (perplexity {metrics['best_val_perplexity']:.2f}) at "

@@ -32,26 +32,25 @@ from typing import Callable
 import numpy as np
 
 from melody.errors import CorpusError, MelodyError, OutputExistsError
-from melody.files import atomic_write
-from melody.midi_io import find_midi_files, read_midi
-from melody.score import melody_line
+from melody.files import atomic_write, check_writable
+from melody.midi_read import find_midi_files, read_midi
+from melody.midi_write import write_midi
 from melody.tokenizer import Tokenizer, TokenizerConfig
 
 TOKEN_DTYPE = np.uint16
 
 
-def tokenize_file(path: str, config: TokenizerConfig, melody_only: bool = False) -> tuple[dict, np.ndarray | None]:
+def tokenize_file(path: str, config: TokenizerConfig) -> tuple[dict, np.ndarray | None]:
     """Read and tokenize one file: its report entry and its tokens (None when skipped)."""
     entry = {"path": path, "status": "skipped", "reason": None, "repairs": [], "tokens": 0}
     try:
         score = read_midi(path)
         entry["repairs"] = list(score.repairs)
-        if melody_only:
-            score = melody_line(score)
-            if not score.instruments:
-                entry["reason"] = "no pitched notes for a melody"
-                return entry, None
-        tokens = _tokenizer(config).encode(score)
+        tokenizer = _tokenizer(config)
+        tokens = tokenizer.encode(score)
+        if not tokenizer.is_note(tokens).any():
+            entry["reason"] = "no pitched notes for a melody" if config.melody_only else "no notes"
+            return entry, None
     except MelodyError as error:
         entry["reason"] = str(error).removeprefix(f"{path}: ")
         return entry, None
@@ -71,9 +70,8 @@ def _tokenize_job(job):
     return tokenize_file(*job)
 
 
-def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers: int | None = None,
-            force: bool = False, config: TokenizerConfig | None = None,
-            on_file: Callable[[dict], None] | None = None) -> dict:
+def prepare(sources, out: str | os.PathLike, config: TokenizerConfig | None = None, workers: int | None = None,
+            force: bool = False, on_file: Callable[[dict], None] | None = None) -> dict:
     """Tokenize every MIDI file under ``sources`` into the token cache ``out``; returns the summary.
 
     Raises CorpusError if a source is missing or nothing could be tokenized, and
@@ -84,9 +82,9 @@ def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers:
     files = _input_files(sources)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise OutputExistsError(f"{out} already exists and is not empty; use --force to replace it")
+        raise OutputExistsError(f"{out} already exists and is not empty")
     workers = max(1, min(workers or os.cpu_count() or 1, len(files))) if _can_fork() else 1
-    jobs = [(str(path), config, melody_only) for path in files]
+    jobs = [(str(path), config) for path in files]
     entries, offsets = [], [0]
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = Tokenizer(config)
@@ -101,7 +99,7 @@ def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers:
                 on_file(entry)
         ok = sum(entry["status"] == "ok" for entry in entries)
         summary = {"files": len(entries), "ok": ok, "skipped": len(entries) - ok, "tokens": offsets[-1],
-                   "seconds": round(time.perf_counter() - started, 2), "melody_only": melody_only,
+                   "seconds": round(time.perf_counter() - started, 2), "melody_only": config.melody_only,
                    "workers": workers, "tokenizer": asdict(config)}
         if ok == 0:
             reasons = "; ".join(sorted({entry["reason"] for entry in entries}))[:300]
@@ -115,6 +113,24 @@ def prepare(sources, out: str | os.PathLike, melody_only: bool = False, workers:
     atomic_write(out / "report.json", json.dumps({"summary": summary, "files": entries}, indent=1) + "\n",
                  force=True)
     return summary
+
+
+def quantize_file(source: str | os.PathLike, out: str | os.PathLike, config: TokenizerConfig | None = None,
+                  force: bool = False) -> dict:
+    """Write ``source`` as a model with ``config`` sees it (read, tokenize, decode) to ``out``.
+
+    Returns {"notes": notes written, "source_notes", "tokens", "seconds": length of the music,
+    "tracks": tracks written, "source_tracks", "repairs": what the reader fixed}.
+    """
+    check_writable(out, force)
+    score = read_midi(source)
+    tokenizer = _tokenizer(config or TokenizerConfig())
+    tokens = tokenizer.encode(score)
+    quantized = tokenizer.decode(tokens, meta=tokenizer.prepare(score))
+    write_midi(quantized, out, force=force)
+    return {"notes": len(quantized.notes), "source_notes": len(score.notes), "tokens": len(tokens),
+            "seconds": round(quantized.duration_seconds, 2), "tracks": len(quantized.instruments),
+            "source_tracks": len(score.instruments), "repairs": list(score.repairs)}
 
 
 def _input_files(sources) -> list[Path]:

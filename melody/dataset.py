@@ -2,15 +2,18 @@
 
 * The split is by file (piece): no file gives tokens to both sides. It is fixed
   by the random seed.
-* Training windows of ``seq_len + 1`` tokens start anywhere inside a run of
-  consecutive training pieces (a window may run from one piece into the next,
-  as a piece ends with End and the next begins with Begin). Each batch is drawn
-  from a generator seeded by (seed, epoch, step), so a resumed run sees exactly
-  the batches an uninterrupted run would.
+* A training window of ``seq_len + 1`` tokens is a piece's header (its key and
+  tracks, ``Tokenizer.header_length``) followed by that piece's tokens from a
+  random place in its body on; a window may run past the piece's End into the
+  pieces after it. So every window says what key it is in and what each track
+  plays, as a primer does when generating. Each batch is drawn from a generator
+  seeded by (seed, epoch, step), so a resumed run sees exactly the batches an
+  uninterrupted run would.
 * Each training window is transposed by a random number of semitones that keeps
-  all its pitched notes inside 0..127 (drum notes stay).
-* Validation windows are fixed: consecutive, non-overlapping, over the
-  validation pieces, so every validation token is predicted once.
+  all its pitched notes inside 0..127 (drum notes stay, the key moves along).
+* Validation windows are fixed: each validation piece's header followed by
+  consecutive, non-overlapping stretches of its body (the last running on into
+  the next validation piece).
 
 Tokens are read from the memory-mapped cache one batch at a time: memory stays
 bounded by the batch, not the corpus.
@@ -31,66 +34,86 @@ def split_pieces(count: int, val_split: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[validation:]), np.sort(order[:validation])
 
 
-def segments(cache: TokenCache, pieces: np.ndarray) -> list[tuple[int, int]]:
-    """Token ranges [start, end) covering ``pieces``, adjacent pieces merged into one range."""
-    ranges: list[tuple[int, int]] = []
-    for piece in pieces:
-        start, end = int(cache.offsets[piece]), int(cache.offsets[piece + 1])
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], end)
-        else:
-            ranges.append((start, end))
-    return ranges
+class Pieces:
+    """Where each of some pieces of a cache starts, its header length and where its run of
+    consecutive chosen pieces ends (a window may read on to there)."""
+
+    def __init__(self, cache: TokenCache, pieces: np.ndarray):
+        pieces = np.asarray(pieces, dtype=np.int64)
+        self.starts = cache.offsets[pieces].astype(np.int64)
+        self.ends = cache.offsets[pieces + 1].astype(np.int64)
+        self.headers = np.array([cache.tokenizer.header_length(cache.tokens[start:min(end, start + 512)])
+                                 for start, end in zip(self.starts, self.ends)], dtype=np.int64)
+        run_end = self.ends.copy()  # the end of the run of adjacent pieces each piece belongs to
+        for index in range(len(pieces) - 2, -1, -1):
+            if self.ends[index] == self.starts[index + 1]:
+                run_end[index] = run_end[index + 1]
+        self.run_ends = run_end
+
+    @property
+    def tokens_total(self) -> int:
+        return int((self.ends - self.starts).sum())
 
 
 class WindowSampler:
-    """Random training windows of ``seq_len + 1`` tokens from ``segments`` of ``cache``."""
+    """Random training windows of ``seq_len + 1`` tokens (header + body stretch) from ``pieces``."""
 
-    def __init__(self, cache: TokenCache, ranges: list[tuple[int, int]], seq_len: int, max_transpose: int = 0):
+    def __init__(self, cache: TokenCache, pieces: np.ndarray, seq_len: int, max_transpose: int = 0):
         self.cache, self.seq_len, self.max_transpose = cache, seq_len, max_transpose
-        usable = [(start, end) for start, end in ranges if end - start > seq_len]
-        self.starts = np.array([start for start, _ in usable], dtype=np.int64)
-        self.counts = np.array([end - start - seq_len for start, end in usable], dtype=np.int64)
+        self.pieces = Pieces(cache, pieces)
+        p = self.pieces
+        body_starts = p.starts + p.headers
+        # A window from body position s of piece i needs s + (seq_len + 1 - header) <= the run's end.
+        self.counts = np.clip(np.minimum(p.ends, p.run_ends - (seq_len + 1 - p.headers) + 1) - body_starts, 0, None)
+        self.counts = np.where(p.headers < seq_len, self.counts, 0)
         self.cumulative = np.cumsum(self.counts)
-        self.tokens_total = sum(end - start for start, end in ranges)
+        self.tokens_total = p.tokens_total
 
     @property
     def windows(self) -> int:
         """How many distinct windows there are (0: too few tokens)."""
         return int(self.cumulative[-1]) if len(self.cumulative) else 0
 
+    def positions(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """(batch_size, seq_len + 1) int64 positions in the cache of random windows."""
+        picks = rng.integers(0, self.windows, size=batch_size)
+        piece = np.searchsorted(self.cumulative, picks, side="right")
+        offset = picks - (self.cumulative[piece] - self.counts[piece])
+        p, length = self.pieces, self.seq_len + 1
+        rows = []
+        for index, into in zip(piece, offset):
+            header = p.headers[index]
+            body = p.starts[index] + header + into
+            rows.append(np.concatenate([np.arange(p.starts[index], p.starts[index] + header),
+                                        np.arange(body, body + length - header)]))
+        return np.stack(rows)
+
     def batch(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """(batch_size, seq_len + 1) int32 token windows, transposed at random."""
-        picks = rng.integers(0, self.windows, size=batch_size)
-        segment = np.searchsorted(self.cumulative, picks, side="right")
-        before = self.cumulative[segment] - self.counts[segment]
-        first = self.starts[segment] + (picks - before)
-        index = first[:, None] + np.arange(self.seq_len + 1)[None, :]
+        index = self.positions(rng, batch_size)
         tokens = np.asarray(self.cache.tokens[index], dtype=np.int32)
         if self.max_transpose:
-            tokens = self._transpose(tokens, np.asarray(self.cache.drums[index]), rng)
+            tokenizer, drums = self.cache.tokenizer, np.asarray(self.cache.drums[index])
+            down, up = tokenizer.transpose_room(tokens, drums)
+            down, up = np.minimum(self.max_transpose, down), np.minimum(self.max_transpose, up)
+            shifts = np.floor(rng.random(len(tokens)) * (down + up + 1)).astype(np.int64) - down
+            tokens = tokenizer.transpose_windows(tokens, drums, shifts)
         return tokens
 
-    def _transpose(self, tokens: np.ndarray, drums: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Shift each window's pitched notes by a random amount that keeps them inside 0..127."""
-        tokenizer = self.cache.tokenizer
-        pitched = (tokens >= tokenizer.note) & (tokens < tokenizer.note + 128) & ~drums
-        pitches = tokens - tokenizer.note
-        low = np.where(pitched, pitches, 127).min(axis=1)
-        high = np.where(pitched, pitches, 0).max(axis=1)
-        down = np.minimum(self.max_transpose, low)      # how far each window may go down ...
-        up = np.minimum(self.max_transpose, 127 - high)  # ... and up
-        shift = np.floor(rng.random(len(tokens)) * (down + up + 1)).astype(np.int32) - down
-        return tokens + np.where(pitched, shift[:, None], 0)
 
-
-def validation_windows(cache: TokenCache, ranges: list[tuple[int, int]], seq_len: int,
-                       max_windows: int = 2048) -> np.ndarray:
-    """(windows, seq_len + 1) int32: consecutive windows overlapping by one token (the next input)."""
-    windows = []
-    for start, end in ranges:
-        for first in range(start, end - seq_len, seq_len):
-            windows.append(np.asarray(cache.tokens[first:first + seq_len + 1], dtype=np.int32))
+def validation_windows(cache: TokenCache, pieces: np.ndarray, seq_len: int, max_windows: int = 2048) -> np.ndarray:
+    """(windows, seq_len + 1) int32: each piece's header, then its body in consecutive stretches that
+    do not overlap (the last one running on into the following pieces)."""
+    p, windows = Pieces(cache, pieces), []
+    for start, end, header, run_end in zip(p.starts, p.ends, p.headers, p.run_ends):
+        width = seq_len + 1 - header
+        if width < 2:
+            continue
+        for first in range(start + header, end - 1, width):
+            if first + width > run_end:
+                break
+            index = np.concatenate([np.arange(start, start + header), np.arange(first, first + width)])
+            windows.append(np.asarray(cache.tokens[index], dtype=np.int32))
             if len(windows) == max_windows:
                 return np.stack(windows)
     return np.stack(windows) if windows else np.zeros((0, seq_len + 1), dtype=np.int32)

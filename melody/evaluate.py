@@ -10,8 +10,8 @@
   a folder of reference files (mean and spread of each), and for every generated
   file the longest run of tokens it shares verbatim with the training corpus.
 
-A model that learned melodies only is measured on melodies: files are reduced to
-their lead line first, as training did.
+Files are read as the model sees them (``Tokenizer.prepare``): a model that
+learned melodies only is measured on lead lines, as it trained.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from melody.baselines import CopyIndex, fit_ngram, perplexity, token_counts, uni
 from melody.bundle import Bundle, load_corpus
 from melody.errors import CorpusError, MelodyError
 from melody.metrics import music_metrics
-from melody.midi_io import find_midi_files, read_midi
-from melody.score import Score, melody_line
-from melody.tokenizer import BAR, Tokenizer
+from melody.midi_read import find_midi_files, read_midi
+from melody.score import Score
+from melody.tokenizer import Tokenizer
 
 LOG2 = math.log(2)
 
@@ -44,16 +44,16 @@ class Files:
     skipped: list[tuple[str, str]]
 
 
-def read_files(sources, tokenizer: Tokenizer, melody_only: bool, on_file=None) -> Files:
-    """Every MIDI file under ``sources`` as the model sees it; unreadable or empty files are skipped."""
+def read_files(sources, tokenizer: Tokenizer, on_file=None) -> Files:
+    """Every MIDI file under ``sources`` as the model sees it (``Tokenizer.prepare``); unreadable or empty
+    files are skipped."""
     paths = find_midi_files([Path(source) for source in sources])
     if not paths:
         raise CorpusError(f"{', '.join(map(str, sources))}: no MIDI files (.mid .midi .kar .rmi) found")
     files = Files([], [], [], [])
     for path in paths:
         try:
-            score = read_midi(path)
-            score = tokenizer.quantize(melody_line(score) if melody_only else score)
+            score = tokenizer.prepare(read_midi(path))
             if not score.notes:
                 raise MelodyError(f"{path}: no notes")
             files.paths.append(path), files.scores.append(score), files.pieces.append(tokenizer.encode(score))
@@ -110,12 +110,12 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
     "baselines": {"unigram": {...}, "ngram": {..., "order", "orders"}}, "gain": {baseline: share}}.
     """
     tokenizer = bundle.tokenizer
-    files = read_files(data, tokenizer, bundle.melody_only, on_file) if data else None  # user input first
+    files = read_files(data, tokenizer, on_file) if data else None  # user input first
     train, validation = load_corpus(bundle.path)
     pieces, skipped = (files.pieces, files.skipped) if files else (validation, [])
     described = [str(source) for source in data] if files else "the model's validation files"
     targets = np.concatenate([piece[1:] for piece in pieces]).astype(np.int64)
-    notes = int(((targets >= tokenizer.note) & (targets < tokenizer.note + 128)).sum())
+    notes = int(tokenizer.is_note(targets).sum())
     tokens = len(targets)
     if tokens == 0:
         raise CorpusError("the files hold no notes to predict")
@@ -167,10 +167,9 @@ def compare_music(generated, reference=None, bundle: Bundle | None = None, on_fi
     "copies": [{"path", "tokens", "bars"}] (when ``bundle`` is given), "longest_copy_bars"}.
     """
     tokenizer = bundle.tokenizer if bundle else Tokenizer()
-    melody_only = bundle.melody_only if bundle else False
-    sets = {"generated": read_files([generated], tokenizer, melody_only, on_file)}
+    sets = {"generated": read_files([generated], tokenizer, on_file)}
     if reference is not None:
-        sets["reference"] = read_files([reference], tokenizer, melody_only, on_file)
+        sets["reference"] = read_files([reference], tokenizer, on_file)
     result = {"reference": None}
     for name, files in sets.items():
         values = [music_metrics(score) for score in files.scores]
@@ -185,8 +184,8 @@ def compare_music(generated, reference=None, bundle: Bundle | None = None, on_fi
                                                theirs[key]) for key in ours}
     if bundle is not None:
         index = CopyIndex(load_corpus(bundle.path)[0])
-        result["copies"] = [_copy(index, path, piece) for path, piece in zip(sets["generated"].paths,
-                                                                               sets["generated"].pieces)]
+        result["copies"] = [_copy(index, path, piece, tokenizer) for path, piece in zip(sets["generated"].paths,
+                                                                                          sets["generated"].pieces)]
         result["longest_copy_bars"] = max(copy["bars"] for copy in result["copies"])
     return result
 
@@ -198,10 +197,10 @@ def _share_inside(values: list[float], reference: dict) -> float:
     return float(np.mean([reference["p5"] <= v <= reference["p95"] for v in values]))
 
 
-def _copy(index: CopyIndex, path: os.PathLike, piece: np.ndarray) -> dict:
-    """The longest verbatim run in tokens, and the complete bars in it (Bar tokens inside it, minus one)."""
+def _copy(index: CopyIndex, path: os.PathLike, piece: np.ndarray, tokenizer: Tokenizer) -> dict:
+    """The longest verbatim run in tokens, and the complete bars in it (bar lines inside it, minus one)."""
     length, start = index.longest_copy(piece)
-    bar_lines = int((piece[start:start + length] == BAR).sum())
+    bar_lines = int(tokenizer.is_bar(piece[start:start + length]).sum())
     return {"path": str(path), "tokens": length, "bars": max(bar_lines - 1, 0)}
 
 

@@ -19,7 +19,7 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     """Raise OutputExistsError if ``path`` exists and ``force`` is False; return it as a Path."""
     path = Path(path)
     if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists; use --force to overwrite it")
+        raise OutputExistsError(f"{path} already exists")
     if path.is_dir():
         raise OutputExistsError(f"{path} is a folder, not a file")
     return path
@@ -53,7 +53,35 @@ def _link_without_replacing(temporary: str, path: Path) -> None:
     try:
         os.link(temporary, path)
     except FileExistsError:
-        raise OutputExistsError(f"{path} already exists; use --force to overwrite it") from None
+        raise OutputExistsError(f"{path} already exists") from None
     except OSError:  # a file system without hard links: check, then rename
         check_writable(path)
         os.replace(temporary, path)
+
+
+MAX_JSON_BYTES = 16 * 1024 * 1024  # far above any file melody writes (a tokenizer is ~20 KB)
+
+
+def read_json_file(path: str | os.PathLike, error: type[Exception] = ValueError):
+    """The JSON document in the regular file ``path``, at most ``MAX_JSON_BYTES`` long.
+
+    Raises ``error`` naming the file for anything else: missing, not a regular file (a FIFO
+    or a device would block or never end), too large, not UTF-8 JSON.
+    """
+    import json
+    import stat
+
+    path = Path(path)
+    try:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise error(f"{path}: not a regular file")
+        if status.st_size > MAX_JSON_BYTES:
+            raise error(f"{path}: {status.st_size:,} bytes, more than the {MAX_JSON_BYTES:,} a melody JSON "
+                        "file may hold")
+        with open(path, "rb") as handle:
+            return json.loads(handle.read(MAX_JSON_BYTES + 1).decode("utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except (OSError, ValueError, RecursionError) as problem:
+        raise error(f"{path}: unreadable ({problem})") from None

@@ -1,20 +1,21 @@
 """What you have: a MIDI file or a model folder described, for people and (as a dict) for scripts.
 
-Neither needs TensorFlow: a model is described from its config.json,
-metrics.json, tokenizer.json and corpus.npz.
+Neither needs TensorFlow: a model is described from its manifest
+(``bundle.read_manifest``) and the file names in its corpus.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
-from melody.bundle import corpus_files, read_json
-from melody.errors import BundleError, MelodyError
-from melody.midi_io import midi_header, read_midi, track_name
+from melody.bundle import FORMAT_VERSION, corpus_files, read_manifest
+from melody.errors import MelodyError
+from melody.midi_read import midi_header, read_midi
+from melody.midi_write import track_name
 from melody.render import note_name
 from melody.score import pitch_range
-from melody.tokenizer import Tokenizer
 
 
 def info(path: str | os.PathLike) -> dict:
@@ -53,26 +54,33 @@ def file_info(path: str | os.PathLike) -> dict:
 
 def model_info(folder: str | os.PathLike) -> dict:
     """Corpus, vocabulary, size, training time and validation numbers of a model folder."""
-    folder = Path(folder)
-    config = read_json(folder / "config.json")
-    if config.get("format") != "melody-model":
-        raise BundleError(f"{folder}: not a melody model folder (config.json is not a melody model config)")
-    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
-    corpus = metrics.get("corpus", {})
+    manifest = read_manifest(folder)
+    metrics = manifest.metrics
+    corpus = metrics.get("corpus") if isinstance(metrics.get("corpus"), dict) else {}
     train_names, validation_names = corpus_files(folder)
     return {
-        "kind": "model", "path": str(folder), "version": config.get("version"),
-        "model": config.get("model"), "melody_only": bool(config.get("train", {}).get("melody_only")),
-        "vocabulary": len(Tokenizer.load(folder / "tokenizer.json")),
-        "parameters": metrics.get("parameters"),
-        "corpus": {key: corpus.get(key) for key in ("files", "ok", "skipped", "tokens", "train_files", "val_files",
-                                                    "train_tokens", "val_tokens")},
-        "sources": sorted({str(Path(name).parent) for name in train_names + validation_names}),
-        "epochs": len(metrics.get("epochs", [])), "steps": metrics.get("steps"),
-        "training_seconds": metrics.get("training_seconds"), "stopped": metrics.get("stopped"),
-        "val_loss": metrics.get("best_val_loss"), "perplexity": metrics.get("best_val_perplexity"),
-        "unigram_val_nll": metrics.get("unigram_val_nll"), "train": config.get("train"),
+        "kind": "model", "path": str(folder), "version": FORMAT_VERSION,
+        "model": asdict(manifest.model_config), "melody_only": manifest.melody_only,
+        "vocabulary": len(manifest.tokenizer), "programs": manifest.programs,
+        "parameters": _number(metrics.get("parameters")),
+        "corpus": {key: _number(corpus.get(key)) for key in ("files", "ok", "skipped", "tokens", "train_files",
+                                                             "val_files", "train_tokens", "val_tokens")},
+        "sources": sorted({_printable(str(Path(name).parent)) for name in train_names + validation_names}),
+        "epochs": len(metrics.get("epochs") or []), "steps": _number(metrics.get("steps")),
+        "training_seconds": _number(metrics.get("training_seconds")), "stopped": _printable(metrics.get("stopped")),
+        "val_loss": _number(metrics.get("best_val_loss")), "perplexity": _number(metrics.get("best_val_perplexity")),
+        "unigram_val_nll": _number(metrics.get("unigram_val_nll")), "train": manifest.train_config,
     }
+
+
+def _number(value):
+    """``value`` if it is a number, else None (a model folder may come from anyone)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _printable(value) -> str:
+    """Only printable characters of ``value`` (no terminal escape sequences from a stranger's folder)."""
+    return "".join(ch for ch in str(value if value is not None else "") if ch.isprintable())[:200]
 
 
 def info_text(described: dict) -> str:

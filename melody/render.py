@@ -28,7 +28,8 @@ import numpy as np
 
 from melody.errors import RenderError
 from melody.files import atomic_write, check_writable
-from melody.midi_io import midi_bytes, read_midi, to_pretty_midi, track_name
+from melody.midi_read import read_midi
+from melody.midi_write import midi_bytes, to_pretty_midi, track_name
 from melody.score import Score
 
 SAMPLE_RATE = 44100

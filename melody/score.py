@@ -91,16 +91,20 @@ class KeySignature:
 
 @dataclass(frozen=True)
 class Instrument:
-    """One part: a General MIDI ``program`` (0..127), drum flag, name and notes sorted by start."""
+    """One part (a track): a General MIDI ``program`` (0..127), drum flag, name, notes sorted by start,
+    and the MIDI ``channel`` (0..15) it was read from, if any (the writer keeps it where it can)."""
 
     program: int
     is_drum: bool = False
     name: str = ""
     notes: tuple[Note, ...] = ()
+    channel: int | None = None
 
     def __post_init__(self):
         if not 0 <= self.program <= 127:
             raise ValueError(f"Instrument program must be in 0..127, got {self.program}")
+        if self.channel is not None and not 0 <= self.channel <= 15:
+            raise ValueError(f"Instrument channel must be in 0..15, got {self.channel}")
         object.__setattr__(self, "notes", tuple(sorted(self.notes)))
 
 
@@ -217,17 +221,23 @@ def melody_line(score: Score, track: int | None = None) -> Score:
     """
     if track is not None and not 0 <= track < len(score.instruments):
         raise ValueError(f"track must be in 0..{len(score.instruments) - 1}, got {track}")
-    candidates = [inst for inst in score.instruments if inst.notes and not inst.is_drum]
-    if track is not None:
-        chosen = score.instruments[track]
-    elif not candidates:
+    index = lead_index(score) if track is None else track
+    if index is None:
         return score.replace(instruments=())
-    else:
-        named = [inst for inst in candidates if any(word in inst.name.lower() for word in _MELODY_NAMES)]
-        busiest = max(len(inst.notes) for inst in candidates)
-        busy = [inst for inst in candidates if 4 * len(inst.notes) >= busiest]
-        chosen = max(named or busy, key=lambda inst: sum(n.pitch for n in inst.notes) / len(inst.notes))
+    chosen = score.instruments[index]
     return score.replace(instruments=[dataclasses.replace(chosen, notes=skyline(chosen.notes))])
+
+
+def lead_index(score: Score) -> int | None:
+    """Index of the lead instrument (see ``melody_line``), or None if no instrument has pitched notes."""
+    candidates = [k for k, inst in enumerate(score.instruments) if inst.notes and not inst.is_drum]
+    if not candidates:
+        return None
+    instruments = score.instruments
+    named = [k for k in candidates if any(word in instruments[k].name.lower() for word in _MELODY_NAMES)]
+    busiest = max(len(instruments[k].notes) for k in candidates)
+    busy = [k for k in candidates if 4 * len(instruments[k].notes) >= busiest]
+    return max(named or busy, key=lambda k: sum(n.pitch for n in instruments[k].notes) / len(instruments[k].notes))
 
 
 def skyline(notes: tuple[Note, ...] | list[Note]) -> list[Note]:

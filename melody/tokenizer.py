@@ -1,35 +1,55 @@
-"""Turning scores into token sequences and back.
+"""Turning scores into token sequences and back: the whole token layout lives here.
 
-The vocabulary is beat-relative: time moves in steps of 1/``steps_per_quarter``
-of a quarter note (12 by default, so 16ths are 3 steps and eighth triplets 4),
-which puts generated music on a DAW's grid whatever the tempo.
+Time is beat-relative: it moves in steps of 1/``steps_per_quarter`` of a quarter
+note (12 by default, so 16ths are 3 steps and eighth triplets 4), which puts
+generated music on a DAW's grid whatever the tempo.
 
 Token layout (ids in this order; ``Tokenizer.vocabulary`` lists every name):
 
-    0  Pad            padding, never produced by encode
-    1  Begin          start of a piece
-    2  End            end of a piece
-    3  Bar            a bar line (from the time signatures); informational only
-    TimeShift_1 .. TimeShift_48       move time forward 1..48 steps (48 = a 4/4 bar)
-    Note_0 .. Note_127                a note of this MIDI pitch starts now ...
-    Duration_1 .. Duration_96         ... and lasts this many steps (24 values, finer when short)
-    Velocity_1 .. Velocity_8          loudness bin of the notes that follow
-    Program_0 .. Program_127, Drums   the instrument of the notes that follow
+    0 Pad, 1 Begin, 2 End                padding (never produced by encode), start and end of a piece
+    Bar_<n>_<d>                          a bar line opening a bar of n/d time (n 1..32, d 1..32, powers of 2)
+    TimeShift_1 .. TimeShift_48          move time forward 1..48 steps (48 = a 4/4 bar)
+    Note_0 .. Note_127                   a note of this MIDI pitch starts now ...
+    Duration_1 .. Duration_768           ... and lasts this many steps (36 values, coarser as notes get longer)
+    Velocity_1 .. Velocity_8             loudness bin of the notes that follow
+    Track_0 .. Track_31                  the track (part) of the notes that follow
+    Program_0 .. Program_127, Drums      what a track plays (in the header only)
+    Key_C .. Key_B, Key_Cm .. Key_Bm     the piece's key (in the header only)
+    Density_1 .. Density_8               how busy the piece is: note onsets per quarter note, binned (header only)
 
-A note is ``[Program_p] [Velocity_v] Note_n Duration_d``: the instrument and
-velocity tokens appear only when they change. Notes are ordered by start time,
-then instrument, then pitch; ``Bar`` is emitted whenever time reaches a bar line.
+A piece is a header, then its body:
+
+    Begin Key_k Density_d  Track_0 Program_p  Track_1 Drums ...   key, density, every track and its instrument
+    Bar_4_4 [Track_t] [Velocity_v] Note_n Duration_d ...   notes in time order, bar lines where they fall
+    ... End
+
+Track and velocity tokens appear only when they change. Notes are ordered by
+start, then track, then pitch. Every bar line is a ``Bar`` token naming the meter
+of the bar it opens, so a meter change needs no token of its own.
+
+Why tracks, not programs (as MidiTok's Program tokens) or one stream per track
+(as MMM): a Program token names what sounds, so two violin parts or a piano's
+two hands collapse into one part and their unisons into one note. MMM's
+per-track streams keep parts apart but write each bar once per track, moving
+time back between them, so a model never sees what sounds together at one
+moment until the bar's last track. Track tokens keep one time-ordered stream
+(chords and the interplay of parts stay adjacent) and keep parts apart; the
+header says once what each track plays, and the sampler can be held to the
+seed's tracks. The header is the piece's context: training windows taken from
+the middle of a piece are prefixed with it (``header_length``), as generation
+primes with it.
 
 Why pitch + duration rather than note-on/note-off pairs: every note is closed
-the moment it is written, so whatever a model samples decodes to a valid file
-(no note hangs, no note-off without its note-on, no same-pitch overlap bookkeeping);
-chords cost half the tokens; and a duration token lands on the same grid as
-the onsets. The price is a longest duration (8 quarters by default); longer
-notes are shortened to it, and ``quantize`` does the same so that
-``decode(encode(score), meta=score) == quantize(score)`` holds exactly.
+the moment it is written, so whatever a model samples decodes to a valid file;
+chords cost half the tokens; and a duration token lands on the same grid as the
+onsets. Durations run to 64 quarters (16 bars of 4/4: a pedal note under a whole
+phrase), every step up to a quarter and ever coarser after (16ths up to 2
+quarters, 8ths up to 4, ... whole 4/4 bars from 32 quarters on); longer notes are
+cut to 64 quarters.
 
-Tempo, time signature and key are not tokens: ``decode`` takes them from a
-``meta`` score (the seed, usually) or uses 120 bpm in 4/4.
+``prepare`` is the one step from a Score to what the model sees: the lead line
+only (``melody_only``), the key chosen, notes on the grid. ``encode`` runs it, so
+``decode(encode(s), meta=prepare(s)) == prepare(s)`` holds exactly.
 """
 
 from __future__ import annotations
@@ -44,36 +64,48 @@ import numpy as np
 
 from melody.errors import TokenizerError
 from melody.files import atomic_write
-from melody.score import Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick
+from melody.keys import MAJOR_NAMES, MINOR_NAMES, estimate_key, key_name, parse_key
+from melody.score import (Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick, lead_index,
+                          melody_line)
 
-SPECIAL_TOKENS = ("Pad", "Begin", "End", "Bar")
-PAD, BEGIN, END, BAR = range(4)
+PAD, BEGIN, END = range(3)
 FORMAT = "melody-tokenizer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DENOMINATORS = (1, 2, 4, 8, 16, 32)
+MAX_NUMERATOR = 32
+KEY_NAMES = MAJOR_NAMES + MINOR_NAMES  # Key_C is key 0 ... Key_Bm is key 23: tonic + 12 * minor
+# Density_k: the piece's distinct note onsets per quarter note, nearest of these (in log scale).
+DENSITIES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """What the vocabulary can express; every size in it is derived from these four numbers."""
+    """What the vocabulary can express; every size in it is derived from these numbers.
+    ``melody_only``: pieces are reduced to their lead line (one track) before tokenizing."""
 
     steps_per_quarter: int = 12
     max_shift_quarters: int = 4
-    max_duration_quarters: int = 8
+    max_duration_quarters: int = 64
     velocity_bins: int = 8
+    max_tracks: int = 32
+    melody_only: bool = False
 
     def __post_init__(self):
-        if self.steps_per_quarter < 1 or self.steps_per_quarter % 4:
-            raise ValueError(f"steps_per_quarter must be a positive multiple of 4 (for 16ths), "
-                             f"got {self.steps_per_quarter}")
-        for name in ("max_shift_quarters", "max_duration_quarters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 1 <= self.velocity_bins <= 127:
-            raise ValueError(f"velocity_bins must be in 1..127, got {self.velocity_bins}")
+        if not isinstance(self.steps_per_quarter, int) or not 4 <= self.steps_per_quarter <= 96 \
+                or self.steps_per_quarter % 4:
+            raise ValueError(f"steps_per_quarter must be a multiple of 4 in 4..96, got {self.steps_per_quarter!r}")
+        for name, top in (("max_shift_quarters", 16), ("max_duration_quarters", 256), ("max_tracks", 128)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= top:
+                raise ValueError(f"{name} must be an integer in 1..{top}, got {value!r}")
+        if not isinstance(self.velocity_bins, int) or not 1 <= self.velocity_bins <= 127:
+            raise ValueError(f"velocity_bins must be in 1..127, got {self.velocity_bins!r}")
+        if not isinstance(self.melody_only, bool):
+            raise ValueError(f"melody_only must be true or false, got {self.melody_only!r}")
 
     @property
     def durations(self) -> tuple[int, ...]:
-        """Allowed note lengths in steps: every step up to a quarter, then ever coarser (16ths, 8ths, ...)."""
+        """Allowed note lengths in steps: every step up to a quarter, then 4 values per doubling."""
         values, step, length = list(range(1, self.steps_per_quarter + 1)), self.steps_per_quarter // 4, \
             self.steps_per_quarter
         limit = self.max_duration_quarters * self.steps_per_quarter
@@ -96,6 +128,10 @@ class TokenizerConfig:
         return (min(max(velocity, 1), 127) - 1) * self.velocity_bins // 127
 
 
+def _meters() -> tuple[tuple[int, int], ...]:
+    return tuple((n, d) for d in DENOMINATORS for n in range(1, MAX_NUMERATOR + 1))
+
+
 class Tokenizer:
     """Encodes a Score as token ids and decodes token ids into a Score (see the module docstring)."""
 
@@ -103,23 +139,33 @@ class Tokenizer:
         self.config = config or TokenizerConfig()
         self.durations = self.config.durations
         self.velocities = self.config.velocities
-        max_shift = self.config.max_shift_quarters * self.config.steps_per_quarter
+        self.meters = _meters()
+        self.max_shift = self.config.max_shift_quarters * self.config.steps_per_quarter
         self.vocabulary: tuple[str, ...] = (
-            SPECIAL_TOKENS
-            + tuple(f"TimeShift_{steps}" for steps in range(1, max_shift + 1))
+            ("Pad", "Begin", "End")
+            + tuple(f"Bar_{n}_{d}" for n, d in self.meters)
+            + tuple(f"TimeShift_{steps}" for steps in range(1, self.max_shift + 1))
             + tuple(f"Note_{pitch}" for pitch in range(128))
             + tuple(f"Duration_{steps}" for steps in self.durations)
             + tuple(f"Velocity_{number}" for number in range(1, self.config.velocity_bins + 1))
+            + tuple(f"Track_{index}" for index in range(self.config.max_tracks))
             + tuple(f"Program_{program}" for program in range(128)) + ("Drums",)
+            + tuple(f"Key_{name}" for name in KEY_NAMES)
+            + tuple(f"Density_{index}" for index in range(1, len(DENSITIES) + 1))
         )
         self.ids = {name: index for index, name in enumerate(self.vocabulary)}
-        self.time_shift = self.ids["TimeShift_1"] - 1  # id of TimeShift_k is time_shift + k
-        self.max_shift = max_shift
-        self.note = self.ids["Note_0"]                  # id of Note_p is note + p
+        # First id of each kind: the id of Kind_k is first + (k's place in its kind).
+        self.bar = self.ids["Bar_1_1"]
+        self.time_shift = self.ids["TimeShift_1"]
+        self.note = self.ids["Note_0"]
         self.duration = self.ids[f"Duration_{self.durations[0]}"]
         self.velocity = self.ids["Velocity_1"]
+        self.track = self.ids["Track_0"]
         self.program = self.ids["Program_0"]
         self.drums = self.ids["Drums"]
+        self.key = self.ids["Key_C"]
+        self.density = self.ids["Density_1"]
+        self._meter_index = {meter: index for index, meter in enumerate(self.meters)}
 
     def __len__(self) -> int:
         return len(self.vocabulary)
@@ -131,29 +177,143 @@ class Tokenizer:
         """Readable names of token ids (for debugging and error messages)."""
         return [self.vocabulary[int(token)] for token in tokens]
 
-    # ------------------------------------------------------------------------- quantize
+    # ------------------------------------------------------------------------- what a token is
 
-    def quantize(self, score: Score) -> Score:
-        """The score as the tokens see it: on the step grid, velocities binned, durations snapped,
-        instruments merged by (drum, program) and sorted, duplicate notes (same start and pitch) dropped."""
+    def is_note(self, tokens) -> np.ndarray:
+        """True where a token starts a note (drums included)."""
+        tokens = np.asarray(tokens)
+        return (tokens >= self.note) & (tokens < self.note + 128)
+
+    def is_bar(self, tokens) -> np.ndarray:
+        """True where a token is a bar line."""
+        tokens = np.asarray(tokens)
+        return (tokens >= self.bar) & (tokens < self.bar + len(self.meters))
+
+    def bar_token(self, numerator: int, denominator: int) -> int:
+        """The id of the bar line opening a bar of ``numerator``/``denominator`` time."""
+        try:
+            return self.bar + self._meter_index[numerator, denominator]
+        except KeyError:
+            raise TokenizerError(f"no bar token for {numerator}/{denominator} time (numerators 1..{MAX_NUMERATOR}, "
+                                 f"denominators {', '.join(map(str, DENOMINATORS))})") from None
+
+    def header_length(self, tokens) -> int:
+        """How many tokens at the start of a piece form its header (Begin, Key, Density, Track/Program pairs)."""
+        tokens = np.asarray(tokens)
+        index = 1 if len(tokens) and tokens[0] == BEGIN else 0
+        if index < len(tokens) and self.key <= tokens[index] < self.key + len(KEY_NAMES):
+            index += 1
+        if index < len(tokens) and self.density <= tokens[index] < self.density + len(DENSITIES):
+            index += 1
+        while index + 1 < len(tokens) and self._is_track(tokens[index]) and self._is_instrument(tokens[index + 1]):
+            index += 2
+        return index
+
+    def tracks(self, tokens) -> list[tuple[bool, int]]:
+        """(is_drum, program) of each track the header of ``tokens`` declares, in track order."""
+        tokens = np.asarray(tokens)
+        declared: dict[int, tuple[bool, int]] = {}
+        for position in range(self.header_length(tokens) - 1):
+            if self._is_track(tokens[position]) and self._is_instrument(tokens[position + 1]):
+                declared.setdefault(int(tokens[position]) - self.track, self._instrument(tokens[position + 1]))
+        return [declared[index] for index in range(len(declared)) if index in declared]
+
+    def density_token(self, onsets_per_quarter: float) -> int:
+        """The Density token nearest (in log scale) to ``onsets_per_quarter``."""
+        value = max(onsets_per_quarter, 1e-3)
+        return self.density + int(np.argmin([abs(np.log(value / level)) for level in DENSITIES]))
+
+    def sampling_mask(self, track_count: int) -> np.ndarray:
+        """Bool (vocabulary,): the tokens a continuation of a piece with ``track_count`` tracks may hold:
+        bar lines, time shifts, notes, durations, velocities and its own tracks; never a header
+        token, Pad, Begin or End."""
+        allowed = np.zeros(len(self), dtype=bool)
+        allowed[self.bar:self.track + min(track_count, self.config.max_tracks)] = True
+        return allowed
+
+    def header_mask(self, programs) -> np.ndarray:
+        """Bool (vocabulary,): Program tokens for ``programs`` (ints; -1 for drums)."""
+        allowed = np.zeros(len(self), dtype=bool)
+        for program in programs:
+            allowed[self.drums if program < 0 else self.program + program] = True
+        return allowed
+
+    def programs(self, tokens) -> set[int]:
+        """Every instrument the headers in ``tokens`` declare: programs 0..127, and -1 for drums."""
+        tokens = np.asarray(tokens)
+        found = np.unique(tokens[(tokens >= self.program) & (tokens <= self.drums)])
+        return {-1 if token == self.drums else int(token) - self.program for token in found}
+
+    def drum_mask(self, tokens) -> np.ndarray:
+        """Bool per position of one piece: whether the track in force there is a drum track."""
+        tokens = np.asarray(tokens)
+        drum_tracks = np.array([is_drum for is_drum, _ in self.tracks(tokens)] + [False] * self.config.max_tracks)
+        is_track = (tokens >= self.track) & (tokens < self.track + self.config.max_tracks)
+        last = np.maximum.accumulate(np.where(is_track, np.arange(len(tokens)), -1)) if len(tokens) else \
+            np.zeros(0, dtype=np.int64)
+        current = np.where(last >= 0, tokens[np.maximum(last, 0)].astype(np.int64) - self.track, -1)
+        return (current >= 0) & drum_tracks[np.maximum(current, 0)]
+
+    def _is_track(self, token) -> bool:
+        return self.track <= token < self.track + self.config.max_tracks
+
+    def _is_instrument(self, token) -> bool:
+        return self.program <= token <= self.drums
+
+    def _instrument(self, token) -> tuple[bool, int]:
+        return (True, 0) if token == self.drums else (False, int(token) - self.program)
+
+    # ------------------------------------------------------------------------- prepare
+
+    def prepare(self, score: Score) -> Score:
+        """The score as the model sees it: its key chosen (``choose_key``), reduced to the lead line if
+        ``melody_only``, on the step grid, velocities binned, durations snapped, one instrument per
+        track (beyond ``max_tracks`` tracks, extra ones join a kept track of the same instrument, else the
+        last kept one), a note dropped only when its track already has that pitch at that step."""
+        timing = self._timing(score)
+        timing = timing.replace(key_signatures=self._keys(score, timing))
+        source = melody_line(score) if self.config.melody_only else score
         to_step = _grid(score.ticks_per_quarter, self.config.steps_per_quarter)
-        names = _instrument_names(score)
-        groups: dict[tuple[bool, int], dict[tuple[int, int], Note]] = {}
-        for instrument in score.instruments:
-            notes = groups.setdefault(_key(instrument), {})
-            for note in instrument.notes:
+        parts = [part for part in source.instruments if part.notes]
+        kept, extra = parts[:self.config.max_tracks], parts[self.config.max_tracks:]  # as ``track_sources``
+        notes = [{} for _ in kept]
+        for index, part in enumerate(kept + extra):
+            if index >= len(kept):
+                same = [k for k, p in enumerate(kept) if (p.is_drum, p.program) == (part.is_drum, part.program)]
+                index = same[0] if same else len(kept) - 1
+            for note in part.notes:
                 start = to_step(note.start)
                 duration = self._snap_duration(to_step(note.end) - start)
                 velocity = self.velocities[self.config.velocity_bin(note.velocity)]
-                notes.setdefault((start, note.pitch), Note(start, note.pitch, duration, velocity))
-        instruments = [
-            Instrument(program=program, is_drum=is_drum, name=names[is_drum, program], notes=notes.values())
-            for (is_drum, program), notes in sorted(groups.items()) if notes
-        ]
-        return self._timing(score).replace(instruments=instruments)
+                notes[index].setdefault((start, note.pitch), Note(start, note.pitch, duration, velocity))
+        instruments = [dataclasses.replace(part, notes=tuple(found.values()))
+                       for part, found in zip(kept, notes)]
+        return timing.replace(instruments=instruments)
+
+    def track_sources(self, score: Score) -> list[int]:
+        """For each track ``prepare(score)`` makes, the index of the instrument of ``score`` it comes from."""
+        if self.config.melody_only:
+            lead = lead_index(score)
+            return [] if lead is None else [lead]
+        return [index for index, part in enumerate(score.instruments) if part.notes][:self.config.max_tracks]
+
+    def opening(self, tokens) -> np.ndarray:
+        """The header of a piece's ``tokens`` and its first bar line: a primer that starts a piece like it."""
+        tokens = np.asarray(tokens)
+        return tokens[:self.header_length(tokens) + 1]
+
+    def _keys(self, score: Score, timing: Score) -> list[KeySignature]:
+        """The key signatures on the grid, with one in force from the first note: the file's own if it
+        has one there, else the Krumhansl-Schmuckler estimate (``melody.keys``) at step 0."""
+        first = min((note.start for note in score.notes), default=0)
+        if any(k.tick <= first and _known_key(k.key) for k in score.key_signatures):
+            return [k for k in timing.key_signatures if _known_key(k.key)]
+        pitched = [note for part in score.instruments if not part.is_drum for note in part.notes]
+        estimated = KeySignature(0, key_name(*estimate_key(pitched)))
+        return [estimated] + [k for k in timing.key_signatures if k.tick > 0 and _known_key(k.key)]
 
     def _timing(self, score: Score | None) -> Score:
-        """An empty score on the step grid holding the tempo map, time signatures and key of ``score``."""
+        """An empty score on the step grid with the tempo map, the meters the tokens can say, and the keys."""
         steps = self.config.steps_per_quarter
         if score is None:
             return Score(steps)
@@ -162,7 +322,8 @@ class Tokenizer:
             steps,
             tempos=last_per_tick(Tempo(to_step(t.tick), t.microseconds_per_quarter) for t in score.tempos),
             time_signatures=last_per_tick(TimeSignature(to_step(t.tick), t.numerator, t.denominator)
-                                           for t in score.time_signatures),
+                                           for t in score.time_signatures
+                                           if (t.numerator, t.denominator) in self._meter_index),
             key_signatures=last_per_tick(KeySignature(to_step(k.tick), k.key) for k in score.key_signatures),
         )
 
@@ -178,36 +339,51 @@ class Tokenizer:
 
     # ------------------------------------------------------------------------- encode
 
-    def encode(self, score: Score) -> np.ndarray:
-        """Token ids (uint16) for ``score``: Begin, the notes in time order with bar lines, End."""
-        quantized = self.quantize(score)
+    def encode(self, score: Score, end: bool = True) -> np.ndarray:
+        """Token ids (uint16) for ``score`` after ``prepare``: the header, the notes with bar lines, End
+        (left off with ``end=False``, for a primer)."""
+        prepared = self.prepare(score)
+        tokens = self.header(prepared)
         notes = sorted((note.start, index, note.pitch, note.duration, note.velocity)
-                       for index, instrument in enumerate(quantized.instruments) for note in instrument.notes)
-        bar_lines = iter(quantized.bar_lines(until=notes[-1][0] + 1) if notes else [])
-        next_bar = next(bar_lines, None)
-        tokens, now, instrument, velocity = [BEGIN], 0, None, None
+                       for index, part in enumerate(prepared.instruments) for note in part.notes)
+        bars = iter(_bars_with_meters(prepared, until=notes[-1][0] + 1) if notes else [])
+        next_bar = next(bars, None)
+        now, track, velocity = 0, None, None
         for start, index, pitch, duration, note_velocity in notes:
-            while next_bar is not None and next_bar <= start:
-                self._shift(tokens, next_bar - now)
-                tokens.append(BAR)
-                now, next_bar = next_bar, next(bar_lines, None)
+            while next_bar is not None and next_bar[0] <= start:
+                self._shift(tokens, next_bar[0] - now)
+                tokens.append(self.bar_token(*next_bar[1:]))
+                now, next_bar = next_bar[0], next(bars, None)
             self._shift(tokens, start - now)
             now = start
-            if index != instrument:
-                part = quantized.instruments[index]
-                tokens.append(self.drums if part.is_drum else self.program + part.program)
-                instrument = index
+            if index != track:
+                tokens.append(self.track + index)
+                track = index
             if note_velocity != velocity:
                 tokens.append(self.velocity + self.config.velocity_bin(note_velocity))
                 velocity = note_velocity
             tokens += [self.note + pitch, self.duration + self.durations.index(duration)]
-        tokens.append(END)
+        if end:
+            tokens.append(END)
         return np.asarray(tokens, dtype=np.uint16)
+
+    def header(self, prepared: Score) -> list[int]:
+        """Begin, the key in force at the first note, the density, and each track with its instrument."""
+        first = min((note.start for note in prepared.notes), default=0)
+        keys = [k for k in prepared.key_signatures if k.tick <= first] or list(prepared.key_signatures[:1])
+        tokens = [BEGIN]
+        if keys:
+            tonic, minor = parse_key(keys[-1].key)
+            tokens.append(self.key + tonic + 12 * minor)
+        tokens.append(self.density_token(onset_density(prepared)))
+        for index, part in enumerate(prepared.instruments):
+            tokens += [self.track + index, self.drums if part.is_drum else self.program + part.program]
+        return tokens
 
     def _shift(self, tokens: list[int], steps: int) -> None:
         while steps > 0:
             step = min(steps, self.max_shift)
-            tokens.append(self.time_shift + step)
+            tokens.append(self.time_shift + step - 1)
             steps -= step
 
     # ------------------------------------------------------------------------- decode
@@ -215,121 +391,172 @@ class Tokenizer:
     def decode(self, tokens, meta: Score | None = None) -> Score:
         """The Score that ``tokens`` describe, on the step grid (ticks_per_quarter = steps_per_quarter).
 
-        Any sequence decodes to a valid score: decoding stops at End; Pad, Begin and Bar
-        move nothing; a Note without its Duration lasts a quarter note; a Duration
-        without a Note is ignored. Tempo, time signatures, key and instrument names
-        come from ``meta`` (re-timed to the grid), else 120 bpm in 4/4.
+        Any sequence decodes to a valid score: decoding stops at End; a Note without its
+        Duration lasts a quarter note; a Duration without a Note is ignored; a track the
+        header did not declare plays program 0. Every declared track is an instrument, in
+        track order, even without notes. Tempo, time signatures, key, track names and
+        channels come from ``meta`` (a prepared score, re-timed to the grid) where it has
+        them; without it, 120 bpm, the meters of the bar tokens and the header's key.
         """
-        names = _instrument_names(meta) if meta is not None else {}
-        parts: dict[tuple[bool, int], dict[tuple[int, int], Note]] = {}
-        now, part, velocity = 0, (False, 0), self.velocities[self.config.velocity_bin(64)]
-        pending = None  # (start, pitch, part, velocity) of a note waiting for its duration
-        for token in map(int, tokens):
-            name = self.vocabulary[token] if 0 <= token < len(self.vocabulary) else "Pad"
-            kind, _, value = name.partition("_")
-            if kind == "End":
+        tokens = np.asarray(tokens)
+        if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(self)):
+            tokens = np.where((tokens >= 0) & (tokens < len(self)), tokens, PAD)
+        declared = self.tracks(tokens)
+        parts: list[dict] = [{} for _ in declared]
+        meters: list[TimeSignature] = []
+        now, track, velocity = 0, 0, self.velocities[self.config.velocity_bin(64)]
+        pending = None  # (start, pitch, track, velocity) of a note waiting for its duration
+        for token in map(int, tokens[self.header_length(tokens):]):
+            if token == END:
                 break
-            if kind == "Duration" and pending:
-                self._add(parts, pending, int(value))
+            if pending and self.duration <= token < self.duration + len(self.durations):
+                self._add(parts, pending, self.durations[token - self.duration])
                 pending = None
                 continue
-            if pending and kind in ("TimeShift", "Note"):
+            if pending and (self.time_shift <= token < self.note + 128):
                 self._add(parts, pending, self.config.steps_per_quarter)
                 pending = None
-            if kind == "TimeShift":
-                now += int(value)
-            elif kind == "Note":
-                pending = (now, int(value), part, velocity)
-            elif kind == "Velocity":
-                velocity = self.velocities[int(value) - 1]
-            elif kind == "Program":
-                part = (False, int(value))
-            elif kind == "Drums":
-                part = (True, 0)
+            if self.bar <= token < self.bar + len(self.meters):
+                meter = self.meters[token - self.bar]
+                if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
+                    meters.append(TimeSignature(now, *meter))
+            elif self.time_shift <= token < self.time_shift + self.max_shift:
+                now += token - self.time_shift + 1
+            elif self.note <= token < self.note + 128:
+                pending = (now, token - self.note, track, velocity)
+            elif self.velocity <= token < self.velocity + self.config.velocity_bins:
+                velocity = self.velocities[token - self.velocity]
+            elif self._is_track(token):
+                track = token - self.track
+                while len(declared) <= track:
+                    declared.append((False, 0))
+                    parts.append({})
         if pending:
             self._add(parts, pending, self.config.steps_per_quarter)
-        instruments = [Instrument(program=program, is_drum=is_drum, name=names.get((is_drum, program), ""),
-                                  notes=notes.values())
-                       for (is_drum, program), notes in sorted(parts.items())]
-        return self._timing(meta).replace(instruments=instruments)
+        return self._decoded(declared, parts, meters, tokens, meta)
+
+    def _decoded(self, declared, parts, meters, tokens, meta: Score | None) -> Score:
+        known = list(meta.instruments) if meta is not None else []
+        instruments = []
+        for index, ((is_drum, program), notes) in enumerate(zip(declared, parts)):
+            same = index < len(known) and (known[index].is_drum, known[index].program) == (is_drum, program)
+            name, channel = (known[index].name, known[index].channel) if same else ("", None)
+            instruments.append(Instrument(program, is_drum, name, tuple(notes.values()), channel))
+        if meta is not None:
+            return self._timing(meta).replace(instruments=instruments)
+        header = tokens[:self.header_length(tokens)]
+        keys = [KeySignature(0, KEY_NAMES[int(t) - self.key]) for t in header
+                if self.key <= t < self.key + len(KEY_NAMES)]
+        return Score(self.config.steps_per_quarter, instruments, time_signatures=meters, key_signatures=keys[:1])
 
     @staticmethod
     def _add(parts, pending, duration: int) -> None:
-        start, pitch, part, velocity = pending
-        parts.setdefault(part, {}).setdefault((start, pitch), Note(start, pitch, duration, velocity))
+        start, pitch, track, velocity = pending
+        parts[track].setdefault((start, pitch), Note(start, pitch, duration, velocity))
 
     # ------------------------------------------------------------------------- augmentation
 
-    def transpose(self, tokens: np.ndarray, semitones: int) -> np.ndarray:
-        """Tokens with every non-drum Note moved by ``semitones``; ValueError if a pitch leaves 0..127."""
+    def transpose(self, tokens, semitones: int) -> np.ndarray:
+        """Tokens with every non-drum Note and the Key moved by ``semitones``; ValueError if a pitch
+        leaves 0..127."""
         tokens = np.asarray(tokens)
-        is_note = (tokens >= self.note) & (tokens < self.note + 128)
-        pitched = is_note & ~self.drum_mask(tokens)
-        moved = tokens[pitched].astype(np.int64) + semitones
-        if moved.size and (moved.min() < self.note or moved.max() > self.note + 127):
-            raise ValueError(f"Transposing by {semitones} moves a pitch out of 0..127")
-        result = tokens.copy()
-        result[pitched] = moved
-        return result
+        return self.transpose_windows(tokens[None], self.drum_mask(tokens)[None], np.array([semitones]))[0]
 
-    def pitch_range(self, tokens: np.ndarray) -> tuple[int, int] | None:
-        """Lowest and highest non-drum pitch in ``tokens``, or None if there are none."""
+    def transpose_windows(self, windows: np.ndarray, drums: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """Each row of ``windows`` (rows, time) moved by its own number of semitones ``shifts`` (rows,):
+        pitched notes (``drums`` False) and Key tokens; ValueError if a pitch leaves 0..127."""
+        windows = np.asarray(windows)
+        shifts = np.asarray(shifts, dtype=np.int64)[:, None]
+        pitched = self.is_note(windows) & ~np.asarray(drums, dtype=bool)
+        moved = windows.astype(np.int64) + shifts
+        if ((moved < self.note) | (moved >= self.note + 128))[pitched].any():
+            raise ValueError(f"Transposing by {shifts.ravel().tolist()} moves a pitch out of 0..127")
+        is_key = (windows >= self.key) & (windows < self.key + len(KEY_NAMES))
+        offset = windows.astype(np.int64) - self.key
+        keys = self.key + (offset + shifts) % 12 + 12 * (offset // 12)
+        result = np.where(pitched, moved, np.where(is_key, keys, windows))
+        return result.astype(windows.dtype)
+
+    def transpose_room(self, windows: np.ndarray, drums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(down, up) per row: how many semitones each row's pitched notes can move and stay in 0..127."""
+        pitched = self.is_note(windows) & ~np.asarray(drums, dtype=bool)
+        pitches = np.asarray(windows, dtype=np.int64) - self.note
+        low = np.where(pitched, pitches, 127).min(axis=1)
+        high = np.where(pitched, pitches, 0).max(axis=1)
+        return low, 127 - high
+
+    def pitch_range(self, tokens) -> tuple[int, int] | None:
+        """Lowest and highest non-drum pitch in one piece's ``tokens``, or None if there are none."""
         tokens = np.asarray(tokens)
-        pitched = (tokens >= self.note) & (tokens < self.note + 128) & ~self.drum_mask(tokens)
+        pitched = self.is_note(tokens) & ~self.drum_mask(tokens)
         if not pitched.any():
             return None
         pitches = tokens[pitched].astype(np.int64) - self.note
         return int(pitches.min()), int(pitches.max())
 
-    def drum_mask(self, tokens: np.ndarray) -> np.ndarray:
-        """For each position, whether the last instrument token at or before it was Drums (bool array)."""
-        is_instrument = (tokens >= self.program) & (tokens <= self.drums)
-        last = np.maximum.accumulate(np.where(is_instrument, np.arange(len(tokens)), -1)) if len(tokens) else \
-            np.zeros(0, dtype=np.int64)
-        return (last >= 0) & (tokens[np.maximum(last, 0)] == self.drums)
-
     # ------------------------------------------------------------------------- save / load
 
     def save(self, path: str | os.PathLike, force: bool = False) -> Path:
         """Write the config and vocabulary as JSON (atomically)."""
-        document = {"format": FORMAT, "version": FORMAT_VERSION, "config": dataclasses.asdict(self.config),
-                    "vocabulary": list(self.vocabulary)}
-        return atomic_write(path, json.dumps(document, indent=1) + "\n", force=force)
+        return atomic_write(path, json.dumps(self.document(), indent=1) + "\n", force=force)
+
+    def document(self) -> dict:
+        """What ``save`` writes: format, version, config and vocabulary."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, "config": dataclasses.asdict(self.config),
+                "vocabulary": list(self.vocabulary)}
+
+    @classmethod
+    def from_document(cls, document, where: str = "tokenizer") -> Tokenizer:
+        """The tokenizer a ``document()`` describes; TokenizerError if it is not one or does not match."""
+        try:
+            if not isinstance(document, dict) or document.get("format") != FORMAT:
+                raise TokenizerError(f"{where}: not a melody tokenizer file")
+            if document.get("version") != FORMAT_VERSION:
+                raise TokenizerError(f"{where}: tokenizer format version {document.get('version')!r}, "
+                                     f"this melody reads version {FORMAT_VERSION}; prepare or train again")
+            tokenizer = cls(TokenizerConfig(**document["config"]))
+            saved = document["vocabulary"]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise TokenizerError(f"{where}: not a usable tokenizer ({error})") from None
+        if not isinstance(saved, list) or saved != list(tokenizer.vocabulary):
+            raise TokenizerError(f"{where}: vocabulary does not match its config")
+        return tokenizer
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Read a tokenizer saved by ``save``; TokenizerError if it is not one or its vocabulary differs."""
-        try:
-            document = json.loads(Path(path).read_text(encoding="utf-8"))
-            if document.get("format") != FORMAT:
-                raise TokenizerError(f"{path}: not a melody tokenizer file")
-            if document.get("version") != FORMAT_VERSION:
-                raise TokenizerError(f"{path}: tokenizer format version {document.get('version')}, "
-                                     f"this melody reads version {FORMAT_VERSION}")
-            tokenizer = cls(TokenizerConfig(**document["config"]))
-            saved = document["vocabulary"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise TokenizerError(f"{path}: cannot load tokenizer ({error})") from None
-        if list(saved) != list(tokenizer.vocabulary):
-            differences = [i for i, (a, b) in enumerate(zip(saved, tokenizer.vocabulary)) if a != b]
-            where = f"first difference at id {differences[0]}" if differences else \
-                f"{len(saved)} tokens saved, {len(tokenizer)} expected"
-            raise TokenizerError(f"{path}: vocabulary does not match its config ({where})")
-        return tokenizer
+        from melody.files import read_json_file
+
+        return cls.from_document(read_json_file(path, TokenizerError), str(path))
+
+
+def onset_density(score: Score) -> float:
+    """Distinct note onsets per quarter note, from the first onset to the last note's end (0 without notes)."""
+    starts = {note.start for note in score.notes}
+    if not starts:
+        return 0.0
+    span = max(score.end_tick - min(starts), score.ticks_per_quarter) / score.ticks_per_quarter
+    return len(starts) / span
+
+
+def _known_key(name: str) -> bool:
+    try:
+        parse_key(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _bars_with_meters(score: Score, until: int) -> list[tuple[int, int, int]]:
+    """(tick, numerator, denominator) of every bar line of ``score`` up to ``until``."""
+    signatures = list(score.time_signatures) or [TimeSignature(0, 4, 4)]
+    result = []
+    for tick in score.bar_lines(until=until):
+        signature = ([s for s in signatures if s.tick <= tick] or [TimeSignature(0, 4, 4)])[-1]
+        result.append((tick, signature.numerator, signature.denominator))
+    return result
 
 
 def _grid(ticks_per_quarter: int, steps_per_quarter: int):
     """A function rounding ticks to the nearest grid step (halves round up)."""
     return lambda tick: (2 * tick * steps_per_quarter + ticks_per_quarter) // (2 * ticks_per_quarter)
-
-
-def _key(instrument: Instrument) -> tuple[bool, int]:
-    """What the tokens know of an instrument: drums (any kit), or a melodic program."""
-    return (True, 0) if instrument.is_drum else (False, instrument.program)
-
-
-def _instrument_names(score: Score) -> dict[tuple[bool, int], str]:
-    names: dict[tuple[bool, int], str] = {}
-    for instrument in score.instruments:
-        names.setdefault(_key(instrument), instrument.name)
-    return names

@@ -15,21 +15,20 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from melody.bundle import read_json, save_config, save_corpus, save_model_atomically
-from melody.corpus import TokenCache, prepare
-from melody.dataset import WindowSampler, segments, split_pieces, training_dataset, validation_windows
-from melody.errors import CorpusError, OutputExistsError, TrainingError
-from melody.files import atomic_write
+from melody import bundle
 from melody.baselines import token_counts, unigram_nll
-from melody.midi_io import find_midi_files
+from melody.corpus import TokenCache, prepare
+from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
+from melody.errors import CorpusError, MelodyError, OutputExistsError, TrainingError
+from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
+from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ class TrainConfig:
     patience: int = 3
     clip_norm: float = 1.0
     max_transpose: int = 5
-    melody_only: bool = False
     random_seed: int = 0
 
     def __post_init__(self):
@@ -77,27 +75,33 @@ class Report:
 
 # ----------------------------------------------------------------------------- the corpus
 
-def corpus_cache(source: str | os.PathLike, melody_only: bool, report: Report) -> TokenCache:
-    """A token cache for ``source``: itself if it is one, else prepared once into the user cache."""
+def corpus_cache(source: str | os.PathLike, tokenizer: TokenizerConfig | None, report: Report) -> TokenCache:
+    """A token cache for ``source``: itself if it is one (its tokenizer must be ``tokenizer``, if given),
+    else ``source`` prepared once with ``tokenizer`` (default settings if None) into the user cache."""
     source = Path(source)
     if TokenCache.is_cache(source):
         cache = TokenCache(source)
-        if bool(cache.report["summary"].get("melody_only")) != melody_only:
-            raise TrainingError(f"{source} was prepared {'with' if not melody_only else 'without'} --melody-only; "
-                                "prepare it again or change --melody-only")
+        if tokenizer is not None and cache.tokenizer.config != tokenizer:
+            raise TrainingError(f"{source} was prepared with other tokenizer settings ({cache.tokenizer.config}); "
+                                "prepare it again with these settings or train on it as it is")
         return cache
     if not source.exists():
         raise CorpusError(f"{source}: no such file or folder")
     files = find_midi_files([source])
     if not files:
         raise CorpusError(f"{source}: no MIDI files (.mid .midi .kar .rmi) found")
-    fingerprint = hashlib.sha256(json.dumps([melody_only] + [
+    tokenizer = tokenizer or TokenizerConfig()
+    fingerprint = hashlib.sha256(json.dumps([TOKENIZER_VERSION, asdict(tokenizer)] + [
         [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in files]).encode())
     folder = Path(os.environ.get("MELODY_CACHE", Path.home() / ".cache" / "melody")) / "corpora" / \
         fingerprint.hexdigest()[:20]
-    if not TokenCache.is_cache(folder) or not (folder / "report.json").is_file():
-        report.preparing(len(files))
-        prepare([source], folder, melody_only=melody_only, force=True, on_file=report.prepared)
+    if TokenCache.is_cache(folder) and (folder / "report.json").is_file():
+        try:
+            return TokenCache(folder)
+        except MelodyError:  # damaged, or left by another melody: prepared again below
+            pass
+    report.preparing(len(files))
+    prepare([source], folder, tokenizer, force=True, on_file=report.prepared)
     return TokenCache(folder)
 
 
@@ -108,6 +112,7 @@ class TrainingData:
     summary: dict
     pieces: tuple[list[np.ndarray], list[np.ndarray]]  # (training, validation) views into the cache
     names: tuple[list[str], list[str]]  # their file names
+    programs: set[int]  # instruments the training pieces' headers declare (-1: drums)
 
 
 def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
@@ -116,89 +121,130 @@ def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
         raise TrainingError(f"only {len(cache)} readable MIDI file; training needs at least 2 "
                             "(one is held out for validation)")
     train_pieces, val_pieces = split_pieces(len(cache), config.val_split, config.random_seed)
-    train_ranges, val_ranges = segments(cache, train_pieces), segments(cache, val_pieces)
-    sampler = WindowSampler(cache, train_ranges, config.seq_len, config.max_transpose)
+    sampler = WindowSampler(cache, train_pieces, config.seq_len, config.max_transpose)
     if sampler.windows == 0:
         raise TrainingError(f"too few tokens for one training window of {config.seq_len + 1} tokens "
                             f"({sampler.tokens_total} training tokens); lower --seq-len or add music")
-    validation = validation_windows(cache, val_ranges, config.seq_len)
+    validation = validation_windows(cache, val_pieces, config.seq_len)
     if len(validation) == 0:
         raise TrainingError(f"the validation files hold fewer than {config.seq_len + 1} tokens; "
                             "raise --val-split or lower --seq-len")
-    counts = sum((token_counts(cache.tokens[start:end], len(cache.tokenizer)) for start, end in train_ranges),
+    pieces = tuple([cache.piece(i) for i in side] for side in (train_pieces, val_pieces))
+    counts = sum((token_counts(piece, len(cache.tokenizer)) for piece in pieces[0]),
                  np.zeros(len(cache.tokenizer), dtype=np.int64))
+    tokenizer = cache.tokenizer
+    programs = set().union(*(tokenizer.programs(piece[:tokenizer.header_length(piece[:512])]) for piece in pieces[0]))
     summary = {**{key: cache.report["summary"][key] for key in ("files", "ok", "skipped", "tokens")},
                "cache": str(cache.folder), "train_files": len(train_pieces), "val_files": len(val_pieces),
                "train_tokens": sampler.tokens_total, "val_tokens": int(validation[:, 1:].size),
                "unigram_val_nll": round(unigram_nll(counts, validation[:, 1:]), 4)}
-    pieces = tuple([cache.piece(i) for i in side] for side in (train_pieces, val_pieces))
     files = [entry["path"] for entry in cache.report["files"] if entry["status"] == "ok"]
     names = tuple([files[i] for i in side] for side in (train_pieces, val_pieces))
-    return TrainingData(sampler, validation, summary, pieces, names)
+    return TrainingData(sampler, validation, summary, pieces, names, programs)
 
 
 # ----------------------------------------------------------------------------- the run
 
 def train(source, out, model_config: ModelConfig | None = None, config: TrainConfig | None = None,
-          resume: bool = False, force: bool = False, report: Report | None = None,
-          overrides: dict | None = None) -> dict:
+          tokenizer: TokenizerConfig | None = None, resume: bool = False, force: bool = False,
+          report: Report | None = None, changes: dict | None = None, init_from=None) -> dict:
     """Train on ``source`` into the model folder ``out``; returns the final metrics.
 
-    With ``resume``, the configs saved in ``out`` are used (``overrides`` may change
-    ``epochs`` and ``max_steps``) and training continues from the last checkpoint.
+    ``tokenizer``: how a MIDI folder is tokenized (a token cache brings its own).
+    With ``resume``, the settings saved in ``out`` are used and training continues from
+    the last checkpoint; ``changes`` (setting name -> value) may raise ``epochs``,
+    ``max_steps`` or ``patience``, any other change is refused. ``init_from``: a model
+    folder whose weights start this run (see ``initialise_from``).
     """
     out, report = Path(out), report or Report()
     state = _check_output(out, resume, force)
     if resume:
-        saved = read_json(out / "config.json")
-        model_config = ModelConfig(**saved["model"])
-        config = replace(TrainConfig(**saved["train"]), **(overrides or {}))
+        model_config, config = _resumed_configs(out, changes or {})
+        tokenizer = bundle.read_manifest(out).tokenizer.config if (out / "tokenizer.json").exists() else tokenizer
     model_config, config = model_config or ModelConfig(), config or TrainConfig()
-    cache = corpus_cache(source, config.melody_only, report)
+    cache = corpus_cache(source, tokenizer, report)
     data = training_data(cache, config)
-    tokenizer = cache.tokenizer
+    vocabulary = len(cache.tokenizer)
     if not resume:
-        _clear(out)
+        bundle.clear(out)
 
     keras = load_keras()  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
 
-    import melody.cell  # noqa: F401  (registers the custom layers so a checkpoint can be loaded)
-
     keras.utils.set_random_seed(config.random_seed)
     if state:
-        model = keras.models.load_model(out / "checkpoint" / state["checkpoint"], safe_mode=True)
+        model = bundle.load_checkpoint(out, state)
     else:
-        model = build_model(model_config, len(tokenizer))
+        model = build_model(model_config, vocabulary)
+        if init_from is not None:
+            initialise_from(model, init_from, cache.tokenizer.vocabulary)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0}
-    save_config(out, model_config, config)
-    save_corpus(out, *data.pieces, names=data.names)
-    tokenizer.save(out / "tokenizer.json", force=True)
-    best_copy = build_model(model_config, len(tokenizer))  # float32, no optimizer: what model.keras holds
+    bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
+    bundle.save_corpus(out, *data.pieces, names=data.names)
+    best_copy = build_model(model_config, vocabulary)  # float32, no optimizer: what model.keras holds
     return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))
+
+
+RESUMABLE_CHANGES = ("epochs", "max_steps", "patience")
+
+
+def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig]:
+    """The settings saved in ``out``, with ``changes`` applied where a resumed run may change them."""
+    saved_model, saved_train = bundle.saved_configs(out)
+    saved = {**saved_model, **saved_train}
+    refused = sorted(name for name, value in changes.items()
+                     if name not in RESUMABLE_CHANGES and name in saved and saved[name] != value)
+    if refused:
+        listing = ", ".join(f"{name} (saved {saved[name]!r}, asked {changes[name]!r})" for name in refused)
+        raise TrainingError(f"{out}: a resumed run keeps the settings it started with; cannot change {listing}")
+    try:
+        return ModelConfig(**saved_model), replace(TrainConfig(**saved_train),
+                                                   **{k: v for k, v in changes.items() if k in RESUMABLE_CHANGES})
+    except (TypeError, ValueError) as error:
+        raise TrainingError(f"{out}/config.json: unusable settings ({error})") from None
+
+
+def initialise_from(model, folder, vocabulary: tuple[str, ...]) -> int:
+    """Copy weights from the model in ``folder`` into ``model``; returns how many tokens were matched.
+
+    Layers of the same name and shape are copied whole. The embedding's rows and the logits'
+    columns are matched by token name, so a model on another vocabulary passes on what it
+    knows of the tokens both have; a token with no namesake takes the row of the plain token of
+    its kind if the source has one (an older vocabulary's ``Bar`` for every ``Bar_n_d``), else
+    keeps its fresh initial value.
+    """
+    source, names = bundle.load_for_initialising(folder)
+    index = {name: position for position, name in enumerate(names)}
+    rows = np.array([index.get(name, index.get(name.split("_")[0], -1)) for name in vocabulary])
+    known = rows >= 0
+    for layer in model.layers:
+        try:
+            theirs = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            continue
+        ours = layer.get_weights()
+        if layer.name in ("embedding", "logits"):  # the vocabulary axis: embedding rows, logits columns
+            axis = 0 if layer.name == "embedding" else -1
+            for mine, other in zip(ours, theirs):
+                if np.delete(mine.shape, axis).tolist() == np.delete(other.shape, axis).tolist():
+                    np.moveaxis(mine, axis, 0)[known] = np.moveaxis(other, axis, 0)[rows[known]]
+            layer.set_weights(ours)
+        elif [w.shape for w in ours] == [w.shape for w in theirs]:
+            layer.set_weights(theirs)
+    return int(known.sum())
 
 
 def _check_output(out: Path, resume: bool, force: bool) -> dict | None:
     """Check the model folder (changing nothing); the checkpoint state when resuming, else None."""
     if resume:
-        state_path = out / "checkpoint" / "state.json"
-        if not state_path.is_file():
-            raise TrainingError(f"{out}: nothing to resume (no checkpoint yet); run without --resume")
-        return read_json(state_path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise OutputExistsError(f"{out} already exists and is not empty; use --resume to continue "
-                                    "training or --force to start over")
+        state = bundle.checkpoint_state(out)
+        if state is None:
+            raise TrainingError(f"{out}: nothing to resume (no checkpoint yet); start without resuming")
+        return state
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise OutputExistsError(f"{out} already exists and is not empty")
     return None
-
-
-def _clear(out: Path) -> None:
-    """Make ``out`` ready for a fresh run: created, and without an earlier run's model or checkpoint."""
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    for name in ("model.keras", "metrics.json"):
-        (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: dict, out: Path,
@@ -236,9 +282,9 @@ def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: di
         if improved:
             state["best_val_loss"] = val_loss
             best_copy.set_weights(model.get_weights())
-            save_model_atomically(best_copy, out / "model.keras")
+            bundle.save_best(best_copy, out)
         state["epoch"] = epoch + 1
-        _checkpoint(model, state, out)
+        bundle.save_checkpoint(model, state, out)
         _write_metrics(out, state, data.summary, parameters, stopped="running")
         report.epoch(entry, improved)
         if state["bad_epochs"] >= config.patience:
@@ -258,19 +304,6 @@ def _reseed_dropout(model, seed: int, epoch: int) -> None:
             generator.state.assign(np.array([seed * 1_000_003 + epoch * 1_009 + index, 0], dtype="int64"))
 
 
-def _checkpoint(model, state: dict, out: Path) -> None:
-    """Model with optimizer state to checkpoint/epoch-N.keras, then state.json naming it, then drop the old."""
-    folder = out / "checkpoint"
-    folder.mkdir(exist_ok=True)
-    name = f"epoch-{state['epoch']}.keras"
-    save_model_atomically(model, folder / name)
-    state["checkpoint"] = name
-    atomic_write(folder / "state.json", json.dumps(state, indent=1) + "\n", force=True)
-    for old in folder.glob("epoch-*.keras"):
-        if old.name != name:
-            old.unlink()
-
-
 def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopped: str) -> dict:
     best = state["best_val_loss"]
     best_epoch = next((e["epoch"] for e in state["epochs"] if e["val_loss"] == round(best, 5)), None) \
@@ -280,7 +313,7 @@ def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopp
                "best_val_perplexity": None if best is None else round(math.exp(best), 3),
                "unigram_val_nll": summary["unigram_val_nll"], "steps": state["step"],
                "training_seconds": round(state["seconds"], 1), "stopped": stopped}
-    atomic_write(out / "metrics.json", json.dumps(metrics, indent=1) + "\n", force=True)
+    bundle.save_metrics(out, metrics)
     return metrics
 
 

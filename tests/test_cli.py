@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from conftest import ROOT, corpus_files
 from melody.cli import cli
-from melody.midi_io import read_midi, validate_midi
+from melody.midi_read import read_midi
+from melody.midi_write import validate_midi
 
 
 def run(*args):

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, corpus_files, note, smf, track
 from melody.corpus import TokenCache, prepare
 from melody.errors import CorpusError, OutputExistsError
-from melody.midi_io import read_midi
+from melody.midi_read import read_midi
 from melody.tokenizer import Tokenizer
 
 

@@ -9,7 +9,8 @@ from conftest import corpus_files, note, smf, track
 from melody.bundle import load_bundle
 from melody.errors import MelodyError, OutputExistsError
 from melody.generate import Sampler, SamplingConfig, generate
-from melody.midi_io import read_midi, validate_midi, write_midi
+from melody.midi_read import read_midi
+from melody.midi_write import validate_midi, write_midi
 from melody.score import Instrument, Note, Score, TimeSignature
 from melody.tokenizer import BAR, BEGIN, END, PAD
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from conftest import corpus_files, ev, music21_midi_files, note, smf, tempo, track
 from melody import midi_io
 from melody.errors import MidiReadError, OutputExistsError
-from melody.midi_io import midi_bytes, read_midi, validate_midi, write_midi
+from melody.midi_read import read_midi
+from melody.midi_write import midi_bytes, validate_midi, write_midi
 from melody.score import Instrument, Note, Score, Tempo
 
 PIANO_TRACK = track(note(0, 60, 480), note(0, 64, 480))

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import CORPORA
 from melody.cli import cli
-from melody.midi_io import read_midi
+from melody.midi_read import read_midi
 from melody.render import RELEASE_SECONDS, SAMPLE_RATE, piano_roll, render, synthesize
 from melody.score import Instrument, Note, Score, Tempo
 

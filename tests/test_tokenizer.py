@@ -9,7 +9,8 @@ import pytest
 
 from conftest import corpus_files, music21_midi_files, note, smf, track
 from melody.errors import TokenizerError
-from melody.midi_io import midi_bytes, read_midi, validate_midi
+from melody.midi_read import read_midi
+from melody.midi_write import midi_bytes, validate_midi
 from melody.score import Instrument, Note, Score, TimeSignature, melody_line, transpose
 from melody.tokenizer import BAR, BEGIN, END, PAD, Tokenizer, TokenizerConfig
 

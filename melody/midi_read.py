@@ -1,28 +1,27 @@
-"""Reading and writing Standard MIDI Files: the only module that touches mido and pretty_midi.
-
-Reading (``read_midi``) survives the files people actually have:
+"""Reading Standard MIDI Files into a Score: the files people actually have, repaired where that is safe.
 
 * RIFF-wrapped ``.rmi`` files are unwrapped; junk before ``MThd`` and foreign
   chunks between tracks (``XFIH``, ...) are skipped and recorded as repairs.
+* Before mido parses a track, its events are walked byte by byte
+  (``_repair_track``): a meta event whose length does not fit its type (a tempo
+  of 2 bytes, a time signature of 3) or an undecodable key signature is turned
+  into a text event of the same bytes, so it is ignored instead of failing the
+  file; a track cut off inside an event (a truncated last track) keeps its
+  complete events. mido's own tables are only read, never changed.
 * Tempo, time-signature and key events count on whatever track they sit
   (pretty_midi only honours the first track and mistimes such files). All
   tracks are merged into one time-ordered stream, so a program change on one
-  track applies to later notes of its channel on any track.
+  track applies to later notes of its channel on any track. Each (track, channel,
+  program) becomes one Instrument, which keeps its track's name and its channel.
 * mido decodes running status. A note-on with velocity 0 is a note-off.
   Overlapping notes of the same pitch close first-in-first-out; note-offs
   without a note-on are dropped; zero-length notes get a minimal length; notes
   never released end at the end of their track. Data bytes above 127 are
   clipped. Each repair is counted in ``Score.repairs``.
 * Type 2 files (independent sequences) are read as consecutive songs.
-* Anything unreadable raises ``MidiReadError`` naming the file and the reason;
-  file size and event count are capped so a hostile file cannot exhaust
-  memory or time.
-
-Writing (``write_midi``) produces what a DAW expects: format 1 at 480 ticks per
-quarter, a conductor track with tempo, time signature and key, then one named
-track per instrument with its program change at tick 0, drums on channel 10,
-every note closed, no zero-length notes and no same-pitch overlaps on a
-channel. ``validate_midi`` checks exactly those promises.
+* Anything unreadable raises ``MidiReadError`` naming the file and the reason in
+  our words; file size and event count are capped so a hostile file cannot
+  exhaust memory or time.
 """
 
 from __future__ import annotations
@@ -34,40 +33,19 @@ from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 import mido
-from mido.midifiles import meta as mido_meta
+from mido.messages.specs import SPEC_BY_STATUS
 
 from melody.errors import MidiReadError
-from melody.files import atomic_write
-from melody.score import (DRUM_CHANNEL, Instrument, KeySignature, Note, Score, Tempo, TimeSignature,
-                          last_per_tick)
+from melody.score import DRUM_CHANNEL, Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 MAX_FILE_BYTES = 8 * 1024 * 1024  # the largest real performances are well under 1 MB
 MAX_EVENTS = 2_000_000
 MAX_QUARTERS = 200_000  # about 28 hours at 120 bpm: later events are corrupt data
-WRITE_TICKS_PER_QUARTER = 480
+# The data length each meta event type must have (SMF 1.0); anything else is malformed.
+META_LENGTHS = {0x00: (0, 2), 0x20: (1,), 0x21: (1,), 0x2F: (0,), 0x51: (3,), 0x54: (5,), 0x58: (4,), 0x59: (2,)}
+TEXT_EVENT = 0x01
 
-
-class _LenientKeySignature(mido_meta.MetaSpec_key_signature):
-    """mido's key signature, but an undecodable key becomes ``None`` instead of failing the file."""
-
-    type = "key_signature"
-
-    def decode(self, message, data):
-        try:
-            super().decode(message, data)
-        except (mido_meta.KeySignatureError, IndexError):
-            message.key = None
-
-    def check(self, name, value):
-        if value is not None:
-            super().check(name, value)
-
-
-mido_meta.add_meta_spec(_LenientKeySignature)
-
-
-# ----------------------------------------------------------------------------- reading
 
 def read_midi(source: str | os.PathLike | bytes, name: str | None = None) -> Score:
     """Read a MIDI file (a path or its bytes) into a Score, in the file's own ticks.
@@ -157,9 +135,11 @@ def _clean_chunks(data: bytes, repairs: Counter) -> bytes:
         body = data[position + 8:position + 8 + size]
         if chunk_id == b"MTrk":
             if len(body) < size:
-                raise MidiReadError(f"truncated file (track {len(tracks) + 1} declares {size} bytes, "
-                                    f"{len(body)} remain)")
-            tracks.append(data[position:position + 8 + size])
+                if len(tracks) + 1 < track_count:
+                    raise MidiReadError(f"truncated file (track {len(tracks) + 1} of {track_count} declares "
+                                        f"{size} bytes, {len(body)} remain)")
+                repairs["read a truncated last track up to its last complete event"] += 1
+            tracks.append(_repair_track(body, repairs))
         elif chunk_id.isalnum():
             repairs[f"skipped non-track chunk {chunk_id.decode('ascii')}"] += 1
         else:
@@ -169,7 +149,83 @@ def _clean_chunks(data: bytes, repairs: Counter) -> bytes:
     if len(tracks) < track_count:
         raise MidiReadError(f"missing MTrk chunk (header announces {track_count} tracks, file holds {len(tracks)})")
     header = b"MThd" + struct.pack(">IHHH", 6, file_format, len(tracks), division)
-    return header + b"".join(tracks)
+    return header + b"".join(b"MTrk" + struct.pack(">I", len(body)) + body for body in tracks)
+
+
+def _repair_track(body: bytes, repairs: Counter) -> bytes:
+    """A track's events with malformed meta events made harmless and an incomplete last event cut off.
+
+    Walks the events as the SMF specification lays them out (delta time, status or running
+    status, data); a meta event with the wrong length for its type, or a key signature no key
+    has, gets type TEXT_EVENT (same bytes, ignored by the reader). Anything else that is wrong
+    (an undefined status byte, a data byte where a status should be) is left for mido to report.
+    """
+    out, position, status, size = bytearray(body), 0, None, len(body)
+    while position < size:
+        start = position
+        position = _skip_variable_int(body, position)
+        if position >= size:
+            break
+        byte = body[position]
+        if byte == 0xFF:
+            if position + 2 > size:
+                break
+            kind, (length, data_start) = body[position + 1], _read_variable_int(body, position + 2)
+            if data_start + length > size:
+                break
+            data = body[data_start:data_start + length]
+            if (kind in META_LENGTHS and length not in META_LENGTHS[kind]) or (kind == 0x59 and not _valid_key(data)):
+                out[position + 1] = TEXT_EVENT
+                repairs["ignored malformed meta events"] += 1
+            position = data_start + length
+            continue
+        if byte in (0xF0, 0xF7):
+            status = byte
+            length, data_start = _read_variable_int(body, position + 1)
+            position = data_start + length
+        elif byte >= 0x80:
+            status = byte
+            position += _message_length(byte)
+        elif status is None or status in (0xF0, 0xF7):
+            return bytes(out[:size])  # corrupt: mido names it
+        else:
+            position += _message_length(status) - 1
+        if position > size:
+            position = start
+            break
+    if position < size:
+        repairs["cut an incomplete event at the end of a track"] += 1
+        return bytes(out[:position])
+    return bytes(out)
+
+
+def _message_length(status: int) -> int:
+    """Bytes of a channel or system message with this status byte, status included (1 if undefined)."""
+    spec = SPEC_BY_STATUS.get(status)
+    return spec["length"] if spec else 1
+
+
+def _valid_key(data: bytes) -> bool:
+    """Whether key-signature data names a key: -7..7 sharps (flats negative), major or minor."""
+    return len(data) == 2 and -7 <= struct.unpack("b", data[:1])[0] <= 7 and data[1] in (0, 1)
+
+
+def _read_variable_int(data: bytes, position: int) -> tuple[int, int]:
+    """(value, position after it) of a variable-length quantity (at most 4 bytes)."""
+    value = 0
+    for _ in range(4):
+        if position >= len(data):
+            return value, len(data) + 1
+        byte = data[position]
+        position += 1
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            break
+    return value, position
+
+
+def _skip_variable_int(data: bytes, position: int) -> int:
+    return _read_variable_int(data, position)[1]
 
 
 def _parse(data: bytes, repairs: Counter) -> mido.MidiFile:
@@ -261,10 +317,7 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
             else:
                 signatures.append(TimeSignature(tick, message.numerator, message.denominator))
         elif kind == "key_signature":
-            if message.key is None:
-                repairs["ignored undecodable key signatures"] += 1
-            else:
-                keys.append(KeySignature(tick, message.key))
+            keys.append(KeySignature(tick, message.key))
         elif kind == "track_name" and track not in track_names:
             track_names[track] = "".join(ch for ch in message.name if ch.isprintable()).strip()  # no NULs
 
@@ -274,7 +327,8 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
             close((track, channel, program), pitch, start, velocity, track_ends[track])
 
     instruments = [
-        Instrument(program=program, is_drum=channel == DRUM_CHANNEL, name=track_names.get(track, ""), notes=notes)
+        Instrument(program=program, is_drum=channel == DRUM_CHANNEL, name=track_names.get(track, ""), notes=notes,
+                   channel=channel)
         for (track, channel, program), notes in sorted(parts.items())
     ]
     if not instruments:
@@ -300,185 +354,3 @@ def find_midi_files(paths) -> list[Path]:
     return found
 
 
-# ----------------------------------------------------------------------------- writing
-
-def write_midi(score: Score, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write ``score`` as a DAW-ready Standard MIDI File, atomically; never overwrite unless ``force``."""
-    return atomic_write(path, midi_bytes(score), force=force)
-
-
-def midi_bytes(score: Score) -> bytes:
-    """The Standard MIDI File (format 1, 480 ticks per quarter) for ``score``."""
-    midi_file = mido.MidiFile(type=1, ticks_per_beat=WRITE_TICKS_PER_QUARTER)
-    scale = WRITE_TICKS_PER_QUARTER / score.ticks_per_quarter
-
-    def at(tick: int) -> int:
-        return round(tick * scale)
-
-    channels, programs = _assign_channels(score.instruments)
-    notes_by_instrument = _resolve_overlaps(score.instruments, channels, at)
-    end = max((end for notes in notes_by_instrument for _, end, _ in notes), default=0)
-    midi_file.tracks.append(_conductor_track(score, at, end))
-    for instrument, channel, program, notes in zip(score.instruments, channels, programs, notes_by_instrument):
-        events = [(0, 0, mido.MetaMessage("track_name", name=track_name(instrument))),
-                  (0, 1, mido.Message("program_change", channel=channel, program=program))]
-        for start, stop, note in notes:
-            events.append((start, 3, mido.Message("note_on", channel=channel, note=note.pitch,
-                                                  velocity=note.velocity)))
-            events.append((stop, 2, mido.Message("note_off", channel=channel, note=note.pitch, velocity=0)))
-        midi_file.tracks.append(_track(events, end))
-    buffer = io.BytesIO()
-    midi_file.save(file=buffer)
-    return buffer.getvalue()
-
-
-def track_name(instrument: Instrument) -> str:
-    """The instrument's own name, else its General MIDI name ("Drums" for a drum part)."""
-    if instrument.name:
-        return instrument.name
-    if instrument.is_drum:
-        return "Drums"
-    import pretty_midi
-    return pretty_midi.program_to_instrument_name(instrument.program)
-
-
-def _assign_channels(instruments) -> tuple[list[int], list[int]]:
-    """(channel, program) for each part: drums on channel 10 (index 9), melodic parts on the other 15.
-
-    Each melodic part gets a channel of its own while there are enough; beyond 15
-    parts, parts with the same program share a channel (they sound the same). A
-    MIDI file cannot sound more than 15 melodic programs at once: beyond that the
-    15 busiest programs keep their sound and every other part is played by the
-    busiest kept program of its General MIDI family (or the busiest of all).
-    """
-    free = [channel for channel in range(16) if channel != DRUM_CHANNEL]
-    melodic = [instrument for instrument in instruments if not instrument.is_drum]
-    programs = [instrument.program for instrument in instruments]
-    if len(melodic) <= len(free):
-        channels = iter(free)
-        return [DRUM_CHANNEL if instrument.is_drum else next(channels) for instrument in instruments], programs
-    notes_per_program = Counter()
-    for instrument in melodic:
-        notes_per_program[instrument.program] += len(instrument.notes)
-    kept = [program for program, _ in notes_per_program.most_common(len(free))]
-    played_by = {program: program for program in kept}
-    for program in notes_per_program:
-        family = [kept_program for kept_program in kept if kept_program // 8 == program // 8]
-        played_by.setdefault(program, (family or kept)[0])
-    channel_of = dict(zip(kept, free))
-    channels = [DRUM_CHANNEL if i.is_drum else channel_of[played_by[i.program]] for i in instruments]
-    return channels, [p if i.is_drum else played_by[p] for i, p in zip(instruments, programs)]
-
-
-def _resolve_overlaps(instruments, channels, at) -> list[list[tuple[int, int, Note]]]:
-    """Notes as (start, end, note) in output ticks, so that no two notes of a pitch overlap on a channel.
-
-    A note is cut where the next note of the same pitch on its channel starts; a note
-    left with no length (two notes starting together) is dropped.
-    """
-    by_key = defaultdict(list)  # (channel, pitch) -> [(start, end, instrument index, note)]
-    for index, (instrument, channel) in enumerate(zip(instruments, channels)):
-        for note in instrument.notes:
-            start = at(note.start)
-            by_key[channel, note.pitch].append((start, max(at(note.end), start + 1), index, note))
-    result = [[] for _ in instruments]
-    for notes in by_key.values():
-        notes.sort(key=lambda item: item[:2])
-        for (start, end, index, note), following in zip(notes, notes[1:] + [None]):
-            if following is not None:
-                end = min(end, following[0])
-            if end > start:
-                result[index].append((start, end, note))
-    return result
-
-
-def _conductor_track(score: Score, at, end: int) -> mido.MidiTrack:
-    events = [(0, 0, mido.MetaMessage("track_name", name="Conductor"))]
-    for tempo in score.tempos or [Tempo(0, 500_000)]:
-        events.append((at(tempo.tick), 1, mido.MetaMessage("set_tempo", tempo=tempo.microseconds_per_quarter)))
-    for signature in score.time_signatures or [TimeSignature(0, 4, 4)]:
-        events.append((at(signature.tick), 1, mido.MetaMessage(
-            "time_signature", numerator=min(signature.numerator, 255), denominator=signature.denominator)))
-    for key in score.key_signatures:
-        try:
-            events.append((at(key.tick), 1, mido.MetaMessage("key_signature", key=key.key)))
-        except ValueError:
-            pass  # a key mido cannot encode is left out rather than written wrong
-    if score.tempos and score.tempos[0].tick > 0:
-        events.append((0, 1, mido.MetaMessage("set_tempo", tempo=500_000)))
-    return _track(events, end)
-
-
-def _track(events, end: int) -> mido.MidiTrack:
-    """A track from (tick, order, message) triples, in time order, closed by end-of-track."""
-    track, now = mido.MidiTrack(), 0
-    for tick, _, message in sorted(events, key=lambda event: event[:2]):
-        track.append(message.copy(time=tick - now))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
-    return track
-
-
-# ----------------------------------------------------------------------------- validating
-
-def validate_midi(source: str | os.PathLike | bytes) -> list[str]:
-    """Problems that keep a file from being DAW-ready as ``write_midi`` promises; [] if none."""
-    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    try:
-        midi_file = mido.MidiFile(file=io.BytesIO(bytes(data)))  # clip=False: values above 127 fail here
-    except Exception as error:
-        return [f"not a readable MIDI file: {error}"]
-    problems = []
-    if midi_file.type != 1:
-        problems.append(f"format {midi_file.type}, expected 1")
-    if midi_file.ticks_per_beat != WRITE_TICKS_PER_QUARTER:
-        problems.append(f"{midi_file.ticks_per_beat} ticks per quarter, expected {WRITE_TICKS_PER_QUARTER}")
-    if not midi_file.tracks:
-        return problems + ["no tracks"]
-    conductor = [message.type for message in midi_file.tracks[0]]
-    for needed in ("set_tempo", "time_signature"):
-        if needed not in conductor:
-            problems.append(f"first track has no {needed}")
-    if any(kind.startswith("note_") for kind in conductor):
-        problems.append("first track holds notes")
-    melodic_channels = set()
-    for number, track in enumerate(midi_file.tracks, start=1):
-        problems += [f"track {number}: {problem}" for problem in _track_problems(track, number > 1)]
-        melodic_channels |= {m.channel for m in track if m.type == "note_on" and m.channel != DRUM_CHANNEL}
-    if len(melodic_channels) > 15:
-        problems.append(f"{len(melodic_channels)} melodic channels, at most 15 allowed")
-    return problems
-
-
-def _track_problems(track: mido.MidiTrack, is_instrument: bool) -> list[str]:
-    problems = []
-    if not track or track[-1].type != "end_of_track":
-        problems.append("does not end with end_of_track")
-    if is_instrument:
-        if not any(message.type == "track_name" for message in track):
-            problems.append("has no name")
-        programs = [message for message in track if message.type == "program_change"]
-        first_tick = 0
-        if not programs or sum(m.time for m in track[:track.index(programs[0])]) != first_tick:
-            problems.append("has no program change at tick 0")
-    tick, sounding = 0, {}
-    for message in track:
-        tick += message.time
-        if message.type == "note_on" and message.velocity > 0:
-            if (message.channel, message.note) in sounding:
-                problems.append(f"overlapping notes of pitch {message.note} at tick {tick}")
-            sounding[message.channel, message.note] = tick
-        elif message.type in ("note_on", "note_off"):
-            start = sounding.pop((message.channel, message.note), None)
-            if start is None:
-                problems.append(f"note-off without note-on (pitch {message.note}, tick {tick})")
-            elif start == tick:
-                problems.append(f"zero-length note (pitch {message.note}, tick {tick})")
-    problems += [f"note never released (pitch {pitch}, tick {start})" for (_, pitch), start in sounding.items()]
-    return problems
-
-
-def to_pretty_midi(score: Score):
-    """The score as a ``pretty_midi.PrettyMIDI`` object (timed in seconds, by way of ``midi_bytes``)."""
-    import pretty_midi
-    return pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(score)))
