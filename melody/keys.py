@@ -41,6 +41,15 @@ def parse_key(name: str) -> tuple[int, bool]:
     return tonic, minor
 
 
+def transposed_key_name(name: str, semitones: int) -> str:
+    """The name of key ``name`` moved by ``semitones`` (an unknown name is returned as it is)."""
+    try:
+        tonic, minor = parse_key(name)
+    except ValueError:
+        return name
+    return key_name(tonic + semitones, minor)
+
+
 def scale(tonic: int, minor: bool) -> frozenset[int]:
     """The pitch classes of the key's scale (major; natural minor with the raised seventh)."""
     return frozenset((tonic + step) % 12 for step in (MINOR_SCALE if minor else MAJOR_SCALE))

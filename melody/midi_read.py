@@ -161,8 +161,8 @@ def _repair_track(body: bytes, repairs: Counter) -> bytes:
     (an undefined status byte, a data byte where a status should be) is left for mido to report.
     """
     out, position, status, size = bytearray(body), 0, None, len(body)
+    complete = 0  # where the last complete event ends
     while position < size:
-        start = position
         position = _skip_variable_int(body, position)
         if position >= size:
             break
@@ -174,12 +174,14 @@ def _repair_track(body: bytes, repairs: Counter) -> bytes:
             if data_start + length > size:
                 break
             data = body[data_start:data_start + length]
-            if (kind in META_LENGTHS and length not in META_LENGTHS[kind]) or (kind == 0x59 and not _valid_key(data)):
+            if kind in META_LENGTHS and length not in META_LENGTHS[kind]:
                 out[position + 1] = TEXT_EVENT
-                repairs["ignored malformed meta events"] += 1
+                repairs["ignored meta events of the wrong length for their type"] += 1
+            elif kind == 0x59 and not _valid_key(data):
+                out[position + 1] = TEXT_EVENT
+                repairs["ignored undecodable key signatures"] += 1
             position = data_start + length
-            continue
-        if byte in (0xF0, 0xF7):
+        elif byte in (0xF0, 0xF7):
             status = byte
             length, data_start = _read_variable_int(body, position + 1)
             position = data_start + length
@@ -187,15 +189,15 @@ def _repair_track(body: bytes, repairs: Counter) -> bytes:
             status = byte
             position += _message_length(byte)
         elif status is None or status in (0xF0, 0xF7):
-            return bytes(out[:size])  # corrupt: mido names it
+            return bytes(out)  # corrupt: mido names it
         else:
             position += _message_length(status) - 1
         if position > size:
-            position = start
             break
-    if position < size:
+        complete = position
+    if complete < size:
         repairs["cut an incomplete event at the end of a track"] += 1
-        return bytes(out[:position])
+        return bytes(out[:complete])
     return bytes(out)
 
 

@@ -181,11 +181,14 @@ def last_per_tick(events) -> list:
 
 
 def transpose(score: Score, semitones: int) -> Score:
-    """The score moved by ``semitones``; drums stay. Raises ValueError if a pitch leaves 0..127."""
+    """The score moved by ``semitones``, key signatures too; drums stay. ValueError if a pitch leaves 0..127."""
+    from melody.keys import transposed_key_name
+
     low, high = pitch_range(score)
     if low is not None and not (0 <= low + semitones and high + semitones <= 127):
         raise ValueError(f"Transposing by {semitones} moves pitches {low}..{high} out of 0..127")
-    return score.replace(instruments=[
+    keys = [dataclasses.replace(k, key=transposed_key_name(k.key, semitones)) for k in score.key_signatures]
+    return score.replace(key_signatures=keys, instruments=[
         instrument if instrument.is_drum else dataclasses.replace(
             instrument, notes=[dataclasses.replace(note, pitch=note.pitch + semitones) for note in instrument.notes])
         for instrument in score.instruments

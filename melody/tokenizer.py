@@ -424,13 +424,13 @@ class Tokenizer:
                 now += token - self.time_shift + 1
             elif self.note <= token < self.note + 128:
                 pending = (now, token - self.note, track, velocity)
+                while len(declared) <= track:  # a note on a track the header did not declare: a piano
+                    declared.append((False, 0))
+                    parts.append({})
             elif self.velocity <= token < self.velocity + self.config.velocity_bins:
                 velocity = self.velocities[token - self.velocity]
             elif self._is_track(token):
                 track = token - self.track
-                while len(declared) <= track:
-                    declared.append((False, 0))
-                    parts.append({})
         if pending:
             self._add(parts, pending, self.config.steps_per_quarter)
         return self._decoded(declared, parts, meters, tokens, meta)
@@ -439,8 +439,11 @@ class Tokenizer:
         known = list(meta.instruments) if meta is not None else []
         instruments = []
         for index, ((is_drum, program), notes) in enumerate(zip(declared, parts)):
-            same = index < len(known) and (known[index].is_drum, known[index].program) == (is_drum, program)
-            name, channel = (known[index].name, known[index].channel) if same else ("", None)
+            same = index < len(known) and known[index].is_drum == is_drum and (is_drum or known[index].program == program)
+            if same:  # the kit of a drum track is meta's: tokens say only "drums"
+                name, channel, program = known[index].name, known[index].channel, known[index].program
+            else:
+                name, channel = "", None
             instruments.append(Instrument(program, is_drum, name, tuple(notes.values()), channel))
         if meta is not None:
             return self._timing(meta).replace(instruments=instruments)
@@ -478,12 +481,14 @@ class Tokenizer:
         return result.astype(windows.dtype)
 
     def transpose_room(self, windows: np.ndarray, drums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(down, up) per row: how many semitones each row's pitched notes can move and stay in 0..127."""
+        """(down, up) per row: how many semitones each row's pitched notes can move and stay in 0..127
+        (0 and 0 for a row without pitched notes: nothing there to transpose, its key stays)."""
         pitched = self.is_note(windows) & ~np.asarray(drums, dtype=bool)
         pitches = np.asarray(windows, dtype=np.int64) - self.note
         low = np.where(pitched, pitches, 127).min(axis=1)
         high = np.where(pitched, pitches, 0).max(axis=1)
-        return low, 127 - high
+        some = pitched.any(axis=1)
+        return np.where(some, low, 0), np.where(some, 127 - high, 0)
 
     def pitch_range(self, tokens) -> tuple[int, int] | None:
         """Lowest and highest non-drum pitch in one piece's ``tokens``, or None if there are none."""

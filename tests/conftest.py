@@ -124,15 +124,16 @@ def _tiny_bundle(tmp_path_factory, name, files, melody_only=False, units=32, epo
     """A small model really trained for a few seconds on ``files``."""
     from melody.bundle import load_bundle
     from melody.model import ModelConfig
+    from melody.tokenizer import TokenizerConfig
     from melody.train import TrainConfig, train
 
     folder = tmp_path_factory.mktemp(name)
     for path in files:
         shutil.copy(path, folder)
     out = tmp_path_factory.mktemp(name + "-model") / "model"
-    config = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=16, seq_len=32, learning_rate=0.01,
-                         melody_only=melody_only)
-    train(folder, out, ModelConfig(units=units, layers=2, embedding=16, dropout=0.0), config)
+    config = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=16, seq_len=32, learning_rate=0.01)
+    train(folder, out, ModelConfig(units=units, layers=2, embedding=16, dropout=0.0), config,
+          TokenizerConfig(melody_only=melody_only))
     return load_bundle(out)
 
 

@@ -14,6 +14,7 @@ from conftest import ROOT, corpus_files, note, smf, track
 from melody.corpus import TokenCache, prepare
 from melody.errors import CorpusError, OutputExistsError
 from melody.midi_read import read_midi
+from melody.tokenizer import TokenizerConfig
 from melody.tokenizer import Tokenizer
 
 
@@ -84,7 +85,7 @@ def test_with_tensorflow_loaded_files_are_read_in_process(mixed_folder, tmp_path
 
 
 def test_melody_only_keeps_one_monophonic_line(tmp_path):
-    prepare(corpus_files("chorales")[:2], tmp_path / "cache", melody_only=True, workers=1)
+    prepare(corpus_files("chorales")[:2], tmp_path / "cache", TokenizerConfig(melody_only=True), workers=1)
     cache = TokenCache(tmp_path / "cache")
     names = cache.tokenizer.names(cache.piece(0))
     assert names.count("Program_52") == 1
@@ -108,7 +109,7 @@ def test_missing_source_empty_folder_and_existing_output(tmp_path):
     out = tmp_path / "cache"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="not empty"):
         prepare(corpus_files("folk")[:1], out)
     assert (out / "keep.txt").read_text() == "mine"
     prepare(corpus_files("folk")[:1], out, force=True)

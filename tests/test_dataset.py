@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from conftest import corpus_files, note, smf, track
 from melody.corpus import TokenCache, prepare
-from melody.dataset import WindowSampler, segments, split_pieces, training_dataset, validation_windows
+from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
 
 
 @pytest.fixture(scope="module")
@@ -28,30 +26,47 @@ def test_split_is_by_file_disjoint_and_fixed_by_the_seed():
     assert len(split_pieces(2, 0.01, seed=0)[1]) == 1
 
 
-def test_windows_stay_inside_the_training_files(cache):
+def test_each_window_is_a_header_then_consecutive_tokens_of_training_files(cache):
     train, _ = split_pieces(len(cache), 0.3, seed=0)
-    ranges = segments(cache, train)
-    positions = SimpleNamespace(tokens=np.arange(len(cache.tokens)), drums=cache.drums, tokenizer=cache.tokenizer)
-    windows = WindowSampler(positions, ranges, seq_len=16).batch(np.random.default_rng(0), 2000)
-    assert np.array_equal(windows[:, 1:] - windows[:, :-1], np.ones((2000, 16)))  # consecutive tokens
-    inside = [any(start <= w[0] and w[-1] < end for start, end in ranges) for w in windows]
-    assert all(inside)
-    assert len({w[0] for w in windows}) > 500  # spread over the corpus
+    sampler = WindowSampler(cache, train, seq_len=48)
+    positions = sampler.positions(np.random.default_rng(0), 500)
+    pieces = sampler.pieces
+    starts, ends, headers = pieces.starts, pieces.ends, pieces.headers
+    firsts = set()
+    for row in positions:
+        piece = int(np.searchsorted(starts, row[0], side="right") - 1)
+        header = headers[piece]
+        assert row[0] == starts[piece] and np.array_equal(row[:header], np.arange(starts[piece], starts[piece] + header))
+        body = row[header:]
+        firsts.add(int(body[0]))
+        assert np.array_equal(np.diff(body), np.ones(len(body) - 1))  # consecutive tokens
+        assert starts[piece] + header <= body[0] < ends[piece]  # from this piece's body ...
+        assert body[-1] < pieces.run_ends[piece]  # ... running on only into adjacent training pieces
+    windows = sampler.batch(np.random.default_rng(0), 500)
+    tokenizer = cache.tokenizer
+    assert all(tokenizer.names(w[:1]) == ["Begin"] and tokenizer.header_length(w) >= 5 for w in windows)
+    assert len(firsts) > 400  # spread over the corpus
 
 
-def test_transposition_moves_whole_windows_within_range(cache):
-    ranges = segments(cache, np.arange(len(cache)))
-    plain = WindowSampler(cache, ranges, seq_len=64)
-    moved = WindowSampler(cache, ranges, seq_len=64, max_transpose=5)
+def test_transposition_moves_notes_and_key_of_whole_windows_within_range(cache):
+    pieces = np.arange(len(cache))
+    plain = WindowSampler(cache, pieces, seq_len=64)
+    moved = WindowSampler(cache, pieces, seq_len=64, max_transpose=5)
     a = plain.batch(np.random.default_rng(1), 64)
     b = moved.batch(np.random.default_rng(1), 64)
     tokenizer = cache.tokenizer
-    is_note = (a >= tokenizer.note) & (a < tokenizer.note + 128)
-    assert np.array_equal(a[~is_note], b[~is_note])  # only notes move
-    assert ((b >= tokenizer.note) & (b < tokenizer.note + 128))[is_note].all()
+    is_note, is_key = tokenizer.is_note(a), (a >= tokenizer.key) & (a < tokenizer.key + 24)
+    assert np.array_equal(a[~is_note & ~is_key], b[~is_note & ~is_key])  # only notes and keys move
+    assert tokenizer.is_note(b)[is_note].all()
     shifts = b.astype(int) - a
-    assert np.abs(shifts).max() <= 5 and (shifts != 0).any()
-    assert all(len(set(row[row != 0])) <= 1 for row in shifts)  # one shift per window
+    note_shifts = np.where(is_note, shifts, 0)
+    assert np.abs(note_shifts).max() <= 5 and (note_shifts != 0).any()
+    assert all(len(set(row[row != 0])) <= 1 for row in note_shifts)  # one shift per window
+    for row_a, row_b, row_shift in zip(a, b, note_shifts):  # the key moved as far as the notes
+        moved_by = set(row_shift[row_shift != 0])
+        if moved_by and not tokenizer.drum_mask(row_a).all():
+            key_a, key_b = row_a[1] - tokenizer.key, row_b[1] - tokenizer.key
+            assert (key_b - key_a) % 12 == moved_by.pop() % 12 and key_a // 12 == key_b // 12
 
 
 def test_drum_notes_are_never_transposed(tmp_path):
@@ -59,24 +74,28 @@ def test_drum_notes_are_never_transposed(tmp_path):
     (tmp_path / "drums.mid").write_bytes(drums_only)
     prepare([tmp_path / "drums.mid"], tmp_path / "cache", workers=1)
     cache = TokenCache(tmp_path / "cache")
-    assert cache.drums[5:].all()
-    ranges = segments(cache, np.arange(len(cache)))
-    a = WindowSampler(cache, ranges, seq_len=32).batch(np.random.default_rng(2), 32)
-    b = WindowSampler(cache, ranges, seq_len=32, max_transpose=6).batch(np.random.default_rng(2), 32)
+    assert cache.drums[tokenizer_notes(cache)].all()
+    a = WindowSampler(cache, np.arange(len(cache)), seq_len=32).batch(np.random.default_rng(2), 32)
+    b = WindowSampler(cache, np.arange(len(cache)), seq_len=32, max_transpose=6).batch(np.random.default_rng(2), 32)
     assert np.array_equal(a, b)
 
 
-def test_validation_windows_cover_consecutive_tokens(cache):
+def tokenizer_notes(cache):
+    return cache.tokenizer.is_note(np.asarray(cache.tokens))
+
+
+def test_validation_windows_are_a_header_and_stretches_that_do_not_overlap(cache):
     _, val = split_pieces(len(cache), 0.3, seed=0)
-    ranges = segments(cache, val)
-    windows = validation_windows(cache, ranges, seq_len=32)
-    start, _ = ranges[0]
-    assert np.array_equal(windows[0], cache.tokens[start:start + 33])
-    assert np.array_equal(windows[1][0], windows[0][-1])  # each target is predicted once
+    windows = validation_windows(cache, val, seq_len=32)
+    piece = np.asarray(cache.piece(val[0]))
+    header = cache.tokenizer.header_length(piece)
+    width = 33 - header
+    assert np.array_equal(windows[0], piece[:33])
+    assert np.array_equal(windows[1], np.concatenate([piece[:header], piece[header + width:header + 2 * width]]))
 
 
 def test_tf_data_batches_are_shifted_by_one_and_reproducible(cache):
-    sampler = WindowSampler(cache, segments(cache, np.arange(len(cache))), seq_len=20)
+    sampler = WindowSampler(cache, np.arange(len(cache)), seq_len=20)
     first = list(training_dataset(sampler, 4, steps=3, seed=7, epoch=2).as_numpy_iterator())
     again = list(training_dataset(sampler, 4, steps=3, seed=7, epoch=2).as_numpy_iterator())
     other = list(training_dataset(sampler, 4, steps=3, seed=7, epoch=3).as_numpy_iterator())

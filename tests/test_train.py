@@ -45,13 +45,13 @@ def test_tiny_training_beats_the_unigram_baseline_and_reloads_in_a_fresh_process
     code = ("from melody.bundle import load_bundle; b = load_bundle(%r); "
             "print(b.model.output_shape[-1], len(b.tokenizer), b.model_config.units)" % str(out))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.stdout.split() == ["341", "341", "64"], result.stderr[-500:]
+    assert result.stdout.split() == ["608", "608", "64"], result.stderr[-500:]
 
 
 def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(folk, tmp_path):
     straight = train(folk, tmp_path / "a", TINY, quick(epochs=2))
     train(folk, tmp_path / "b", TINY, quick(epochs=1))
-    resumed = train(folk, tmp_path / "b", resume=True, overrides={"epochs": 2})
+    resumed = train(folk, tmp_path / "b", resume=True, changes={"epochs": 2})
     assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
     assert resumed["epochs"][0] == json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())[
         "epochs"][0]
@@ -71,7 +71,7 @@ def test_existing_output_is_never_overwritten_without_force(folk, tmp_path):
     out = tmp_path / "model"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="--resume to continue training or --force"):
+    with pytest.raises(OutputExistsError, match="already exists and is not empty"):
         train(folk, out, TINY, quick())
     assert (out / "notes.txt").read_text() == "mine"
     with pytest.raises(TrainingError, match="nothing to resume"):
@@ -95,7 +95,7 @@ def test_bundle_refuses_a_mismatched_tokenizer_and_version(folk, tmp_path):
     document = json.loads((out / "tokenizer.json").read_text())
     from melody.tokenizer import Tokenizer, TokenizerConfig
     Tokenizer(TokenizerConfig(velocity_bins=4)).save(out / "tokenizer.json", force=True)
-    with pytest.raises(BundleError, match="predicts 341 tokens but tokenizer.json has 337"):
+    with pytest.raises(BundleError, match="predicts 608 tokens but tokenizer.json has 604"):
         load_bundle(out)
     (out / "tokenizer.json").write_text(json.dumps(document))
     config = json.loads((out / "config.json").read_text())
@@ -104,6 +104,39 @@ def test_bundle_refuses_a_mismatched_tokenizer_and_version(folk, tmp_path):
         load_bundle(out)
     with pytest.raises(BundleError, match="no such model folder"):
         load_bundle(tmp_path / "nowhere")
+
+
+def test_resume_refuses_changed_settings_and_names_them(folk, tmp_path):
+    out = tmp_path / "model"
+    train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3))
+    with pytest.raises(TrainingError, match=r"cannot change seq_len \(saved 32, asked 64\), units \(saved 32, asked 512\)"):
+        train(folk, out, resume=True, changes={"units": 512, "seq_len": 64, "epochs": 2})
+    resumed = train(folk, out, resume=True, changes={"epochs": 2, "units": 32})  # unchanged values are fine
+    assert len(resumed["epochs"]) == 2
+
+
+def test_init_from_copies_weights_by_token_name(folk, tmp_path):
+    """A model started from another keeps its LSTM weights and, token by token, its embedding and logits."""
+    from melody.tokenizer import Tokenizer, TokenizerConfig
+    from melody.train import initialise_from
+    from melody.model import build_model
+
+    source = tmp_path / "source"
+    train(folk, source, TINY, quick(epochs=1, steps_per_epoch=3))
+    trained = load_bundle(source)
+    other = Tokenizer(TokenizerConfig(velocity_bins=4, max_tracks=40))  # 4 velocities fewer, 8 tracks more
+    model = build_model(TINY, len(other))
+    fresh = model.get_layer("embedding").get_weights()[0][other.ids["Track_35"]].copy()
+    matched = initialise_from(model, source, other.vocabulary)
+    assert matched == len(other) - 8  # Track_32..Track_39 have no namesake and keep their initial values
+    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0][other.ids["Track_35"]], fresh)
+    mine, theirs = model.get_layer("embedding").get_weights()[0], trained.model.get_layer("embedding").get_weights()[0]
+    for name in ("Note_60", "Bar_3_4", "Track_1", "Key_Am"):
+        np.testing.assert_array_equal(mine[other.ids[name]], theirs[trained.tokenizer.ids[name]])
+    np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0][:, other.ids["Note_60"]],
+                                  trained.model.get_layer("logits").get_weights()[0][:, trained.tokenizer.ids["Note_60"]])
+    for a, b in zip(model.get_layer("lstm_1").get_weights(), trained.model.get_layer("lstm_1").get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import corpus_files, ev, music21_midi_files, note, smf, tempo, track
-from melody import midi_io
+from melody import midi_read
 from melody.errors import MidiReadError, OutputExistsError
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes, validate_midi, write_midi
@@ -103,13 +103,41 @@ def test_foreign_chunks_between_tracks_are_skipped():
     assert len(read_midi(data).notes) == 2
 
 
+def test_meta_events_too_short_for_their_type_are_ignored_not_fatal():
+    # A tempo of 2 bytes (3 required) and a time signature of 3 bytes (4 required): other readers shrug.
+    data = smf(track(ev(0, 0xFF, 0x51, 0x02, 0x07, 0xA1), ev(0, 0xFF, 0x58, 0x03, 3, 2, 24), note(0, 60, 480),
+                     note(0, 62, 480)))
+    score = read_midi(data)
+    assert [n.pitch for n in score.notes] == [60, 62]
+    assert score.tempos == () and score.time_signatures == ()
+    assert score.repairs == ("ignored meta events of the wrong length for their type (2)",)
+
+
+def test_a_truncated_last_track_keeps_its_complete_events():
+    whole = smf(track(note(0, 60, 480), note(0, 62, 480), note(0, 64, 480)))
+    cut = whole[:-7]  # inside the last note-off, end-of-track gone
+    score = read_midi(cut)
+    assert [n.pitch for n in score.notes] == [60, 62, 64]
+    assert "read a truncated last track up to its last complete event (1)" in score.repairs
+    assert "cut an incomplete event at the end of a track (1)" in score.repairs
+
+
+def test_reading_changes_nothing_in_mido():
+    import mido.midifiles.meta as meta
+
+    before = dict(meta._META_SPECS)
+    read_midi(smf(track(ev(0, 0xFF, 0x59, 0x02, 0x0F, 0x05), note(0, 60, 480))))
+    assert dict(meta._META_SPECS) == before
+    assert meta._META_SPECS[0x59].__module__.startswith("mido")
+
+
 # ----------------------------------------------------------------------------- failures
 
 BROKEN = {
     "empty file": b"",
     "not a MIDI file": b"<html>this is a web page</html>",
     "truncated file": smf(PIANO_TRACK)[:10],
-    "truncated file (track": smf(PIANO_TRACK)[:30],
+    "truncated file (track 1 of 2": smf(PIANO_TRACK, PIANO_TRACK)[:30],
     "missing MTrk": smf(PIANO_TRACK)[:14] + b"\x00\x01\x02\x03\x04\x05\x06\x07",
     "header announces 2 tracks": smf(PIANO_TRACK)[:10] + b"\x00\x02" + smf(PIANO_TRACK)[12:],
     "SMPTE": smf(PIANO_TRACK, division=0xE728),
@@ -144,13 +172,13 @@ def test_missing_file_and_folder(tmp_path):
 def test_huge_file_is_refused_before_parsing(tmp_path, monkeypatch):
     path = tmp_path / "huge.mid"
     path.write_bytes(smf(PIANO_TRACK))
-    monkeypatch.setattr(midi_io, "MAX_FILE_BYTES", 20)
+    monkeypatch.setattr(midi_read, "MAX_FILE_BYTES", 20)
     with pytest.raises(MidiReadError, match="melody reads MIDI files up to"):
         read_midi(path)
 
 
 def test_event_count_is_capped(monkeypatch):
-    monkeypatch.setattr(midi_io, "MAX_EVENTS", 10)
+    monkeypatch.setattr(midi_read, "MAX_EVENTS", 10)
     with pytest.raises(MidiReadError, match="too many events"):
         read_midi(smf(track(*[note(0, 60, 10)] * 8)))
 
@@ -294,8 +322,9 @@ def test_write_is_atomic_and_never_overwrites(tmp_path):
     out = tmp_path / "song.mid"
     write_midi(score, out)
     before = out.read_bytes()
-    with pytest.raises(OutputExistsError, match="use --force"):
+    with pytest.raises(OutputExistsError, match="already exists") as caught:
         write_midi(score.replace(ticks_per_quarter=240), out)
+    assert "--" not in str(caught.value)  # a library error names no command-line flag
     assert out.read_bytes() == before
     write_midi(score.replace(ticks_per_quarter=240), out, force=True)
     assert out.read_bytes() != before
