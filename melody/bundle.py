@@ -65,6 +65,8 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"{folder}: no such model folder")
+    if not (folder / "config.json").exists():
+        raise BundleError(f"{folder}: not a melody model folder (no config.json)")
     config = read_json_file(folder / "config.json", BundleError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise BundleError(f"{folder}: not a melody model folder (config.json is not a melody model config)")

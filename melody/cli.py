@@ -159,7 +159,7 @@ def quantize(source, out, melody_only, force):
               help="MIDI file to continue (default: start from scratch).")
 @click.option("--out", "-o", type=click.Path(path_type=str), default=None,
               help="Output file (default: SEED-continued.mid, or melody.mid without a seed).")
-@click.option("--bars", type=click.IntRange(min=1), default=8, show_default=True, help="Bars to generate.")
+@click.option("--bars", type=click.IntRange(min=1, max=256), default=8, show_default=True, help="Bars to generate.")
 @click.option("--temperature", "-t", type=float, default=1.0, show_default=True,
               help="Above 0; lower is more conservative, higher more adventurous.")
 @click.option("--top-k", type=int, default=None, help="Sample only from the k likeliest tokens (default: all).")

@@ -73,6 +73,13 @@ def model_info(folder: str | os.PathLike) -> dict:
     }
 
 
+def _instrument_names(programs: list[int]) -> str:
+    import pretty_midi
+
+    names = ["Drums" if p < 0 else pretty_midi.program_to_instrument_name(p) for p in programs[:12]]
+    return ", ".join(names) + (f" and {len(programs) - 12} more" if len(programs) > 12 else "")
+
+
 def _number(value):
     """``value`` if it is a number, else None (a model folder may come from anyone)."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -109,7 +116,7 @@ def _model_text(d: dict) -> str:
     lines = [f"{d['path']}: melody model (format {d['version']}), {'melody only' if d['melody_only'] else 'full score'}",
              f"  network: {model.get('layers')} LSTM layers x {model.get('units')} units, embedding "
              f"{model.get('embedding')}, dropout {model.get('dropout')}; {d['parameters'] or 0:,} parameters",
-             f"  vocabulary: {d['vocabulary']} tokens",
+             f"  vocabulary: {d['vocabulary']} tokens; instruments learned: {_instrument_names(d['programs'])}",
              f"  corpus: {corpus.get('ok')} files ({corpus.get('skipped')} skipped), {corpus.get('tokens') or 0:,} "
              f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
              + (f"; from {', '.join(d['sources'][:6])}" if d["sources"] else ""),

@@ -86,6 +86,9 @@ def _bad_inputs(tmp_path):
     broken_model = tmp_path / "broken-model"
     broken_model.mkdir()
     (broken_model / "config.json").write_text("{not json")
+    old_model = tmp_path / "old-model"
+    old_model.mkdir()
+    (old_model / "config.json").write_text('{"format": "melody-model", "version": 1}')
     gen = ["generate", "--seed", song, "--out", tmp_path / "g.mid"]
     return {
         "generate: missing seed": (["generate", "--seed", tmp_path / "nope.mid"], "no such file"),
@@ -97,6 +100,8 @@ def _bad_inputs(tmp_path):
         "generate: top-p above 1": (gen + ["--top-p", "1.5"], "top-p must be in (0, 1]"),
         "generate: top-k 0": (gen + ["--top-k", "0"], "top-k must be at least 1"),
         "generate: bars 0": (gen + ["--bars", "0"], "--bars"),
+        "generate: too many bars": (gen + ["--bars", "100000"], "100000 is not in the range 1<=x<=256"),
+        "generate: model of an older melody": (gen + ["--model", old_model], "model format version 1"),
         "generate: unknown model": (gen + ["--model", tmp_path / "no-model"], "no such model folder"),
         "generate: broken model": (gen + ["--model", broken_model], "unreadable"),
         "generate: output exists": (["generate", "--seed", song, "--out", taken], "already exists; use --force"),

@@ -34,7 +34,7 @@ def test_json_has_every_documented_key(bundle, tmp_path):
         assert result[key] > 0, key
     for name in ("unigram", "ngram"):
         assert set(result["baselines"][name]) >= {"nll", "perplexity", "bits_per_note"}
-    files = read_files([folder], bundle.tokenizer, melody_only=False)
+    files = read_files([folder], bundle.tokenizer)
     assert result["files"] == len(HELD_OUT) and result["tokens"] == sum(len(p) - 1 for p in files.pieces)
     assert result["notes"] == sum(len(score.notes) for score in files.scores)
     assert result["perplexity"] == pytest.approx(math.exp(result["nll"]), rel=1e-3)
@@ -64,7 +64,7 @@ def test_generated_music_is_compared_and_copies_are_found(bundle, tmp_path):
     assert result["generated"]["files"] == 4 and result["reference"]["files"] == 4
     assert set(result["within"]) == set(result["generated"]["metrics"])
     copies = {c["path"].rsplit("/", 1)[-1]: c for c in result["copies"]}
-    whole = bundle.tokenizer.encode(read_files([copied], bundle.tokenizer, False).scores[0])
+    whole = bundle.tokenizer.encode(read_files([copied], bundle.tokenizer).scores[0])
     assert copies["copied.mid"]["tokens"] == len(whole)  # the whole piece
     assert copies["copied.mid"]["bars"] >= 4 and result["longest_copy_bars"] == copies["copied.mid"]["bars"]
     assert all(copies[f"new-{i}.mid"]["tokens"] < len(whole) for i in (1, 2, 3))

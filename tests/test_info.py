@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pretty_midi
 from click.testing import CliRunner
@@ -40,9 +42,23 @@ def test_a_real_pop_song_with_drums(pop_song):
 
 def test_a_model_folder(bundle):
     described = info_json(bundle.path)
-    assert described["kind"] == "model" and described["vocabulary"] == 341
+    assert described["kind"] == "model" and described["vocabulary"] == 608
+    assert described["programs"] == bundle.programs == [0, 52]  # folk songs (piano) and chorales (choir)
     assert described["parameters"] == bundle.model.count_params()
     assert described["corpus"]["train_files"] + described["corpus"]["val_files"] == described["corpus"]["ok"] == 80
     assert described["val_loss"] == bundle.metrics["best_val_loss"]
     text = CliRunner().invoke(cli, ["info", str(bundle.path)]).output
     assert "parameters" in text and "validation loss" in text
+
+
+def test_model_questions_are_answered_without_loading_tensorflow(bundle, tmp_path):
+    """`melody info MODEL` and a wrong --model path never import TensorFlow (so they answer at once)."""
+    script = ("import sys\nfrom melody.cli import cli\n"
+              "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
+              "    print('exit', e.code, 'tensorflow' in sys.modules)\n")
+    seed = str(CORPORA / "chorales" / "bwv10.7.mid")
+    for args, code in ((["info", str(bundle.path)], 0),
+                       (["generate", "--model", str(tmp_path / "nowhere"), "--seed", seed], 2),
+                       (["generate", "--model", str(CORPORA), "--seed", seed], 2)):
+        result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.stdout.strip().splitlines()[-1] == f"exit {code} False", (args, result.stderr[-400:])
