@@ -21,19 +21,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from melody.generate import Sampler  # noqa: E402
-from melody.model import ModelConfig, build_model  # noqa: E402
+from melody.model import LSTMStepper, ModelConfig, build_model  # noqa: E402
+from melody.sampler import Sampler  # noqa: E402
 from melody.tokenizer import Tokenizer  # noqa: E402
 
 
 def ours(sampler, primer, samples, tokens, rounds=3):
     batch = np.tile(primer, (samples, 1))
-    sampler.sample(batch, tokens, 10**6, 0)  # trace and compile
+    allowed = np.ones(int(sampler.is_bar.shape[0]), dtype=bool)
+    sampler.sample(batch, allowed, tokens, 10**6, 0)  # trace and compile
     best = 0.0
     for seed in range(rounds):
         started = time.perf_counter()
-        out = sampler.sample(batch, tokens, 10**6, seed)
-        best = max(best, out.size / (time.perf_counter() - started))
+        out = sampler.sample(batch, allowed, tokens, 10**6, seed)
+        best = max(best, sum(len(row) for row in out) / (time.perf_counter() - started))
     return best
 
 
@@ -58,14 +59,15 @@ def main():
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--window-tokens", type=int, default=30, help="tokens for the slow sliding window")
     args = parser.parse_args()
-    vocabulary = len(Tokenizer())
+    tokenizer = Tokenizer()
+    vocabulary = len(tokenizer)
     model = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0), vocabulary)
     primer = np.random.default_rng(0).integers(4, vocabulary, size=100).astype("int32")
     print(f"# {platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__}, {args.layers} x {args.units} "
           f"units, embedding {args.embedding}, vocabulary {vocabulary}, primer 100 tokens")
     rows = []
     for jit in (False, True):
-        sampler = Sampler(model, jit_compile=jit)
+        sampler = Sampler(LSTMStepper(model), np.zeros(vocabulary, dtype=bool), jit_compile=jit)
         for samples in (1, 32):
             rows.append((f"melody sampler{' + XLA' if jit else ''}, {samples} sample(s)", samples,
                          ours(sampler, primer, samples, args.tokens)))

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from melody.model import ModelConfig, build_model  # noqa: E402
 
-VOCABULARY = 400  # as in FACTS.md; melody's own vocabulary is 341
+VOCABULARY = 400  # the size our measurements used; melody's own vocabulary is 608 (most of it rare)
 
 
 def keras_lstm(units, name):

@@ -199,8 +199,6 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
     from melody.render import find_soundfont
     from melody.sampler import SamplingConfig
 
-    if seed_file is not None and not Path(seed_file).is_file():
-        raise MelodyError(f"{seed_file}: no such file")
     pictures = [path.with_suffix(suffix) for path in output_paths(out, seed_file, num_samples)
                 for suffix, wanted in ((".wav", wav), (".png", png)) if wanted]
     for path in pictures:  # before any work: nothing is overwritten by surprise
@@ -262,12 +260,9 @@ def evaluate(data, model, generated, reference, as_json, quiet):
 
     if reference is not None and generated is None:
         raise click.UsageError("--reference needs --generated (the files to compare with it)")
-    for path in [*data, generated, reference]:
-        if path is not None and not Path(path).exists():
-            raise MelodyError(f"{path}: no such file or folder")
     from melody.midi_read import find_midi_files
 
-    total = len(find_midi_files([Path(p) for p in [*data, generated, reference] if p is not None]))
+    total = len(find_midi_files([Path(p) for p in [*data, generated, reference] if p is not None and Path(p).exists()]))
     with _progress(total, "Reading MIDI files", quiet or total < 50) as bar:
         result = evaluate_model(model, list(data), generated, reference, on_file=lambda: bar.update(1))
     if as_json:
@@ -330,8 +325,6 @@ def render(midi_file, wav, png, soundfont, force, quiet):
     """
     from melody.render import find_soundfont, render as render_file
 
-    if not Path(midi_file).is_file():
-        raise MelodyError(f"{midi_file}: no such file")
     if wav is None and png is None:
         wav, png = str(Path(midi_file).with_suffix(".wav")), str(Path(midi_file).with_suffix(".png"))
     if wav is not None:

@@ -142,6 +142,9 @@ def evaluate(model: str | os.PathLike | Bundle | None = None, data=None, generat
 
     if reference is not None and generated is None:
         raise MelodyError("reference needs generated (the files to compare with it)")
+    for path in [*(data or []), generated, reference]:
+        if path is not None and not Path(path).exists():
+            raise MelodyError(f"{path}: no such file or folder")
     bundle = model if isinstance(model, Bundle) else load_bundle(model or DEFAULT_MODEL)
     result = evaluate_likelihood(bundle, data or None, on_file) if data or generated is None else {}
     if generated is not None:

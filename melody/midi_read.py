@@ -247,12 +247,15 @@ def _parse(data: bytes, repairs: Counter) -> mido.MidiFile:
 
 
 def _describe(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
+    """What mido's exception means, in our words (mido's own texts describe its internals)."""
+    text = str(error).strip()
     if "running status without last_status" in text:
         return "corrupt track (a data byte where a status byte was expected)"
     if "undefined status byte" in text:
         return f"corrupt track ({text})"
-    return f"corrupt MIDI data ({text})"
+    if "data byte must be in range" in text:
+        return "corrupt track (a data byte above 127)"
+    return f"corrupt track (an event whose bytes do not make a MIDI message: {type(error).__name__})"
 
 
 def _merged_events(midi_file: mido.MidiFile) -> tuple[list, list[int]]:

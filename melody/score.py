@@ -24,7 +24,7 @@ DEFAULT_MICROSECONDS_PER_QUARTER = 500_000  # 120 beats per minute, the SMF defa
 
 @dataclass(frozen=True, order=True)
 class Note:
-    """One note: ``start`` and ``duration`` in ticks, ``pitch`` and ``velocity`` 1..127."""
+    """One note: ``start`` and ``duration`` in ticks, ``pitch`` 0..127 (MIDI note number), ``velocity`` 1..127."""
 
     start: int
     pitch: int

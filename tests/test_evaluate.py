@@ -47,7 +47,8 @@ def test_json_has_every_documented_key(bundle, tmp_path):
 def test_default_data_is_the_models_own_validation_files(bundle):
     result = evaluate_likelihood(bundle)
     assert result["files"] == bundle.metrics["corpus"]["val_files"]
-    assert result["baselines"]["ngram"]["order"] in range(2, 8)
+    orders = {int(order): nll for order, nll in result["baselines"]["ngram"]["orders"].items()}
+    assert len(orders) >= 4 and result["baselines"]["ngram"]["order"] == min(orders, key=orders.get)
     assert "LSTM gain" in run("evaluate", "--model", bundle.path)
 
 
@@ -62,7 +63,10 @@ def test_generated_music_is_compared_and_copies_are_found(bundle, tmp_path):
     shutil.copy(copied, generated / "copied.mid")
     result = compare_music(generated, reference, bundle)
     assert result["generated"]["files"] == 4 and result["reference"]["files"] == 4
-    assert set(result["within"]) == set(result["generated"]["metrics"])
+    ours, theirs = result["generated"]["metrics"], result["reference"]["metrics"]
+    for key, within in result["within"].items():  # within: the generated mean is inside the reference mean +- sd
+        assert within == (abs(ours[key]["mean"] - theirs[key]["mean"]) <= theirs[key]["std"]), key
+    assert len(result["within"]) == len(ours) >= 10
     copies = {c["path"].rsplit("/", 1)[-1]: c for c in result["copies"]}
     whole = bundle.tokenizer.encode(read_files([copied], bundle.tokenizer).scores[0])
     assert copies["copied.mid"]["tokens"] == len(whole)  # the whole piece
