@@ -171,6 +171,13 @@ def quantize(source, out, melody_only, force):
 @click.option("--primer-bars", type=click.IntRange(min=1), default=None,
               help="Prime with only the seed's last N bars (default: all of it, up to 1024 tokens).")
 @click.option("--continuation-only", is_flag=True, help="Write only the new music, not the seed before it.")
+@click.option("--accompaniment", type=click.Choice(["loop", "none"]), default="loop", show_default=True,
+              help="Seed tracks the model leaves silent: keep playing their last bars (loop), or stop (none).")
+@click.option("--density", type=float, default=None,
+              help="Note onsets per quarter note to aim for (default: as the seed's last bars), e.g. 0.5 or 3.")
+@click.option("--key", default=None, help="Without a seed: the key to start in, e.g. C, Eb, F#m.")
+@click.option("--time-signature", default=None, help="Without a seed: the meter, e.g. 3/4 or 6/8 (default: "
+              "that of the training piece it opens like).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
 @click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
@@ -178,7 +185,8 @@ def quantize(source, out, melody_only, force):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples, random_seed, primer_bars,
-             continuation_only, force, wav, png, soundfont, as_json, quiet):
+             continuation_only, accompaniment, density, key, time_signature, force, wav, png, soundfont, as_json,
+             quiet):
     """Continue a MIDI file (or start from scratch) and write new MIDI files.
 
     The output keeps the seed's tempo, time signature, key and instruments, and
@@ -190,6 +198,8 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
       melody generate --seed song.mid --bars 16 --temperature 0.9 --top-p 0.95
       melody generate --seed song.mid --num-samples 4 --random-seed 7 --out ideas.mid
       melody generate --model my-model --out new.mid
+      melody generate --out waltz.mid --time-signature 3/4 --key Eb --bars 16
+      melody generate --seed song.mid --density 2 --accompaniment none
       melody generate --seed song.mid --wav --png
     """
     import json
@@ -211,9 +221,11 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+    meter = _meter(time_signature) if time_signature is not None else None
     result = generate_music(model, seed_file, out, bars=bars, sampling=sampling, num_samples=num_samples,
                             random_seed=random_seed, primer_bars=primer_bars, continuation_only=continuation_only,
-                            force=force)
+                            force=force, key=key, time_signature=meter, density=density,
+                            accompaniment=accompaniment)
     summary = result.summary
     if wav or png:
         summary["rendered"] = _render_outputs(result, wav, png, soundfont, force, quiet)
@@ -222,9 +234,13 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
         return
     for path in summary["files"] + summary.get("rendered", []):
         click.echo(f"Wrote {path}")
-    click.echo(f"{summary['samples']} x {summary['bars']} bars: {summary['notes']} new notes, "
-               f"{summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
+    looped = summary["accompaniment_notes"]
+    click.echo(f"{summary['samples']} x {summary['bars']} bars: {summary['notes']} new notes"
+               + (f" ({looped} of them the accompaniment repeating its last bars)" if looped else "")
+               + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
+    for short in summary["bars_short"]:
+        click.echo(f"Note: a sample reached the token limit {short} bar(s) short of {summary['bars']}", err=True)
 
 
 @cli.command()
@@ -271,6 +287,14 @@ def evaluate(data, model, generated, reference, as_json, quiet):
     tables = [likelihood_table(result)] if "nll" in result else []
     tables += [music_table(result["music"])] if "music" in result else []
     click.echo("\n\n".join(tables))
+
+
+def _meter(text: str) -> tuple[int, int]:
+    """'6/8' -> (6, 8); a BadParameter naming --time-signature otherwise."""
+    numerator, _, denominator = text.partition("/")
+    if not (numerator.isdigit() and denominator.isdigit()):
+        raise click.BadParameter(f"expected a meter such as 3/4 or 6/8, got {text!r}", param_hint="--time-signature")
+    return int(numerator), int(denominator)
 
 
 def _finite(value):

@@ -5,20 +5,26 @@ Score in, Score out; the model and the sampler are not seen here.
 * ``make_primer``: the seed as the model sees it (``Tokenizer.prepare``), from a
   bar line on (its last ``primer_bars`` bars, or as many as fit in
   ``MAX_PRIMER_TOKENS``), with the header the tokenizer puts first: the key, the
-  density of those bars, and the seed's tracks. A track whose instrument the model
+  density of those bars, and the seed's tracks. Time then runs on to the first bar
+  line after the seed has ended (a held final chord included): new music starts
+  there, on a downbeat, in the seed's last meter. A track whose instrument the model
   never learned is announced as the nearest instrument it did learn (same General
   MIDI family, else any), so the primer speaks the model's language; the new notes
   still go to the seed's own track and instrument.
 * ``arrange``: the sampled tokens decoded; each new note joins the seed's track it
-  was sampled for (``Primer.sources``); the new music is moved on by whole bars, if
-  need be, so it starts once the seed has ended, keeping its place in the bar; it is
-  cut at the bar line ``bars`` bars on; and it is written in the seed's ticks, with
-  its tempo, meter and key, after the seed (or alone, ``continuation_only``).
+  was sampled for (``Primer.sources``), cut at the bar line ``bars`` bars on, in the
+  seed's ticks, with its tempo, meter and key, after the seed (or alone,
+  ``continuation_only``).
+* The band keeps playing (``accompaniment="loop"``): a track of the seed that sounds
+  in its last bar and that the model leaves silent (every track but the lead, for a
+  melody model) goes on playing its own last bars, repeated on the bar grid: the
+  drums keep their groove and the harmony its loop under the new music. The loop is
+  the seed's last 4 bars (2, or 1, if the seed is shorter or its meter changed
+  within them). ``accompaniment="none"`` leaves such tracks silent.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from dataclasses import dataclass
 
@@ -39,11 +45,13 @@ class Primer:
     start: int                # grid step of the prepared seed where the primer's time 0 lies
     sources: tuple[int, ...]  # for each track of the tokens, the seed instrument it continues
     timing: Score             # the primer's score (tempo, meter, key, track names) to decode against
+    end: int                  # grid step (primer time) where the primer ends and new music starts
 
 
 def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = None,
-                programs: set[int] | None = None) -> Primer:
-    """The primer for continuing ``seed`` (see the module); ``programs``: the instruments the model knows."""
+                programs: set[int] | None = None, density: float | None = None) -> Primer:
+    """The primer for continuing ``seed`` (see the module); ``programs``: the instruments the model knows;
+    ``density``: onsets per quarter note to ask for (default: the density of the primer's bars)."""
     sources = tokenizer.track_sources(seed)
     prepared = tokenizer.prepare(seed)
     if not prepared.notes:
@@ -51,40 +59,45 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
                           else "the seed has no notes")
     if programs:
         prepared = prepared.replace(instruments=[_known_instrument(part, programs) for part in prepared.instruments])
-    bar_lines = prepared.bar_lines(until=prepared.end_tick)
+    steps = tokenizer.config.steps_per_quarter
+    end = _next_bar_line(prepared, prepared.end_tick - steps // 4)  # a 16th over the last release is no bar more
+    bar_lines = prepared.bar_lines(until=end)
     count = min(primer_bars or len(bar_lines), len(bar_lines))
     while True:
         start = bar_lines[-count] if count else 0
         cut = _from(prepared, start)
-        tokens = tokenizer.encode(cut, end=False).astype(np.int32)
+        tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start), density=density)
         if len(tokens) <= MAX_PRIMER_TOKENS or count <= 1:
             break
         count = max(1, min(count - 1, count * MAX_PRIMER_TOKENS // len(tokens)))  # bars that may fit
     if len(tokens) > MAX_PRIMER_TOKENS:  # one bar too long: keep the header and the bar's end
         header = tokenizer.header_length(tokens)
         tokens = np.concatenate([tokens[:header], tokens[len(tokens) - (MAX_PRIMER_TOKENS - header):]])
-    return Primer(tokens, start, tuple(sources), cut)
+    return Primer(tokens.astype(np.int32), start, tuple(sources), cut, end - start)
 
 
 def primer_from_opening(opening: np.ndarray, tokenizer: Tokenizer) -> Primer:
     """A primer for music from scratch: a piece's opening (``Tokenizer.opening``)."""
     tokens = np.asarray(opening, dtype=np.int32)
-    return Primer(tokens, 0, tuple(range(len(tokenizer.tracks(tokens)))), tokenizer.decode(tokens))
+    return Primer(tokens, 0, tuple(range(len(tokenizer.tracks(tokens)))), tokenizer.decode(tokens), 0)
 
 
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
-            continuation_only: bool = False) -> Score:
-    """The output score: the seed followed by the new music (see the module), or the new music alone."""
+            continuation_only: bool = False, accompaniment: str = "loop") -> tuple[Score, int]:
+    """The output score: the seed followed by the new music (see the module), or the new music alone;
+    and how many of its new notes are the accompaniment's loops."""
+    if accompaniment not in ACCOMPANIMENTS:
+        raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
     before = tokenizer.decode(primer.tokens, meta=primer.timing)
     after = tokenizer.decode(np.concatenate([primer.tokens, new_tokens]), meta=primer.timing)
-    primer_end = max((note.start for note in before.notes), default=0)
     timing = seed if seed is not None else after
     steps, ticks = tokenizer.config.steps_per_quarter, timing.ticks_per_quarter
 
     def at(step: int) -> int:
         return round((step + primer.start) * ticks / steps)
 
-    limit = _bar_limit(timing, at(primer_end), bars)
+    begin = at(primer.end)
+    limit = _bar_limit(timing, begin, bars)
     new_parts = []
     for track, (old, new) in enumerate(zip(before.instruments, after.instruments)):
         known = {(note.start, note.pitch) for note in old.notes}
@@ -93,24 +106,57 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         new_parts.append((primer.sources[track] if track < len(primer.sources) else None, new, notes))
     if seed is None:
         return after.replace(instruments=[dataclasses.replace(part, notes=notes) for _, part, notes in new_parts
-                                          if notes])
-    moved = _after_seed([notes for _, _, notes in new_parts], seed)
+                                          if notes]), 0
+    added = {source: notes for source, _, notes in new_parts if source is not None}
+    extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
+    looped = 0
+    if accompaniment == "loop":
+        for index, part in enumerate(seed.instruments):
+            if not added.get(index) and _sounds_before(part, seed, begin):
+                added[index] = _looped(part, seed, begin, limit)
+                looped += len(added[index])
     if continuation_only:
-        parts = [_instrument(seed, source, part, notes) for (source, part, _), notes in zip(new_parts, moved)
-                 if notes]
-        first = min((n.start for part in parts for n in part.notes), default=0)
-        return _from(seed.replace(instruments=parts), max([b for b in seed.bar_lines(until=first + 1) if b <= first],
-                                                          default=0))
-    instruments = list(seed.instruments)
-    for (source, part, _), notes in zip(new_parts, moved):
-        if not notes:
-            continue
-        if source is None:
-            instruments.append(_instrument(seed, None, part, notes))
-        else:
-            instruments[source] = dataclasses.replace(instruments[source],
-                                                      notes=instruments[source].notes + tuple(notes))
-    return seed.replace(instruments=instruments)
+        parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
+                 for index, notes in sorted(added.items()) if notes] + extra
+        return _from(seed.replace(instruments=parts), begin), looped
+    instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
+                   for index, part in enumerate(seed.instruments)]
+    return seed.replace(instruments=instruments + extra), looped
+
+
+ACCOMPANIMENTS = ("loop", "none")
+
+
+def _sounds_before(part: Instrument, seed: Score, begin: int) -> bool:
+    """Whether ``part`` sounds in the bar that ends at ``begin``."""
+    lines = seed.bar_lines(until=begin)
+    last = lines[-1] if lines and lines[-1] < begin else max(0, begin - 4 * seed.ticks_per_quarter)
+    return any(note.start < begin and note.end > last for note in part.notes)
+
+
+def _looped(part: Instrument, seed: Score, begin: int, limit: int) -> list[Note]:
+    """``part``'s notes of its last bars before ``begin``, repeated from ``begin`` up to ``limit``."""
+    lines = [line for line in seed.bar_lines(until=begin) if line < begin]
+    length = next((k for k in (4, 2, 1) if len(lines) >= k and
+                   len({b - a for a, b in zip(lines[-k:], lines[-k + 1:] + [begin])}) == 1), 1)
+    start = lines[-length] if lines else max(0, begin - 4 * seed.ticks_per_quarter)
+    period = begin - start
+    pattern = [note for note in part.notes if start <= note.start < begin]
+    looped = []
+    for offset in range(begin - start, limit - start, period) if period > 0 else []:
+        for note in pattern:
+            onset = note.start + offset
+            if onset < limit:
+                looped.append(dataclasses.replace(note, start=onset, duration=max(1, min(note.duration,
+                                                                                         limit - onset))))
+    return looped
+
+
+def _next_bar_line(score: Score, tick: int) -> int:
+    """The first bar line of ``score`` at or after ``tick`` (bar lines go on in the last meter)."""
+    longest = max([s.bar_ticks(score.ticks_per_quarter) for s in score.time_signatures] or
+                  [4 * score.ticks_per_quarter])
+    return next(line for line in score.bar_lines(until=max(tick, 0) + longest + 1) if line >= tick)
 
 
 def _instrument(seed: Score, source: int | None, part: Instrument, notes: list[Note]) -> Instrument:
@@ -143,32 +189,6 @@ def _from(score: Score, start: int) -> Score:
                                                    for n in i.notes if n.start >= start]) for i in score.instruments],
         time_signatures=from_start(score.time_signatures), key_signatures=from_start(score.key_signatures),
         tempos=from_start(score.tempos))
-
-
-def _after_seed(parts: list[list[Note]], seed: Score) -> list[list[Note]]:
-    """``parts`` moved on by whole bars, if need be, so that they start once the seed has ended.
-
-    The model continues after the primer's last onset; but the seed may sound on after that (a
-    melody model's lead line falls silent while the band plays an outro, or a final chord is held
-    long). New music follows the seed, it does not play over it.
-    """
-    notes = [note for part in parts for note in part]
-    if not notes:
-        return parts
-    first, end, ticks = min(n.start for n in notes), seed.end_tick, seed.ticks_per_quarter
-    if first >= end - ticks // 4:  # at most a 16th over the seed's last release
-        return parts
-    longest = max([s.bar_ticks(ticks) for s in seed.time_signatures] or [4 * ticks])
-    last = max(n.end for n in notes)
-    lines = seed.bar_lines(until=last + (end - first) + 2 * longest)
-
-    def bar(tick):  # the index of the bar holding ``tick``: a note keeps its place in its bar
-        return bisect.bisect_right(lines, tick) - 1
-
-    start_bar = bar(first)
-    shift = next(k for k in range(1, len(lines)) if lines[start_bar + k] + first - lines[start_bar] >= end - ticks // 4)
-    return [[dataclasses.replace(n, start=lines[bar(n.start) + shift] + n.start - lines[bar(n.start)]) for n in part]
-            for part in parts]
 
 
 def _bar_limit(timing: Score, position: int, bars: int) -> int:

@@ -1,8 +1,9 @@
 """``melody generate``: continue a seed (or start from scratch) and write MIDI files.
 
-    read the seed -> read the model's manifest (no TensorFlow yet: a wrong folder is
-    reported at once) -> the primer (``continuation.make_primer``) -> load the network
-    -> sample (``sampler.Sampler``) -> arrange the new music after the seed
+    check the request -> read the seed -> read the model's manifest (no TensorFlow yet:
+    a wrong folder is reported at once) -> the primer (``continuation.make_primer``) ->
+    load the network -> sample exactly ``bars`` bars in the seed's meter
+    (``sampler.Sampler``) -> arrange the new music after the seed, the band playing on
     (``continuation.arrange``) -> write the files, all or none.
 
 From scratch, the primer is the opening (header and first bar line) of a piece the
@@ -21,13 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import Bundle, Manifest, load_bundle, load_corpus, read_manifest
-from melody.continuation import Primer, arrange, make_primer, primer_from_opening
+from melody.continuation import ACCOMPANIMENTS, arrange, make_primer, primer_from_opening
 from melody.errors import MelodyError
 from melody.files import atomic_write, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes
 from melody.sampler import Sampler, SamplingConfig
+from melody.keys import parse_key
 from melody.score import Score
+from melody.tokenizer import DENOMINATORS, MAX_NUMERATOR
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
@@ -61,18 +64,21 @@ def output_paths(out: str | os.PathLike | None, seed: str | os.PathLike | None, 
 def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.PathLike | None = None,
              out: str | os.PathLike | None = None, bars: int = 8, sampling: SamplingConfig = SamplingConfig(),
              num_samples: int = 1, random_seed: int | None = None, primer_bars: int | None = None,
-             continuation_only: bool = False, force: bool = False, write: bool = True) -> Generation:
+             continuation_only: bool = False, force: bool = False, write: bool = True, key: str | None = None,
+             time_signature: tuple[int, int] | None = None, density: float | None = None,
+             accompaniment: str = "loop") -> Generation:
     """Continue ``seed`` (a MIDI file; None starts from scratch) with ``num_samples`` samples of ``bars`` bars.
 
-    Writes the files unless ``write`` is False and returns them with their scores and a
-    summary (``files``, ``bars``, ``notes``, ``seconds``, ``tokens``, ``tokens_per_second``, ``random_seed``).
+    Without a seed, ``key`` (a key name such as 'Eb' or 'F#m') and ``time_signature`` ((4, 4))
+    choose what the music starts in (default: those of the training piece it opens like);
+    ``density`` (note onsets per quarter note) asks for busier or calmer music (default: as the
+    seed's last bars). ``accompaniment``: 'loop' keeps the seed's tracks that the model leaves
+    silent playing their last bars, 'none' lets them stop. Writes the files unless ``write`` is
+    False and returns them with their scores and a summary (``files``, ``bars``, ``notes``,
+    ``accompaniment_notes``, ``seconds``, ``tokens``, ``tokens_per_second``, ``random_seed``).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
-    for name, value, top in (("bars", bars, MAX_BARS), ("num_samples", num_samples, 256)):
-        if not isinstance(value, int) or not 1 <= value <= top:
-            raise MelodyError(f"{name.replace('_', '-')} must be in 1..{top}, got {value}")
-    if primer_bars is not None and primer_bars < 1:
-        raise MelodyError(f"primer-bars must be at least 1, got {primer_bars}")
+    _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment)
     paths = output_paths(out, seed, num_samples) if write else []
     for path in paths:
         check_writable(path, force)
@@ -80,31 +86,64 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
     tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if random_seed is None else random_seed
-    primer = make_primer(seed_score, tokenizer, primer_bars, set(manifest.programs)) if seed_score is not None \
-        else primer_from_opening(_opening(manifest, random_seed), tokenizer)
+    if seed_score is not None:
+        primer = make_primer(seed_score, tokenizer, primer_bars, set(manifest.programs), density)
+    else:
+        opening = tokenizer.opening(_opening(manifest, random_seed), key, density, time_signature)
+        primer = primer_from_opening(opening, tokenizer)
 
     bundle = model if isinstance(model, Bundle) else load_bundle(manifest.path)  # TensorFlow loads here
     sampler, batch = _sampler(bundle), np.tile(primer.tokens, (num_samples, 1))
     allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
     max_tokens = TOKENS_PER_BAR_CAP * bars
-    sampler.sample(batch, allowed, max_tokens, 0, 0, sampling)  # compile (stops at the first bar line)
+    sampler.sample(batch, allowed, max_tokens, 1, 0, sampling)  # compile (stops after the first bar)
     started = time.perf_counter()                               # tokens/s: sampling alone
-    generated = sampler.sample(batch, allowed, max_tokens, bars, random_seed, sampling)
+    generated, complete = sampler.sample(batch, allowed, max_tokens, bars, random_seed, sampling)
     seconds = time.perf_counter() - started
 
-    scores = [arrange(seed_score, primer, row, tokenizer, bars, continuation_only) for row in generated]
+    arranged = [arrange(seed_score, primer, row, tokenizer, bars, continuation_only, accompaniment)
+                for row in generated]
+    scores = [score for score, _ in arranged]
     old_notes = 0 if seed_score is None or continuation_only else len(seed_score.notes)
     for path, score in zip(paths, scores):
         atomic_write(path, midi_bytes(score), force=force)
     tokens = int(sum(len(row) for row in generated))
     summary = {"files": [str(path) for path in paths], "samples": num_samples, "bars": bars,
+               "bars_short": [int(bars - 1 - tokenizer.is_bar(row).sum()) for row, done in zip(generated, complete)
+                              if not done],
                "notes": sum(len(score.notes) - old_notes for score in scores),
+               "accompaniment_notes": sum(looped for _, looped in arranged),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "random_seed": random_seed,
                "model": str(manifest.path), "seed": str(seed) if seed else None}
     starts = [None if seed_score is None or continuation_only else _first_new_tick(score, seed_score)
               for score in scores]
     return Generation(scores, paths, summary, starts)
+
+
+def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment) -> None:
+    """MelodyError for a request that cannot be met, before anything is read."""
+    for name, value, top in (("bars", bars, MAX_BARS), ("num_samples", num_samples, 256)):
+        if not isinstance(value, int) or not 1 <= value <= top:
+            raise MelodyError(f"{name.replace('_', '-')} must be in 1..{top}, got {value}")
+    if primer_bars is not None and primer_bars < 1:
+        raise MelodyError(f"primer-bars must be at least 1, got {primer_bars}")
+    if seed is not None and (key is not None or time_signature is not None):
+        raise MelodyError("key and time signature come from the seed; give them only without one")
+    if key is not None:
+        try:
+            parse_key(key)
+        except ValueError as error:
+            raise MelodyError(str(error)) from None
+    if time_signature is not None:
+        numerator, denominator = time_signature
+        if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
+            raise MelodyError(f"time signature {numerator}/{denominator} is not one melody writes (numerators "
+                              f"1..{MAX_NUMERATOR}, denominators {', '.join(map(str, DENOMINATORS))})")
+    if density is not None and not (0 < density <= 16):
+        raise MelodyError(f"density must be above 0 and at most 16 note onsets per quarter note, got {density}")
+    if accompaniment not in ACCOMPANIMENTS:
+        raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
 
 
 def _opening(manifest: Manifest, random_seed: int) -> np.ndarray:
@@ -131,6 +170,5 @@ def _sampler(bundle: Bundle) -> Sampler:
 
     key = id(bundle.model)
     if key not in _SAMPLERS:
-        is_bar = bundle.tokenizer.is_bar(np.arange(len(bundle.tokenizer)))
-        _SAMPLERS[key] = (bundle.model, Sampler(LSTMStepper(bundle.model), is_bar))
+        _SAMPLERS[key] = (bundle.model, Sampler(LSTMStepper(bundle.model), bundle.tokenizer.token_table()))
     return _SAMPLERS[key][1]

@@ -4,6 +4,11 @@ Each docstring gives the formula and what a score without notes gives. Bars are
 the score's own (its time signatures; 4/4 when it has none), from tick 0 to the
 bar holding the end of the last note. "Pitched" notes are those of non-drum
 instruments. ``music_metrics`` collects the scalar ones by name.
+
+``continuation_fit`` measures how a continuation fits its seed, as a musician
+would check it: the bars it spans in the file's meter, its notes in the seed's
+key, its lead's density against the seed lead's, the seed's sounding tracks that
+go on sounding, and how often its bars repeat.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import math
 
 import numpy as np
 
-from melody.score import Score
+from melody.keys import estimate_key, in_key_share, key_name
+from melody.score import Score, lead_index
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 NOTE_LENGTH_EDGES = (0.25, 0.5, 1.0, 2.0, 4.0)  # quarters: 16th, 8th, quarter, half, whole, longer
@@ -163,3 +169,111 @@ METRICS = {
 def music_metrics(score: Score) -> dict[str, float]:
     """Every scalar metric of ``score`` by name."""
     return {name: float(function(score)) for name, function in METRICS.items()}
+
+
+# ----------------------------------------------------------------------------- fit to a seed
+
+DENSITY_BARS = 4  # the seed lead's density is taken over its last 4 bars
+
+
+def new_notes(seed: Score, output: Score) -> tuple[Score, int]:
+    """(the continuation: ``output`` with only the notes that are not the seed's, the tick where it starts).
+
+    A note is the seed's when the seed has a note of that pitch at that time (compared in quarter
+    notes, to 1/960). When ``output`` holds fewer than half the seed's notes it is taken to be the
+    continuation alone (generated with ``--continuation-only``), starting at tick 0. Otherwise the
+    continuation starts at the first bar line of ``output`` at or after the seed's end.
+    """
+    def key(note, ticks):
+        return round(note.start * 960 / ticks), note.pitch
+
+    old = {key(note, seed.ticks_per_quarter) for note in seed.notes}
+    ticks = output.ticks_per_quarter
+    found = sum(key(note, ticks) in old for note in output.notes)
+    if found < len(seed.notes) / 2:
+        return output, 0
+    end = round(seed.end_tick * ticks / seed.ticks_per_quarter)
+    lines = output.bar_lines(until=end + 64 * ticks)
+    start = next((line for line in lines if line >= end - ticks // 4), end)
+    instruments = [instrument.__class__(instrument.program, instrument.is_drum, instrument.name,
+                                        [n for n in instrument.notes if key(n, ticks) not in old and n.start >= start],
+                                        instrument.channel) for instrument in output.instruments]
+    return output.replace(instruments=instruments), start
+
+
+def bars_spanned(score: Score, start: int) -> int:
+    """Bars from the one holding tick ``start`` to the one holding the last note onset at or after it,
+    both counted, in the score's meter; 0 without such notes."""
+    onsets = [note.start for note in score.notes if note.start >= start]
+    if not onsets:
+        return 0
+    lines = score.bar_lines(until=max(onsets) + 1)
+    first = max(index for index, line in enumerate(lines) if line <= start)
+    return len(lines) - first
+
+
+def onsets_per_quarter(score: Score, instrument: int, start: int, end: int) -> float:
+    """Distinct note onsets of one instrument in [start, end) ticks per quarter note; nan for an empty span."""
+    if end <= start:
+        return math.nan
+    onsets = {note.start for note in score.instruments[instrument].notes if start <= note.start < end}
+    return len(onsets) * score.ticks_per_quarter / (end - start)
+
+
+def sounding_tracks(score: Score, start: int, end: int) -> set[tuple[str, int, bool]]:
+    """(name, program, drum?) of the instruments with a note sounding in [start, end) ticks."""
+    return {(i.name, i.program, i.is_drum) for i in score.instruments
+            if any(note.start < end and note.end > start for note in i.notes)}
+
+
+def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) -> dict:
+    """How the continuation in ``output`` fits ``seed`` (``new_notes`` tells which notes are new):
+
+    * ``bars_written``: ``bars_spanned`` by the new notes from their start; ``bars_exact`` whether that is
+      ``bars_asked`` (None when not asked).
+    * ``key``: the seed's key by the Krumhansl-Schmuckler estimate over its pitched notes; ``seed_in_key``
+      and ``in_key``: shares of the seed's and of the new pitched notes in that key's scale (major; natural
+      minor plus the raised seventh); nan without such notes.
+    * ``density_ratio``: the new lead's onsets per quarter note over the bars written, divided by the seed
+      lead's over its last ``DENSITY_BARS`` bars up to the end of the bar of its last onset (a final note
+      held for bars does not count as calm music); the lead: ``score.lead_index``; nan without a lead.
+    * ``tracks_before``: the seed's tracks sounding in its last bar; ``tracks_kept``: how many of them
+      sound in the first new bar (tracks are told apart by name, program and drum flag).
+    * ``distinct_bar_ratio`` of the new notes.
+    """
+    new, start = new_notes(seed, output)
+    written = bars_spanned(new, start)
+    key = estimate_key(_pitched(seed))
+    seed_lines = seed.bar_lines(until=seed.end_tick)
+    first_bar = max(line for line in new.bar_lines(until=start + 1) if line <= start)
+    last_onset = max([note.start for note in new.notes] + [start])
+    lead_seed, lead_new = lead_index(seed), lead_index(new)
+    seed_density = math.nan if lead_seed is None else _recent_density(seed, lead_seed)
+    new_density = math.nan if lead_new is None else onsets_per_quarter(
+        new, lead_new, first_bar, _next_line(new, last_onset))
+    before = sounding_tracks(seed, seed_lines[-1] if seed_lines else 0, seed.end_tick)
+    after = sounding_tracks(new, first_bar, _next_line(new, first_bar))
+    return {"bars_written": written, "bars_asked": bars_asked,
+            "bars_exact": None if bars_asked is None else written == bars_asked,
+            "key": key_name(*key), "seed_in_key": in_key_share(_pitched(seed), key),
+            "in_key": in_key_share(_pitched(new), key),
+            "density_ratio": new_density / seed_density if seed_density else math.nan,
+            "tracks_before": len(before), "tracks_kept": len(before & after),
+            "distinct_bar_ratio": distinct_bar_ratio(new)}
+
+
+def _recent_density(score: Score, instrument: int) -> float:
+    """Onsets per quarter of one instrument over the ``DENSITY_BARS`` bars ending with its last onset's bar."""
+    last = max(note.start for note in score.instruments[instrument].notes)
+    lines = score.bar_lines(until=last + 1)
+    return onsets_per_quarter(score, instrument, lines[max(0, len(lines) - DENSITY_BARS)], _next_line(score, last))
+
+
+def _pitched(score: Score) -> list:
+    return [note for instrument in score.instruments if not instrument.is_drum for note in instrument.notes]
+
+
+def _next_line(score: Score, tick: int) -> int:
+    """The first bar line after ``tick``."""
+    lines = score.bar_lines(until=tick + 64 * score.ticks_per_quarter)
+    return next(line for line in lines if line > tick)

@@ -14,18 +14,30 @@ The loop, in ``Sampler.sample``:
 
     1. the primer runs through the model once (``prime``);
     2. then, per new token, for all samples at once (one batch):
-         logits, masked to the tokens each row may hold (``allowed``)
+         logits, masked to what may come next (below)
          -> / temperature -> keep the top-k -> keep the top-p nucleus
          -> draw a token (stateless: seeded by (random seed, step))
          -> ``step`` -> new logits
-       until every row has opened bar ``bars + 1`` (``is_bar`` says which tokens are bar
-       lines) or the token cap is reached.
+       until every row has its bars, or the token cap is reached.
+
+What may come next: the tokens a row may hold at all (``allowed``: its own tracks, no
+header tokens), kept in step with the meter and with the note grammar:
+
+    position, bar_length     steps since the last bar line, steps in this bar (from its bar token)
+    at the bar line          (position == bar_length): only the bar token of the meter, or the end
+                             once ``bars`` bars are complete
+    inside the bar           no bar token; a time shift only if position + its steps <= bar_length
+    after a note             only a duration; a duration only after a note
+
+so bar lines fall exactly where the meter puts them and time never crosses one
+unmarked: ``bars`` asked are ``bars`` written. The bar the primer ends in counts as
+the first (a primer made by ``continuation.make_primer`` ends with a bar line).
 
 The whole loop is one compiled TensorFlow graph (``tf.function``; with XLA for a
 single sample, where fusing each step's many small operations measured faster, see
 BENCHMARKS.md): no Python per token and never a re-run of the network over a
 sliding window. What a token means is the tokenizer's business: the sampler gets
-masks, not token ids.
+tables over the vocabulary (``Tokenizer.token_table``), not token ids.
 """
 
 from __future__ import annotations
@@ -57,64 +69,90 @@ class SamplingConfig:
 class Sampler:
     """Compiled, stateful, batched sampling from a model with ``prime`` and ``step`` (see the module)."""
 
-    def __init__(self, model, is_bar: np.ndarray, jit_compile: bool | None = None):
-        """``is_bar``: bool (vocabulary,), which tokens are bar lines. ``jit_compile``: XLA for the loop;
-        None chooses by batch (XLA for one sample, where it measured 1.5x faster; plain graphs for
-        batches, where XLA measured slower)."""
+    def __init__(self, model, table: dict, jit_compile: bool | None = None):
+        """``table``: ``Tokenizer.token_table()``. ``jit_compile``: XLA for the loop; None chooses by batch
+        (XLA for one sample, where it measured 1.5x faster; plain graphs for batches, where XLA measured slower)."""
         import tensorflow as tf
 
         self.model = model
-        self.is_bar = tf.constant(np.asarray(is_bar, dtype=bool))
+        self.table = {name: tf.constant(values) for name, values in table.items()}
+        self.vocabulary = int(len(table["bar_steps"]))
         self.jit_compile = jit_compile
         self._prime = tf.function(model.prime, input_signature=[tf.TensorSpec([None, None], tf.int32)])
         self._loops = {jit: tf.function(self._loop_graph, jit_compile=jit, reduce_retracing=True)
                        for jit in (False, True)}
 
-    def _loop_graph(self, logits, state, allowed, max_tokens: int, bars, seed, temperature, top_k, top_p):
+    def _loop_graph(self, logits, state, allowed, position, bar_token, max_tokens: int, bars, seed, temperature,
+                    top_k, top_p):
         import tensorflow as tf
 
+        table = self.table
+        is_bar, shift_steps = table["bar_steps"] > 0, table["shift_steps"]
+        is_note, is_duration = table["is_note"], table["is_duration"]
         batch = tf.shape(logits)[0]
         output = tf.TensorArray(tf.int32, size=max_tokens)
-        bars_seen = tf.zeros((batch,), tf.int32)
+        bars_seen = tf.ones((batch,), tf.int32)  # the bar the primer ends in
+        after_note = tf.zeros((batch,), tf.bool)
         finished = tf.zeros((batch,), tf.bool)
-        banned = tf.where(allowed, 0.0, -np.inf)
+        forced = tf.one_hot(bar_token, self.vocabulary) > 0  # the meter's bar line, at a bar line
+        bar_length = tf.gather(table["bar_steps"], bar_token)
 
-        def body(index, logits, state, bars_seen, finished, output):
-            token = _draw(logits + banned, tf.stack([seed, index]), temperature, top_k, top_p)
+        def body(index, logits, state, position, bars_seen, after_note, finished, output):
+            at_line = position >= bar_length
+            finished = finished | (at_line & (bars_seen >= bars))
+            fits = position[:, None] + shift_steps[None, :] <= bar_length[:, None]
+            grammar = tf.where(after_note[:, None], is_duration[None, :], ~is_duration[None, :])
+            inside = allowed & ~is_bar[None, :] & fits & grammar
+            mask = tf.where(at_line[:, None], forced, inside)
+            token = _draw(tf.where(mask, logits, -np.inf), tf.stack([seed, index]), temperature, top_k, top_p)
             token = tf.where(finished, 0, token)
-            bars_seen += tf.cast(tf.gather(self.is_bar, token), tf.int32)
-            finished = finished | (bars_seen > bars)
             output = output.write(index, tf.where(finished, -1, token))
+            opened = tf.gather(is_bar, token)
+            position = tf.where(opened, 0, position + tf.gather(shift_steps, token))
+            bars_seen += tf.cast(opened, tf.int32)
+            after_note = tf.gather(is_note, token)
             logits, state = self.model.step(token, state)
-            return index + 1, logits, state, bars_seen, finished, output
+            return index + 1, logits, state, position, bars_seen, after_note, finished, output
 
-        def going(index, logits, state, bars_seen, finished, output):
+        def going(index, logits, state, position, bars_seen, after_note, finished, output):
             return (index < max_tokens) & ~tf.reduce_all(finished)
 
-        count, *_, output = tf.while_loop(going, body, (0, logits, state, bars_seen, finished, output),
-                                          maximum_iterations=max_tokens)
-        return tf.transpose(output.stack()), count  # rows after `count` are unwritten zeros
+        count, *_, finished, output = tf.while_loop(
+            going, body, (0, logits, state, position, bars_seen, after_note, finished, output),
+            maximum_iterations=max_tokens)
+        return tf.transpose(output.stack()), count, finished
 
     def sample(self, primer: np.ndarray, allowed: np.ndarray, max_tokens: int, bars: int, random_seed: int,
-               config: SamplingConfig = SamplingConfig()) -> list[np.ndarray]:
-        """New tokens after ``primer`` (samples, time), one array per sample.
+               config: SamplingConfig = SamplingConfig()) -> tuple[list[np.ndarray], np.ndarray]:
+        """New tokens after ``primer`` (samples, time): ``bars`` bars in all, counting the bar the primer
+        ends in, each new bar in the meter of that one. Returns one array per sample, and a bool per
+        sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
 
         ``allowed``: bool (samples, vocabulary) or (vocabulary,), the tokens each row may draw.
-        A row ends before the bar line that would open bar ``bars + 1``, or at ``max_tokens``.
         """
         import tensorflow as tf
 
         primer = np.asarray(primer, dtype=np.int32)
-        allowed = np.broadcast_to(np.asarray(allowed, dtype=bool), (len(primer), int(self.is_bar.shape[0])))
+        rows = len(primer)
+        allowed = np.broadcast_to(np.asarray(allowed, dtype=bool), (rows, self.vocabulary))
+        position, bar_token = self._bar_position(primer[0])
         logits, state = self._prime(tf.constant(primer))
-        jit = self.jit_compile if self.jit_compile is not None else len(primer) == 1
-        tokens, count = self._loops[jit](logits, state, tf.constant(allowed), int(max_tokens), tf.constant(bars),
-                                         tf.constant(random_seed % 2**31, tf.int32),
-                                         tf.constant(config.temperature, tf.float32),
-                                         tf.constant(config.top_k or 0, tf.int32),
-                                         tf.constant(config.top_p, tf.float32))
-        rows = tokens.numpy()[:, :int(count)]
-        return [row[:_length(row)] for row in rows]
+        jit = self.jit_compile if self.jit_compile is not None else rows == 1
+        tokens, count, finished = self._loops[jit](
+            logits, state, tf.constant(allowed), tf.fill([rows], position), tf.fill([rows], bar_token),
+            int(max_tokens), tf.constant(bars), tf.constant(random_seed % 2**31, tf.int32),
+            tf.constant(config.temperature, tf.float32), tf.constant(config.top_k or 0, tf.int32),
+            tf.constant(config.top_p, tf.float32))
+        tokens = tokens.numpy()[:, :int(count)]
+        return [row[:_length(row)] for row in tokens], finished.numpy()
+
+    def _bar_position(self, primer: np.ndarray) -> tuple[int, int]:
+        """(steps since the primer's last bar line, that bar line's token)."""
+        bar_steps, shift_steps = self.table["bar_steps"].numpy(), self.table["shift_steps"].numpy()
+        lines = np.flatnonzero(bar_steps[primer] > 0)
+        if not len(lines):
+            raise ValueError("the primer holds no bar line: the sampler cannot tell the meter")
+        return int(shift_steps[primer[lines[-1]:]].sum()), int(primer[lines[-1]])
 
 
 def _length(row: np.ndarray) -> int:

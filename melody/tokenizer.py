@@ -297,10 +297,43 @@ class Tokenizer:
             return [] if lead is None else [lead]
         return [index for index, part in enumerate(score.instruments) if part.notes][:self.config.max_tracks]
 
-    def opening(self, tokens) -> np.ndarray:
-        """The header of a piece's ``tokens`` and its first bar line: a primer that starts a piece like it."""
+    def opening(self, tokens, key: str | None = None, density: float | None = None,
+                meter: tuple[int, int] | None = None) -> np.ndarray:
+        """The header of a piece's ``tokens`` and its first bar line: a primer that starts a piece like it,
+        in ``key`` (a key name), at ``density`` (onsets per quarter) and in ``meter`` where given."""
         tokens = np.asarray(tokens)
-        return tokens[:self.header_length(tokens) + 1]
+        opening = self.with_header(tokens[:self.header_length(tokens) + 1], key, density)
+        if meter is not None:
+            opening[-1] = self.bar_token(*meter)
+        return opening
+
+    def with_header(self, tokens, key: str | None = None, density: float | None = None) -> np.ndarray:
+        """``tokens`` with the header's key and density replaced where given (ValueError for a bad key)."""
+        tokens = np.array(tokens)
+        header = tokens[:self.header_length(tokens)]
+        if key is not None:
+            tonic, minor = parse_key(key)
+            header[(header >= self.key) & (header < self.key + len(KEY_NAMES))] = self.key + tonic + 12 * minor
+        if density is not None:
+            header[(header >= self.density) & (header < self.density + len(DENSITIES))] = self.density_token(density)
+        tokens[:len(header)] = header
+        return tokens
+
+    def bar_steps(self, numerator: int, denominator: int) -> int:
+        """Steps in one bar of ``numerator``/``denominator`` time (at least one)."""
+        return TimeSignature(0, numerator, denominator).bar_ticks(self.config.steps_per_quarter)
+
+    def token_table(self) -> dict[str, np.ndarray]:
+        """What the sampler needs to know of every token id, as arrays over the vocabulary:
+        ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
+        time shift moves; 0 for others), ``is_note`` and ``is_duration``."""
+        ids = np.arange(len(self))
+        bar_steps = np.zeros(len(self), dtype=np.int32)
+        bar_steps[self.bar:self.bar + len(self.meters)] = [self.bar_steps(n, d) for n, d in self.meters]
+        shifts = (ids >= self.time_shift) & (ids < self.time_shift + self.max_shift)
+        return {"bar_steps": bar_steps, "shift_steps": np.where(shifts, ids - self.time_shift + 1, 0).astype(np.int32),
+                "is_note": self.is_note(ids),
+                "is_duration": (ids >= self.duration) & (ids < self.duration + len(self.durations))}
 
     def _keys(self, score: Score, timing: Score) -> list[KeySignature]:
         """The key signatures on the grid, with one in force from the first note: the file's own if it
@@ -339,23 +372,30 @@ class Tokenizer:
 
     # ------------------------------------------------------------------------- encode
 
-    def encode(self, score: Score, end: bool = True) -> np.ndarray:
-        """Token ids (uint16) for ``score`` after ``prepare``: the header, the notes with bar lines, End
-        (left off with ``end=False``, for a primer)."""
+    def encode(self, score: Score, end: bool = True, until: int | None = None) -> np.ndarray:
+        """Token ids (uint16) for ``score`` after ``prepare``: the header, the notes with bar lines, End.
+
+        For a primer: ``end=False`` leaves End off, and ``until`` (a grid step, in ``prepare(score)``'s
+        time) runs time on after the last note to that step, with the bar lines on the way and one
+        there: the tokens then end where new music is to start.
+        """
         prepared = self.prepare(score)
         tokens = self.header(prepared)
         notes = sorted((note.start, index, note.pitch, note.duration, note.velocity)
                        for index, part in enumerate(prepared.instruments) for note in part.notes)
-        bars = iter(_bars_with_meters(prepared, until=notes[-1][0] + 1) if notes else [])
+        bars = iter(_bars_with_meters(prepared, until=max(notes[-1][0] if notes else -1, until or -1) + 1))
         next_bar = next(bars, None)
         now, track, velocity = 0, None, None
-        for start, index, pitch, duration, note_velocity in notes:
+        stop = [(until, -1, 0, 0, 0)] if until is not None else []
+        for start, index, pitch, duration, note_velocity in notes + stop:
             while next_bar is not None and next_bar[0] <= start:
                 self._shift(tokens, next_bar[0] - now)
                 tokens.append(self.bar_token(*next_bar[1:]))
                 now, next_bar = next_bar[0], next(bars, None)
             self._shift(tokens, start - now)
             now = start
+            if index < 0:  # ``until``: time has run on to it
+                break
             if index != track:
                 tokens.append(self.track + index)
                 track = index
