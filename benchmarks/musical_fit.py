@@ -54,10 +54,11 @@ def seeds(model: Path, folder: Path, wild: Path | None) -> list[tuple[str, Path]
         signatures = read_midi(path).time_signatures
         meter = "change" if len(signatures) > 1 else \
             f"{signatures[0].numerator}/{signatures[0].denominator}" if signatures else "4/4"
-        if meters.get(meter, 0) < (3 if meter in ("4/4", "3/4", "6/8", "2/4") else 1):
-            meters[meter] = meters.get(meter, 0) + 1
-            chosen.append((f"{meter} {path.parent.name}", path))
-    plain = [path for label, path in chosen if label.startswith("4/4 folk")]
+        kind = (meter, path.parent.name)
+        if meters.get(kind, 0) < (3 if meter in ("4/4", "3/4", "6/8", "2/4") else 1):
+            meters[kind] = meters.get(kind, 0) + 1
+            chosen.append((f"{meter} {path.parent.name.rstrip('s')}", path))
+    plain = [path for label, path in chosen if label == "4/4 folk"]
     for (numerator, denominator), source in zip(REBARRED, plain * 2):
         score = read_midi(source)
         rebarred = score.replace(time_signatures=[TimeSignature(0, numerator, denominator)])
@@ -76,19 +77,19 @@ def _meter(path: Path) -> str:
         f"{signatures[0].numerator}/{signatures[0].denominator}" if signatures else "4/4"
 
 
-def generate_all(model: str, chosen, out: Path, bars: int) -> None:
+def generate_all(model: str, chosen, out: Path, bars: int, options: dict) -> None:
     from melody.bundle import load_bundle
     from melody.generate import generate
 
     bundle = load_bundle(model)
     for number, (_, path) in enumerate(chosen):
         generate(bundle, seed=path, out=out / f"{number:02d}-{path.stem}.mid", bars=bars, random_seed=number,
-                 force=True)
+                 force=True, **options)
 
 
 def report(chosen, out: Path, bars: int) -> None:
     rows = []
-    print(f"{'seed':34} {'bars':>7} {'key':>4} {'seed in key':>11} {'new in key':>10} {'density':>8} "
+    print(f"{'seed':34} {'bars':>7} {'key':>4} {'seed in key':>11} {'new in key':>10} {'lead':>5} {'density':>8} "
           f"{'tracks kept':>11} {'distinct':>8}")
     for number, (label, path) in enumerate(chosen):
         output = out / f"{number:02d}-{path.stem}.mid"
@@ -98,21 +99,26 @@ def report(chosen, out: Path, bars: int) -> None:
         fit = continuation_fit(read_midi(path), read_midi(output), bars)
         rows.append(fit)
         print(f"{label:34} {fit['bars_written']:>3}/{bars:<3} {fit['key']:>4} {fit['seed_in_key']:>11.2f} "
-              f"{fit['in_key']:>10.2f} {fit['density_ratio']:>8.2f} "
+              f"{fit['in_key']:>10.2f} {fit['lead_in_key']:>5.2f} {fit['density_ratio']:>8.2f} "
               f"{fit['tracks_kept']:>5}/{fit['tracks_before']:<5} {fit['distinct_bar_ratio']:>8.2f}")
     tonal = [r for r in rows if r["seed_in_key"] >= 0.85 and not math.isnan(r["in_key"])]
     densities = [r["density_ratio"] for r in rows if not math.isnan(r["density_ratio"])]
     multi = [r for r in rows if r["tracks_before"] > 1]
     print(f"\nbars exact: {sum(r['bars_exact'] for r in rows)}/{len(rows)}")
-    if tonal:
-        shares = [r["in_key"] for r in tonal]
-        print(f"in key over {len(tonal)} tonal seeds: mean {sum(shares) / len(shares):.3f}, worst {min(shares):.3f}")
+    if not rows:
+        return
+    for name, what in (("in_key", "all new notes"), ("lead_in_key", "the lead's new notes")):
+        shares = [r[name] for r in tonal if not math.isnan(r[name])]
+        if shares:
+            print(f"in key over {len(shares)} tonal seeds ({what}): mean {sum(shares) / len(shares):.3f}, "
+                  f"worst {min(shares):.3f}, at least 0.75 for {sum(x >= 0.75 for x in shares)}")
     print(f"density within 1.5x of the seed lead's: {sum(1 / 1.5 <= d <= 1.5 for d in densities)}/{len(densities)}")
     print(f"tracks sounding at the seed's end still sounding in the first new bar: "
           f"{sum(r['tracks_kept'] for r in rows)}/{sum(r['tracks_before'] for r in rows)}"
           f" ({sum(r['tracks_kept'] for r in multi)}/{sum(r['tracks_before'] for r in multi)} on multi-track seeds)")
     distinct = [r["distinct_bar_ratio"] for r in rows if not math.isnan(r["distinct_bar_ratio"])]
-    print(f"distinct-bar ratio of the continuations: mean {sum(distinct) / len(distinct):.2f}")
+    if distinct:
+        print(f"distinct-bar ratio of the continuations: mean {sum(distinct) / len(distinct):.2f}")
 
 
 def main() -> None:
@@ -123,6 +129,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--out", default=None, help="folder for seeds/ and continued/ (default: a temporary one)")
     parser.add_argument("--wild", default=None, help="the MidiTok test files folder (real pop and piano files)")
+    parser.add_argument("--key-strength", type=float, default=None, help="as melody generate's")
+    parser.add_argument("--accompaniment", default="loop", help="as melody generate's")
     parser.add_argument("--score-only", default=None,
                         help="measure the continuations in this folder (NN-<seed name>.mid, made from --out's seeds/)")
     args = parser.parse_args()
@@ -137,7 +145,10 @@ def main() -> None:
         out = Path(args.score_only) if args.score_only else base / "continued"
         out.mkdir(parents=True, exist_ok=True)
         if not args.score_only:
-            generate_all(args.model, chosen, out, args.bars)
+            options = {"accompaniment": args.accompaniment}
+            if args.key_strength is not None:
+                options["key_strength"] = args.key_strength
+            generate_all(args.model, chosen, out, args.bars, options)
         report(chosen, out, args.bars)
 
 

@@ -176,6 +176,9 @@ def quantize(source, out, melody_only, force):
 @click.option("--density", type=float, default=None,
               help="Note onsets per quarter note to aim for (default: as the seed's last bars), e.g. 0.5 or 3.")
 @click.option("--key", default=None, help="Without a seed: the key to start in, e.g. C, Eb, F#m.")
+@click.option("--key-strength", type=float, default=None,
+              help="How firmly to stay in key: nats taken off an out-of-key note (0: leave it to the model).  "
+                   "[default: 1.5]")
 @click.option("--time-signature", default=None, help="Without a seed: the meter, e.g. 3/4 or 6/8 (default: "
               "that of the training piece it opens like).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
@@ -185,8 +188,8 @@ def quantize(source, out, melody_only, force):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples, random_seed, primer_bars,
-             continuation_only, accompaniment, density, key, time_signature, force, wav, png, soundfont, as_json,
-             quiet):
+             continuation_only, accompaniment, density, key, key_strength, time_signature, force, wav, png, soundfont,
+             as_json, quiet):
     """Continue a MIDI file (or start from scratch) and write new MIDI files.
 
     The output keeps the seed's tempo, time signature, key and instruments, and
@@ -225,7 +228,8 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
     result = generate_music(model, seed_file, out, bars=bars, sampling=sampling, num_samples=num_samples,
                             random_seed=random_seed, primer_bars=primer_bars, continuation_only=continuation_only,
                             force=force, key=key, time_signature=meter, density=density,
-                            accompaniment=accompaniment)
+                            accompaniment=accompaniment,
+                            **({} if key_strength is None else {"key_strength": key_strength}))
     summary = result.summary
     if wav or png:
         summary["rendered"] = _render_outputs(result, wav, png, soundfont, force, quiet)

@@ -5,7 +5,8 @@ Score in, Score out; the model and the sampler are not seen here.
 * ``make_primer``: the seed as the model sees it (``Tokenizer.prepare``), from a
   bar line on (its last ``primer_bars`` bars, or as many as fit in
   ``MAX_PRIMER_TOKENS``), with the header the tokenizer puts first: the key, the
-  density of those bars, and the seed's tracks. Time then runs on to the first bar
+  density of those bars, and the seed's tracks (the key of those bars, all parts heard,
+  when the seed has no key signature: a song may modulate). Time then runs on to the first bar
   line after the seed has ended (a held final chord included): new music starts
   there, on a downbeat, in the seed's last meter. A track whose instrument the model
   never learned is announced as the nearest instrument it did learn (same General
@@ -18,9 +19,11 @@ Score in, Score out; the model and the sampler are not seen here.
 * The band keeps playing (``accompaniment="loop"``): a track of the seed that sounds
   in its last bar and that the model leaves silent (every track but the lead, for a
   melody model) goes on playing its own last bars, repeated on the bar grid: the
-  drums keep their groove and the harmony its loop under the new music. The loop is
-  the seed's last 4 bars (2, or 1, if the seed is shorter or its meter changed
-  within them). ``accompaniment="none"`` leaves such tracks silent.
+  drums keep their groove and the harmony its loop under the new music. For a
+  melody model the lead's track loops its notes below the melody too (a piano's left
+  hand under its new right-hand tune). The loop is the seed's last 4 bars (2, or 1,
+  if the seed is shorter or its meter changed within them). ``accompaniment="none"``
+  leaves such tracks silent.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from melody.errors import MelodyError
-from melody.score import Instrument, Note, Score
+from melody.keys import estimate_key, key_name
+from melody.score import Instrument, KeySignature, Note, Score, melody_line
 from melody.tokenizer import Tokenizer
 
 MAX_PRIMER_TOKENS = 1024
@@ -59,13 +63,19 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
                           else "the seed has no notes")
     if programs:
         prepared = prepared.replace(instruments=[_known_instrument(part, programs) for part in prepared.instruments])
+    estimated = not any(k.tick <= min(n.start for n in seed.notes) for k in seed.key_signatures)
     steps = tokenizer.config.steps_per_quarter
-    end = _next_bar_line(prepared, prepared.end_tick - steps // 4)  # a 16th over the last release is no bar more
+    seed_end = round(seed.end_tick * steps / seed.ticks_per_quarter)  # every track's end, not only the primer's
+    end = _next_bar_line(prepared, seed_end - steps // 4)  # a 16th over the last release is no bar more
     bar_lines = prepared.bar_lines(until=end)
     count = min(primer_bars or len(bar_lines), len(bar_lines))
     while True:
         start = bar_lines[-count] if count else 0
         cut = _from(prepared, start)
+        if estimated:  # no key signature: the key the primer's bars are in (a song may modulate), all parts heard
+            cut = cut.replace(key_signatures=[KeySignature(0, key_name(*estimate_key(
+                [n for part in seed.instruments if not part.is_drum for n in part.notes
+                 if n.start * steps >= start * seed.ticks_per_quarter])))])
         tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start), density=density)
         if len(tokens) <= MAX_PRIMER_TOKENS or count <= 1:
             break
@@ -111,8 +121,16 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
     extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
     looped = 0
     if accompaniment == "loop":
+        lead = primer.sources[0] if tokenizer.config.melody_only and primer.sources else None
         for index, part in enumerate(seed.instruments):
-            if not added.get(index) and _sounds_before(part, seed, begin):
+            if index == lead:  # the lead's own lower voices (a piano's left hand) play on under the new tune
+                line = {(note.start, note.pitch) for note in melody_line(seed, index).notes}
+                below = _looped(dataclasses.replace(part, notes=[n for n in part.notes
+                                                                 if (n.start, n.pitch) not in line]),
+                                seed, begin, limit)
+                added[index] = sorted(added.get(index, []) + below)
+                looped += len(below)
+            elif not added.get(index) and _sounds_before(part, seed, begin):
                 added[index] = _looped(part, seed, begin, limit)
                 looped += len(added[index])
     if continuation_only:
@@ -135,13 +153,18 @@ def _sounds_before(part: Instrument, seed: Score, begin: int) -> bool:
 
 
 def _looped(part: Instrument, seed: Score, begin: int, limit: int) -> list[Note]:
-    """``part``'s notes of its last bars before ``begin``, repeated from ``begin`` up to ``limit``."""
+    """``part``'s notes of its last bars before ``begin``, repeated from ``begin`` up to ``limit``: the last
+    4 bars, else 2, else 1 (the first that is all in one meter and in whose first bar ``part`` sounds, so the
+    loop carries on from where the part was playing)."""
     lines = [line for line in seed.bar_lines(until=begin) if line < begin]
-    length = next((k for k in (4, 2, 1) if len(lines) >= k and
-                   len({b - a for a, b in zip(lines[-k:], lines[-k + 1:] + [begin])}) == 1), 1)
+    bounds = lines + [begin]
+    length = next((k for k in (4, 2, 1) if len(lines) >= k
+                   and len({b - a for a, b in zip(bounds[-k - 1:], bounds[-k:])}) == 1
+                   and any(n.start < bounds[-k] and n.end > bounds[-k - 1] for n in part.notes)), 1)
     start = lines[-length] if lines else max(0, begin - 4 * seed.ticks_per_quarter)
     period = begin - start
-    pattern = [note for note in part.notes if start <= note.start < begin]
+    pattern = [note if note.start >= start else dataclasses.replace(note, start=start, duration=note.end - start)
+               for note in part.notes if note.start < begin and note.end > start]  # a held chord is struck again
     looped = []
     for offset in range(begin - start, limit - start, period) if period > 0 else []:
         for note in pattern:

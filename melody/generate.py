@@ -35,6 +35,7 @@ from melody.tokenizer import DENOMINATORS, MAX_NUMERATOR
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
 MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
+KEY_STRENGTH = 1.5  # nats off an out-of-key note: 4.5x less likely (measured in BENCHMARKS.md, "Musical fit")
 
 
 @dataclass
@@ -66,19 +67,21 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
              num_samples: int = 1, random_seed: int | None = None, primer_bars: int | None = None,
              continuation_only: bool = False, force: bool = False, write: bool = True, key: str | None = None,
              time_signature: tuple[int, int] | None = None, density: float | None = None,
-             accompaniment: str = "loop") -> Generation:
+             accompaniment: str = "loop", key_strength: float = KEY_STRENGTH) -> Generation:
     """Continue ``seed`` (a MIDI file; None starts from scratch) with ``num_samples`` samples of ``bars`` bars.
 
     Without a seed, ``key`` (a key name such as 'Eb' or 'F#m') and ``time_signature`` ((4, 4))
     choose what the music starts in (default: those of the training piece it opens like);
     ``density`` (note onsets per quarter note) asks for busier or calmer music (default: as the
-    seed's last bars). ``accompaniment``: 'loop' keeps the seed's tracks that the model leaves
-    silent playing their last bars, 'none' lets them stop. Writes the files unless ``write`` is
+    seed's last bars). ``key_strength`` (nats, >= 0) makes notes outside the key (the seed's, or
+    ``key``) that much less likely on pitched tracks: 0 leaves the model alone, the default
+    keeps continuations in key while allowing chromatic notes. ``accompaniment``: 'loop' keeps the
+    seed's tracks that the model leaves silent playing their last bars, 'none' lets them stop. Writes the files unless ``write`` is
     False and returns them with their scores and a summary (``files``, ``bars``, ``notes``,
     ``accompaniment_notes``, ``seconds``, ``tokens``, ``tokens_per_second``, ``random_seed``).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
-    _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment)
+    _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment, key_strength)
     paths = output_paths(out, seed, num_samples) if write else []
     for path in paths:
         check_writable(path, force)
@@ -94,11 +97,14 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
 
     bundle = model if isinstance(model, Bundle) else load_bundle(manifest.path)  # TensorFlow loads here
     sampler, batch = _sampler(bundle), np.tile(primer.tokens, (num_samples, 1))
-    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+    tracks = tokenizer.tracks(primer.tokens)
+    allowed = tokenizer.sampling_mask(len(tracks))
+    constraints = {"penalty": key_strength * tokenizer.out_of_key(primer.tokens),
+                   "pitched": [not is_drum for is_drum, _ in tracks]}
     max_tokens = TOKENS_PER_BAR_CAP * bars
-    sampler.sample(batch, allowed, max_tokens, 1, 0, sampling)  # compile (stops after the first bar)
-    started = time.perf_counter()                               # tokens/s: sampling alone
-    generated, complete = sampler.sample(batch, allowed, max_tokens, bars, random_seed, sampling)
+    sampler.sample(batch, allowed, max_tokens, 1, 0, sampling, **constraints)  # compile (stops after a bar)
+    started = time.perf_counter()                                              # tokens/s: sampling alone
+    generated, complete = sampler.sample(batch, allowed, max_tokens, bars, random_seed, sampling, **constraints)
     seconds = time.perf_counter() - started
 
     arranged = [arrange(seed_score, primer, row, tokenizer, bars, continuation_only, accompaniment)
@@ -121,7 +127,8 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     return Generation(scores, paths, summary, starts)
 
 
-def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment) -> None:
+def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment,
+                   key_strength) -> None:
     """MelodyError for a request that cannot be met, before anything is read."""
     for name, value, top in (("bars", bars, MAX_BARS), ("num_samples", num_samples, 256)):
         if not isinstance(value, int) or not 1 <= value <= top:
@@ -144,6 +151,8 @@ def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, de
         raise MelodyError(f"density must be above 0 and at most 16 note onsets per quarter note, got {density}")
     if accompaniment not in ACCOMPANIMENTS:
         raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
+    if not (0 <= key_strength <= 20):
+        raise MelodyError(f"key strength must be in 0..20 nats, got {key_strength}")
 
 
 def _opening(manifest: Manifest, random_seed: int) -> np.ndarray:

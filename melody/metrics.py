@@ -174,10 +174,12 @@ def music_metrics(score: Score) -> dict[str, float]:
 # ----------------------------------------------------------------------------- fit to a seed
 
 DENSITY_BARS = 4  # the seed lead's density is taken over its last 4 bars
+KEY_BARS = 8  # the seed's key is the one its last 8 bars are in (a song may modulate on its way)
 
 
-def new_notes(seed: Score, output: Score) -> tuple[Score, int]:
-    """(the continuation: ``output`` with only the notes that are not the seed's, the tick where it starts).
+def new_notes(seed: Score, output: Score) -> tuple[Score, int, bool]:
+    """(the continuation: ``output`` with only the notes that are not the seed's, the tick where it starts,
+    whether ``output`` holds the seed).
 
     A note is the seed's when the seed has a note of that pitch at that time (compared in quarter
     notes, to 1/960). When ``output`` holds fewer than half the seed's notes it is taken to be the
@@ -191,23 +193,34 @@ def new_notes(seed: Score, output: Score) -> tuple[Score, int]:
     ticks = output.ticks_per_quarter
     found = sum(key(note, ticks) in old for note in output.notes)
     if found < len(seed.notes) / 2:
-        return output, 0
+        return output, 0, False
     end = round(seed.end_tick * ticks / seed.ticks_per_quarter)
     lines = output.bar_lines(until=end + 64 * ticks)
     start = next((line for line in lines if line >= end - ticks // 4), end)
     instruments = [instrument.__class__(instrument.program, instrument.is_drum, instrument.name,
                                         [n for n in instrument.notes if key(n, ticks) not in old and n.start >= start],
                                         instrument.channel) for instrument in output.instruments]
-    return output.replace(instruments=instruments), start
+    return output.replace(instruments=instruments), start, True
+
+
+def counterparts(seed: Score, output: Score, holds_seed: bool) -> list[int | None]:
+    """For each instrument of ``seed``, the index of the instrument of ``output`` that continues it: the
+    one at the same index when ``output`` holds the seed (its tracks come first, in order), else the
+    first with the same program, drum flag and channel; None if there is none."""
+    if holds_seed:
+        return [index if index < len(output.instruments) else None for index in range(len(seed.instruments))]
+    keys = [(i.program, i.is_drum, i.channel) for i in output.instruments]
+    return [keys.index(key) if key in keys else None
+            for key in ((i.program, i.is_drum, i.channel) for i in seed.instruments)]
 
 
 def bars_spanned(score: Score, start: int) -> int:
-    """Bars from the one holding tick ``start`` to the one holding the last note onset at or after it,
-    both counted, in the score's meter; 0 without such notes."""
-    onsets = [note.start for note in score.notes if note.start >= start]
-    if not onsets:
+    """Bars from the one holding tick ``start`` to the one in which the last note starting at or after it
+    stops sounding, both counted, in the score's meter; 0 without such notes."""
+    ends = [note.end for note in score.notes if note.start >= start]
+    if not ends:
         return 0
-    lines = score.bar_lines(until=max(onsets) + 1)
+    lines = score.bar_lines(until=max(ends))
     first = max(index for index, line in enumerate(lines) if line <= start)
     return len(lines) - first
 
@@ -220,10 +233,9 @@ def onsets_per_quarter(score: Score, instrument: int, start: int, end: int) -> f
     return len(onsets) * score.ticks_per_quarter / (end - start)
 
 
-def sounding_tracks(score: Score, start: int, end: int) -> set[tuple[str, int, bool]]:
-    """(name, program, drum?) of the instruments with a note sounding in [start, end) ticks."""
-    return {(i.name, i.program, i.is_drum) for i in score.instruments
-            if any(note.start < end and note.end > start for note in i.notes)}
+def sounds(instrument, start: int, end: int) -> bool:
+    """Whether a note of ``instrument`` sounds in [start, end) ticks."""
+    return any(note.start < end and note.end > start for note in instrument.notes)
 
 
 def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) -> dict:
@@ -231,34 +243,42 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
 
     * ``bars_written``: ``bars_spanned`` by the new notes from their start; ``bars_exact`` whether that is
       ``bars_asked`` (None when not asked).
-    * ``key``: the seed's key by the Krumhansl-Schmuckler estimate over its pitched notes; ``seed_in_key``
-      and ``in_key``: shares of the seed's and of the new pitched notes in that key's scale (major; natural
-      minor plus the raised seventh); nan without such notes.
+    * ``key``: the key the seed ends in: the Krumhansl-Schmuckler estimate over the pitched notes of its last
+      ``KEY_BARS`` bars; ``seed_in_key`` and ``in_key``: shares of those notes and of the new pitched notes
+      in that key's scale (major; natural minor plus the raised seventh); ``lead_in_key`` the same for the
+      new notes of the seed lead's track (what a melody model wrote, where ``in_key`` also counts the
+      accompaniment); nan without such notes.
     * ``density_ratio``: the new lead's onsets per quarter note over the bars written, divided by the seed
       lead's over its last ``DENSITY_BARS`` bars up to the end of the bar of its last onset (a final note
       held for bars does not count as calm music); the lead: ``score.lead_index``; nan without a lead.
     * ``tracks_before``: the seed's tracks sounding in its last bar; ``tracks_kept``: how many of them
-      sound in the first new bar (tracks are told apart by name, program and drum flag).
+      sound (their ``counterparts``) in the first new bar.
     * ``distinct_bar_ratio`` of the new notes.
     """
-    new, start = new_notes(seed, output)
+    new, start, holds_seed = new_notes(seed, output)
     written = bars_spanned(new, start)
-    key = estimate_key(_pitched(seed))
     seed_lines = seed.bar_lines(until=seed.end_tick)
+    ending = [n for n in _pitched(seed) if n.start >= seed_lines[max(0, len(seed_lines) - KEY_BARS)]]
+    key = estimate_key(ending)
     first_bar = max(line for line in new.bar_lines(until=start + 1) if line <= start)
     last_onset = max([note.start for note in new.notes] + [start])
-    lead_seed, lead_new = lead_index(seed), lead_index(new)
-    seed_density = math.nan if lead_seed is None else _recent_density(seed, lead_seed)
-    new_density = math.nan if lead_new is None else onsets_per_quarter(
-        new, lead_new, first_bar, _next_line(new, last_onset))
-    before = sounding_tracks(seed, seed_lines[-1] if seed_lines else 0, seed.end_tick)
-    after = sounding_tracks(new, first_bar, _next_line(new, first_bar))
+    partner = counterparts(seed, new, holds_seed)
+    lead = lead_index(seed)
+    seed_density = math.nan if lead is None else _recent_density(seed, lead)
+    new_density = math.nan if lead is None or partner[lead] is None else onsets_per_quarter(
+        new, partner[lead], first_bar, _next_line(new, last_onset))
+    before = [k for k, part in enumerate(seed.instruments)
+              if sounds(part, seed_lines[-1] if seed_lines else 0, seed.end_tick)]
+    kept = [k for k in before if partner[k] is not None
+            and sounds(new.instruments[partner[k]], first_bar, _next_line(new, first_bar))]
     return {"bars_written": written, "bars_asked": bars_asked,
             "bars_exact": None if bars_asked is None else written == bars_asked,
-            "key": key_name(*key), "seed_in_key": in_key_share(_pitched(seed), key),
+            "key": key_name(*key), "seed_in_key": in_key_share(ending, key),
             "in_key": in_key_share(_pitched(new), key),
+            "lead_in_key": in_key_share(new.instruments[partner[lead]].notes, key)
+            if lead is not None and partner[lead] is not None else math.nan,
             "density_ratio": new_density / seed_density if seed_density else math.nan,
-            "tracks_before": len(before), "tracks_kept": len(before & after),
+            "tracks_before": len(before), "tracks_kept": len(kept),
             "distinct_bar_ratio": distinct_bar_ratio(new)}
 
 

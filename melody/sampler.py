@@ -21,7 +21,8 @@ The loop, in ``Sampler.sample``:
        until every row has its bars, or the token cap is reached.
 
 What may come next: the tokens a row may hold at all (``allowed``: its own tracks, no
-header tokens), kept in step with the meter and with the note grammar:
+header tokens), kept in step with the meter and with the note grammar; and, while a
+pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key-strength``):
 
     position, bar_length     steps since the last bar line, steps in this bar (from its bar token)
     at the bar line          (position == bar_length): only the bar token of the meter, or the end
@@ -82,13 +83,13 @@ class Sampler:
         self._loops = {jit: tf.function(self._loop_graph, jit_compile=jit, reduce_retracing=True)
                        for jit in (False, True)}
 
-    def _loop_graph(self, logits, state, allowed, position, bar_token, max_tokens: int, bars, seed, temperature,
-                    top_k, top_p):
+    def _loop_graph(self, logits, state, allowed, penalty, pitched, position, bar_token, track, max_tokens: int,
+                    bars, seed, temperature, top_k, top_p):
         import tensorflow as tf
 
         table = self.table
         is_bar, shift_steps = table["bar_steps"] > 0, table["shift_steps"]
-        is_note, is_duration = table["is_note"], table["is_duration"]
+        is_note, is_duration, track_of = table["is_note"], table["is_duration"], table["track_of"]
         batch = tf.shape(logits)[0]
         output = tf.TensorArray(tf.int32, size=max_tokens)
         bars_seen = tf.ones((batch,), tf.int32)  # the bar the primer ends in
@@ -97,12 +98,14 @@ class Sampler:
         forced = tf.one_hot(bar_token, self.vocabulary) > 0  # the meter's bar line, at a bar line
         bar_length = tf.gather(table["bar_steps"], bar_token)
 
-        def body(index, logits, state, position, bars_seen, after_note, finished, output):
+        def body(index, logits, state, position, bars_seen, after_note, track, finished, output):
             at_line = position >= bar_length
+            on_pitched = tf.gather(pitched, tf.maximum(track, 0), batch_dims=1) & (track >= 0)
+            logits = logits - tf.where(on_pitched[:, None], penalty, 0.0)
             finished = finished | (at_line & (bars_seen >= bars))
             fits = position[:, None] + shift_steps[None, :] <= bar_length[:, None]
             grammar = tf.where(after_note[:, None], is_duration[None, :], ~is_duration[None, :])
-            inside = allowed & ~is_bar[None, :] & fits & grammar
+            inside = allowed[None, :] & ~is_bar[None, :] & fits & grammar
             mask = tf.where(at_line[:, None], forced, inside)
             token = _draw(tf.where(mask, logits, -np.inf), tf.stack([seed, index]), temperature, top_k, top_p)
             token = tf.where(finished, 0, token)
@@ -111,35 +114,45 @@ class Sampler:
             position = tf.where(opened, 0, position + tf.gather(shift_steps, token))
             bars_seen += tf.cast(opened, tf.int32)
             after_note = tf.gather(is_note, token)
+            switched = tf.gather(track_of, token)
+            track = tf.where(switched >= 0, switched, track)
             logits, state = self.model.step(token, state)
-            return index + 1, logits, state, position, bars_seen, after_note, finished, output
+            return index + 1, logits, state, position, bars_seen, after_note, track, finished, output
 
-        def going(index, logits, state, position, bars_seen, after_note, finished, output):
+        def going(index, logits, state, position, bars_seen, after_note, track, finished, output):
             return (index < max_tokens) & ~tf.reduce_all(finished)
 
         count, *_, finished, output = tf.while_loop(
-            going, body, (0, logits, state, position, bars_seen, after_note, finished, output),
+            going, body, (0, logits, state, position, bars_seen, after_note, tf.fill([batch], track), finished, output),
             maximum_iterations=max_tokens)
         return tf.transpose(output.stack()), count, finished
 
     def sample(self, primer: np.ndarray, allowed: np.ndarray, max_tokens: int, bars: int, random_seed: int,
-               config: SamplingConfig = SamplingConfig()) -> tuple[list[np.ndarray], np.ndarray]:
+               config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
+               pitched: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """New tokens after ``primer`` (samples, time): ``bars`` bars in all, counting the bar the primer
         ends in, each new bar in the meter of that one. Returns one array per sample, and a bool per
         sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
 
-        ``allowed``: bool (samples, vocabulary) or (vocabulary,), the tokens each row may draw.
+        ``allowed``: bool (vocabulary,), the tokens a row may draw. ``penalty``: float (vocabulary,),
+        subtracted from the logits (e.g. notes out of key) while the current track is one of ``pitched``
+        (bool per track; drums are not held to a key).
         """
         import tensorflow as tf
 
         primer = np.asarray(primer, dtype=np.int32)
         rows = len(primer)
-        allowed = np.broadcast_to(np.asarray(allowed, dtype=bool), (rows, self.vocabulary))
+        tracks = int(self.table["track_of"].numpy().max()) + 1
+        penalty = np.zeros(self.vocabulary, np.float32) if penalty is None else np.asarray(penalty, np.float32)
+        pitched = np.ones(tracks, bool) if pitched is None else np.resize(np.asarray(pitched, bool), tracks)
         position, bar_token = self._bar_position(primer[0])
+        switches = self.table["track_of"].numpy()[primer[0]]
+        track = int(switches[switches >= 0][-1]) if (switches >= 0).any() else -1  # the track playing at the end
         logits, state = self._prime(tf.constant(primer))
         jit = self.jit_compile if self.jit_compile is not None else rows == 1
         tokens, count, finished = self._loops[jit](
-            logits, state, tf.constant(allowed), tf.fill([rows], position), tf.fill([rows], bar_token),
+            logits, state, tf.constant(np.asarray(allowed, dtype=bool)), tf.constant(penalty),
+            tf.constant(np.tile(pitched, (rows, 1))), tf.fill([rows], position), tf.fill([rows], bar_token), track,
             int(max_tokens), tf.constant(bars), tf.constant(random_seed % 2**31, tf.int32),
             tf.constant(config.temperature, tf.float32), tf.constant(config.top_k or 0, tf.int32),
             tf.constant(config.top_p, tf.float32))

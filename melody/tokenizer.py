@@ -64,7 +64,7 @@ import numpy as np
 
 from melody.errors import TokenizerError
 from melody.files import atomic_write
-from melody.keys import MAJOR_NAMES, MINOR_NAMES, estimate_key, key_name, parse_key
+from melody.keys import MAJOR_NAMES, MINOR_NAMES, estimate_key, in_key_share, key_name, parse_key, scale
 from melody.score import (Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick, lead_index,
                           melody_line)
 
@@ -76,6 +76,7 @@ MAX_NUMERATOR = 32
 KEY_NAMES = MAJOR_NAMES + MINOR_NAMES  # Key_C is key 0 ... Key_Bm is key 23: tonic + 12 * minor
 # Density_k: the piece's distinct note onsets per quarter note, nearest of these (in log scale).
 DENSITIES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+TRUSTED_KEY_SHARE = 0.7  # a file's key signature is believed when its scale holds this share of the notes
 
 
 @dataclass(frozen=True)
@@ -326,22 +327,40 @@ class Tokenizer:
     def token_table(self) -> dict[str, np.ndarray]:
         """What the sampler needs to know of every token id, as arrays over the vocabulary:
         ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
-        time shift moves; 0 for others), ``is_note`` and ``is_duration``."""
+        time shift moves; 0 for others), ``is_note``, ``is_duration``, and ``track_of`` (k for Track_k, -1
+        for other tokens)."""
         ids = np.arange(len(self))
         bar_steps = np.zeros(len(self), dtype=np.int32)
         bar_steps[self.bar:self.bar + len(self.meters)] = [self.bar_steps(n, d) for n, d in self.meters]
         shifts = (ids >= self.time_shift) & (ids < self.time_shift + self.max_shift)
+        tracks = (ids >= self.track) & (ids < self.track + self.config.max_tracks)
         return {"bar_steps": bar_steps, "shift_steps": np.where(shifts, ids - self.time_shift + 1, 0).astype(np.int32),
                 "is_note": self.is_note(ids),
-                "is_duration": (ids >= self.duration) & (ids < self.duration + len(self.durations))}
+                "is_duration": (ids >= self.duration) & (ids < self.duration + len(self.durations)),
+                "track_of": np.where(tracks, ids - self.track, -1).astype(np.int32)}
+
+    def out_of_key(self, tokens) -> np.ndarray:
+        """Bool (vocabulary,): the Note tokens whose pitch class is outside the scale of the key in the header
+        of ``tokens`` (none without a key)."""
+        tokens = np.asarray(tokens)
+        header = tokens[:self.header_length(tokens)]
+        keys = header[(header >= self.key) & (header < self.key + len(KEY_NAMES))]
+        result = np.zeros(len(self), dtype=bool)
+        if len(keys):
+            members = scale(*parse_key(KEY_NAMES[int(keys[0]) - self.key]))
+            result[self.note:self.note + 128] = [pitch % 12 not in members for pitch in range(128)]
+        return result
 
     def _keys(self, score: Score, timing: Score) -> list[KeySignature]:
-        """The key signatures on the grid, with one in force from the first note: the file's own if it
-        has one there, else the Krumhansl-Schmuckler estimate (``melody.keys``) at step 0."""
+        """The key signatures on the grid, with one in force from the first note: the file's own if it has
+        one there whose scale holds at least ``TRUSTED_KEY_SHARE`` of the pitched notes, else the
+        Krumhansl-Schmuckler estimate (``melody.keys``) at step 0. (Files in the wild often carry a
+        sequencer's default C major, or a signature that counts sharps for a minor or modal tune.)"""
         first = min((note.start for note in score.notes), default=0)
-        if any(k.tick <= first and _known_key(k.key) for k in score.key_signatures):
-            return [k for k in timing.key_signatures if _known_key(k.key)]
         pitched = [note for part in score.instruments if not part.is_drum for note in part.notes]
+        opening = [k for k in score.key_signatures if k.tick <= first and _known_key(k.key)][-1:]
+        if opening and (not pitched or in_key_share(pitched, parse_key(opening[0].key)) >= TRUSTED_KEY_SHARE):
+            return [k for k in timing.key_signatures if _known_key(k.key)]
         estimated = KeySignature(0, key_name(*estimate_key(pitched)))
         return [estimated] + [k for k in timing.key_signatures if k.tick > 0 and _known_key(k.key)]
 
