@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melody.bundle import corpus_files  # noqa: E402
-from melody.metrics import continuation_fit  # noqa: E402
+from melody.evaluate import fit_table, fit_to_seeds  # noqa: E402
 from melody.midi_read import read_midi  # noqa: E402
 from melody.midi_write import write_midi  # noqa: E402
 from melody.score import TimeSignature  # noqa: E402
@@ -87,38 +86,20 @@ def generate_all(model: str, chosen, out: Path, bars: int, options: dict) -> Non
                  force=True, **options)
 
 
-def report(chosen, out: Path, bars: int) -> None:
-    rows = []
-    print(f"{'seed':34} {'bars':>7} {'key':>4} {'seed in key':>11} {'new in key':>10} {'lead':>5} {'density':>8} "
+def report(chosen, seeds: Path, out: Path, bars: int) -> None:
+    """One row per seed (its meter and kind beside ``melody evaluate``'s numbers), then the totals."""
+    result = fit_to_seeds(out, seeds, bars)
+    labels = {f"{number:02d}-{path.stem}": label for number, (label, path) in enumerate(chosen)}
+    print(f"{'seed':34} {'bars':>5} {'key':>4} {'seed in key':>11} {'in key':>7} {'lead':>5} {'density':>8} "
           f"{'tracks kept':>11} {'distinct':>8}")
-    for number, (label, path) in enumerate(chosen):
-        output = out / f"{number:02d}-{path.stem}.mid"
-        if not output.is_file():
-            print(f"{label:34} (no output)")
-            continue
-        fit = continuation_fit(read_midi(path), read_midi(output), bars)
-        rows.append(fit)
-        print(f"{label:34} {fit['bars_written']:>3}/{bars:<3} {fit['key']:>4} {fit['seed_in_key']:>11.2f} "
-              f"{fit['in_key']:>10.2f} {fit['lead_in_key']:>5.2f} {fit['density_ratio']:>8.2f} "
-              f"{fit['tracks_kept']:>5}/{fit['tracks_before']:<5} {fit['distinct_bar_ratio']:>8.2f}")
-    tonal = [r for r in rows if r["seed_in_key"] >= 0.85 and not math.isnan(r["in_key"])]
-    densities = [r["density_ratio"] for r in rows if not math.isnan(r["density_ratio"])]
-    multi = [r for r in rows if r["tracks_before"] > 1]
-    print(f"\nbars exact: {sum(r['bars_exact'] for r in rows)}/{len(rows)}")
-    if not rows:
-        return
-    for name, what in (("in_key", "all new notes"), ("lead_in_key", "the lead's new notes")):
-        shares = [r[name] for r in tonal if not math.isnan(r[name])]
-        if shares:
-            print(f"in key over {len(shares)} tonal seeds ({what}): mean {sum(shares) / len(shares):.3f}, "
-                  f"worst {min(shares):.3f}, at least 0.75 for {sum(x >= 0.75 for x in shares)}")
-    print(f"density within 1.5x of the seed lead's: {sum(1 / 1.5 <= d <= 1.5 for d in densities)}/{len(densities)}")
-    print(f"tracks sounding at the seed's end still sounding in the first new bar: "
-          f"{sum(r['tracks_kept'] for r in rows)}/{sum(r['tracks_before'] for r in rows)}"
-          f" ({sum(r['tracks_kept'] for r in multi)}/{sum(r['tracks_before'] for r in multi)} on multi-track seeds)")
-    distinct = [r["distinct_bar_ratio"] for r in rows if not math.isnan(r["distinct_bar_ratio"])]
-    if distinct:
-        print(f"distinct-bar ratio of the continuations: mean {sum(distinct) / len(distinct):.2f}")
+    for p in result["pairs"]:
+        print(f"{labels.get(Path(p['seed']).stem, Path(p['seed']).stem):34} {p['bars_written']:>5} {p['key']:>4} "
+              f"{p['seed_in_key']:>11.2f} {p['in_key']:>7.2f} {p['lead_in_key']:>5.2f} {p['density_ratio']:>8.2f} "
+              f"{p['tracks_kept']:>5}/{p['tracks_before']:<5} {p['distinct_bar_ratio']:>8.2f}")
+    print(fit_table(result).split("\n\n", 1)[1])
+    multi = [p for p in result["pairs"] if p["tracks_before"] > 1]
+    print(f"multi-track seeds: {sum(p['tracks_kept'] for p in multi)}/{sum(p['tracks_before'] for p in multi)} "
+          f"tracks still sounding after the seed")
 
 
 def main() -> None:
@@ -149,7 +130,7 @@ def main() -> None:
             if args.key_strength is not None:
                 options["key_strength"] = args.key_strength
             generate_all(args.model, chosen, out, args.bars, options)
-        report(chosen, out, args.bars)
+        report(chosen, base / "seeds", out, args.bars)
 
 
 if __name__ == "__main__":

@@ -255,9 +255,12 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
               help="Folder of generated MIDI files: music metrics and copying from the training corpus.")
 @click.option("--reference", type=click.Path(path_type=str), default=None,
               help="Folder of real MIDI files to compare --generated with.")
+@click.option("--seeds", type=click.Path(path_type=str), default=None,
+              help="Folder of the seeds --generated continues: how each continuation fits its seed.")
+@click.option("--bars", type=click.IntRange(min=1), default=None, help="Bars asked for when generating (with --seeds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate(data, model, generated, reference, as_json, quiet):
+def evaluate(data, model, generated, reference, seeds, bars, as_json, quiet):
     """Measure a model on held-out MIDI files, and generated music against real music.
 
     On DATA (files or folders the model never saw; default: the validation files
@@ -265,7 +268,10 @@ def evaluate(data, model, generated, reference, as_json, quiet):
     bits per note, next to a unigram and a Kneser-Ney n-gram baseline fitted on
     the model's own training corpus. With --generated: pitch, scale, rhythm and
     repetition metrics (beside --reference's), and for each generated file the
-    longest passage copied verbatim from the training corpus.
+    longest passage copied verbatim from the training corpus. With --generated and
+    --seeds: for each continuation (named as melody generate names them, after its
+    seed), the bars it spans, its notes in the seed's key, its density against the
+    seed's, the seed's tracks that play on, and how often its bars repeat.
 
     \b
     Examples:
@@ -273,22 +279,26 @@ def evaluate(data, model, generated, reference, as_json, quiet):
       melody evaluate --model my-model held_out_songs/ --json
       melody generate --seed song.mid -n 20 --continuation-only --out gen/idea.mid
       melody evaluate --generated gen/ --reference corpora/folk
+      melody evaluate --generated continued/ --seeds seeds/ --bars 8
     """
     import json
 
-    from melody.evaluate import evaluate as evaluate_model, likelihood_table, music_table
+    from melody.evaluate import evaluate as evaluate_model, fit_table, likelihood_table, music_table
 
-    if reference is not None and generated is None:
-        raise click.UsageError("--reference needs --generated (the files to compare with it)")
+    for option, value in (("--reference", reference), ("--seeds", seeds)):
+        if value is not None and generated is None:
+            raise click.UsageError(f"{option} needs --generated (the files to compare with it)")
     from melody.midi_read import find_midi_files
 
     total = len(find_midi_files([Path(p) for p in [*data, generated, reference] if p is not None and Path(p).exists()]))
     with _progress(total, "Reading MIDI files", quiet or total < 50) as bar:
-        result = evaluate_model(model, list(data), generated, reference, on_file=lambda: bar.update(1))
+        result = evaluate_model(model, list(data), generated, reference, on_file=lambda: bar.update(1), seeds=seeds,
+                                bars=bars)
     if as_json:
         click.echo(json.dumps(_finite(result), indent=1, allow_nan=False))
         return
-    tables = [likelihood_table(result)] if "nll" in result else []
+    tables = [fit_table(result["fit"])] if "fit" in result else []
+    tables += [likelihood_table(result)] if "nll" in result else []
     tables += [music_table(result["music"])] if "music" in result else []
     click.echo("\n\n".join(tables))
 

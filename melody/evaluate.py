@@ -9,6 +9,9 @@
 * ``compare_music``: ``metrics.music_metrics`` for a folder of generated files and
   a folder of reference files (mean and spread of each), and for every generated
   file the longest run of tokens it shares verbatim with the training corpus.
+* ``fit_to_seeds``: for generated continuations and the seeds they continue, how
+  each fits its seed (``metrics.continuation_fit``: bars written, key, density,
+  tracks that play on, repetition) and the totals.
 
 Files are read as the model sees them (``Tokenizer.prepare``): a model that
 learned melodies only is measured on lead lines, as it trained.
@@ -26,7 +29,7 @@ import numpy as np
 from melody.baselines import CopyIndex, fit_ngram, perplexity, token_counts, unigram_nll
 from melody.bundle import Bundle, load_corpus
 from melody.errors import CorpusError, MelodyError
-from melody.metrics import music_metrics
+from melody.metrics import continuation_fit, music_metrics
 from melody.midi_read import find_midi_files, read_midi
 from melody.score import Score
 from melody.tokenizer import Tokenizer
@@ -134,22 +137,89 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
 
 
 def evaluate(model: str | os.PathLike | Bundle | None = None, data=None, generated=None, reference=None,
-             on_file=None) -> dict:
+             on_file=None, seeds=None, bars: int | None = None) -> dict:
     """``melody evaluate``: the likelihood numbers on ``data`` (the model's validation files when neither
-    ``data`` nor ``generated`` is given) and, with ``generated``, the music comparison under "music"."""
+    ``data`` nor ``generated`` is given); with ``generated``, the music comparison under "music", and with
+    ``seeds`` too, how each continuation fits its seed under "fit" (``fit_to_seeds``)."""
     from melody.bundle import load_bundle
     from melody.generate import DEFAULT_MODEL
 
-    if reference is not None and generated is None:
-        raise MelodyError("reference needs generated (the files to compare with it)")
-    for path in [*(data or []), generated, reference]:
+    for needs, name in ((reference, "reference"), (seeds, "seeds")):
+        if needs is not None and generated is None:
+            raise MelodyError(f"{name} needs generated (the files to compare with it)")
+    for path in [*(data or []), generated, reference, seeds]:
         if path is not None and not Path(path).exists():
             raise MelodyError(f"{path}: no such file or folder")
+    result = {"fit": fit_to_seeds(generated, seeds, bars, on_file)} if seeds is not None else {}
+    if seeds is not None and not data and reference is None:
+        return result  # the fit needs no model
     bundle = model if isinstance(model, Bundle) else load_bundle(model or DEFAULT_MODEL)
-    result = evaluate_likelihood(bundle, data or None, on_file) if data or generated is None else {}
+    result.update(evaluate_likelihood(bundle, data or None, on_file) if data or generated is None else {})
     if generated is not None:
         result["music"] = compare_music(generated, reference, bundle, on_file)
     return result
+
+
+def fit_to_seeds(generated, seeds, bars: int | None = None, on_file=None) -> dict:
+    """``metrics.continuation_fit`` of every generated file against its seed, and the totals.
+
+    A generated file goes with the seed whose name (without its suffix) its own name starts with, the
+    longest such: ``song.mid`` is the seed of ``song-continued.mid`` and ``song-2.mid``. ``bars``: the
+    number asked when generating. Returns {"pairs": [{"generated", "seed", **fit}], "unpaired": [names],
+    "bars_exact", "in_key_mean", "in_key_worst" (over tonal seeds: at least 85% of their last bars' notes
+    in their key), "tonal_seeds", "density_within_1_5", "tracks_kept", "tracks_before", "distinct_bar_ratio"}.
+    """
+    seed_paths = {path.stem: path for path in find_midi_files([Path(seeds)])}
+    result = {"pairs": [], "unpaired": []}
+    for path in find_midi_files([Path(generated)]):
+        stems = [stem for stem in seed_paths if path.stem.startswith(stem)]
+        if not stems:
+            result["unpaired"].append(path.name)
+            continue
+        seed = seed_paths[max(stems, key=len)]
+        fit = continuation_fit(read_midi(seed), read_midi(path), bars)
+        result["pairs"].append({"generated": str(path), "seed": str(seed), **fit})
+        if on_file:
+            on_file()
+    if not result["pairs"]:
+        raise CorpusError(f"no generated file in {generated} goes with a seed in {seeds} (a continuation's name "
+                          "starts with its seed's, as melody generate names them)")
+    return {**result, **_fit_totals(result["pairs"])}
+
+
+def _fit_totals(pairs: list[dict]) -> dict:
+    def finite(values):
+        return [v for v in values if v is not None and not math.isnan(v)]
+
+    tonal = finite(p["in_key"] for p in pairs if p["seed_in_key"] >= 0.85)
+    densities = finite(p["density_ratio"] for p in pairs)
+    distinct = finite(p["distinct_bar_ratio"] for p in pairs)
+    exact = [p["bars_exact"] for p in pairs if p["bars_exact"] is not None]
+    return {"bars_exact": sum(exact) / len(exact) if exact else None,
+            "in_key_mean": float(np.mean(tonal)) if tonal else math.nan,
+            "in_key_worst": min(tonal) if tonal else math.nan, "tonal_seeds": len(tonal),
+            "density_within_1_5": float(np.mean([1 / 1.5 <= d <= 1.5 for d in densities])) if densities else math.nan,
+            "tracks_kept": sum(p["tracks_kept"] for p in pairs), "tracks_before": sum(p["tracks_before"] for p in pairs),
+            "distinct_bar_ratio": float(np.mean(distinct)) if distinct else math.nan}
+
+
+def fit_table(result: dict) -> str:
+    """``fit_to_seeds``'s result as a text table: one row per continuation, then the totals."""
+    lines = [f"{'continuation':32} {'bars':>5} {'key':>4} {'seed in key':>11} {'in key':>7} {'density':>8} "
+             f"{'tracks kept':>11} {'distinct':>8}"]
+    for p in result["pairs"]:
+        lines.append(f"{Path(p['generated']).name[:32]:32} {p['bars_written']:>5} {p['key']:>4} "
+                     f"{p['seed_in_key']:>11.2f} {p['in_key']:>7.2f} {p['density_ratio']:>8.2f} "
+                     f"{p['tracks_kept']:>5}/{p['tracks_before']:<5} {p['distinct_bar_ratio']:>8.2f}")
+    exact = "-" if result["bars_exact"] is None else f"{result['bars_exact']:.0%}"
+    lines += ["", f"bars as asked: {exact}; in key over {result['tonal_seeds']} tonal seeds: mean "
+                  f"{result['in_key_mean']:.2f}, worst {result['in_key_worst']:.2f}; density within 1.5x of the "
+                  f"seed lead's: {result['density_within_1_5']:.0%}; tracks still sounding after the seed: "
+                  f"{result['tracks_kept']}/{result['tracks_before']}; distinct bars: "
+                  f"{result['distinct_bar_ratio']:.2f}"]
+    if result["unpaired"]:
+        lines.append(f"without a seed (not measured): {', '.join(result['unpaired'][:10])}")
+    return "\n".join(lines)
 
 
 def describe(values: list[float]) -> dict:

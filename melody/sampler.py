@@ -28,7 +28,8 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
     at the bar line          (position == bar_length): only the bar token of the meter, or the end
                              once ``bars`` bars are complete
     inside the bar           no bar token; a time shift only if position + its steps <= bar_length
-    after a note             only a duration; a duration only after a note
+    the note grammar         after a track token, a velocity or a note; after a velocity, a note;
+                             after a note, its duration; a duration nowhere else
 
 so bar lines fall exactly where the meter puts them and time never crosses one
 unmarked: ``bars`` asked are ``bars`` written. The bar the primer ends in counts as
@@ -83,28 +84,32 @@ class Sampler:
         self._loops = {jit: tf.function(self._loop_graph, jit_compile=jit, reduce_retracing=True)
                        for jit in (False, True)}
 
-    def _loop_graph(self, logits, state, allowed, penalty, pitched, position, bar_token, track, max_tokens: int,
-                    bars, seed, temperature, top_k, top_p):
+    def _loop_graph(self, logits, state, allowed, penalty, pitched, position, bar_token, track, last_token,
+                    max_tokens: int, bars, seed, temperature, top_k, top_p):
         import tensorflow as tf
 
         table = self.table
         is_bar, shift_steps = table["bar_steps"] > 0, table["shift_steps"]
         is_note, is_duration, track_of = table["is_note"], table["is_duration"], table["track_of"]
+        is_velocity = table["is_velocity"]
+        # What may follow each token (the note grammar), as a (vocabulary, vocabulary) table.
+        follows = tf.where(is_note[:, None], is_duration[None, :],
+                           tf.where((track_of >= 0)[:, None], (is_note | is_velocity)[None, :],
+                                    tf.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
         batch = tf.shape(logits)[0]
         output = tf.TensorArray(tf.int32, size=max_tokens)
         bars_seen = tf.ones((batch,), tf.int32)  # the bar the primer ends in
-        after_note = tf.zeros((batch,), tf.bool)
         finished = tf.zeros((batch,), tf.bool)
         forced = tf.one_hot(bar_token, self.vocabulary) > 0  # the meter's bar line, at a bar line
         bar_length = tf.gather(table["bar_steps"], bar_token)
 
-        def body(index, logits, state, position, bars_seen, after_note, track, finished, output):
+        def body(index, logits, state, position, bars_seen, last, track, finished, output):
             at_line = position >= bar_length
             on_pitched = tf.gather(pitched, tf.maximum(track, 0), batch_dims=1) & (track >= 0)
             logits = logits - tf.where(on_pitched[:, None], penalty, 0.0)
             finished = finished | (at_line & (bars_seen >= bars))
             fits = position[:, None] + shift_steps[None, :] <= bar_length[:, None]
-            grammar = tf.where(after_note[:, None], is_duration[None, :], ~is_duration[None, :])
+            grammar = tf.gather(follows, last)
             inside = allowed[None, :] & ~is_bar[None, :] & fits & grammar
             mask = tf.where(at_line[:, None], forced, inside)
             token = _draw(tf.where(mask, logits, -np.inf), tf.stack([seed, index]), temperature, top_k, top_p)
@@ -113,17 +118,18 @@ class Sampler:
             opened = tf.gather(is_bar, token)
             position = tf.where(opened, 0, position + tf.gather(shift_steps, token))
             bars_seen += tf.cast(opened, tf.int32)
-            after_note = tf.gather(is_note, token)
+            last = token
             switched = tf.gather(track_of, token)
             track = tf.where(switched >= 0, switched, track)
             logits, state = self.model.step(token, state)
-            return index + 1, logits, state, position, bars_seen, after_note, track, finished, output
+            return index + 1, logits, state, position, bars_seen, last, track, finished, output
 
-        def going(index, logits, state, position, bars_seen, after_note, track, finished, output):
+        def going(index, logits, state, position, bars_seen, last, track, finished, output):
             return (index < max_tokens) & ~tf.reduce_all(finished)
 
         count, *_, finished, output = tf.while_loop(
-            going, body, (0, logits, state, position, bars_seen, after_note, tf.fill([batch], track), finished, output),
+            going, body, (0, logits, state, position, bars_seen, tf.fill([batch], last_token), tf.fill([batch], track),
+                          finished, output),
             maximum_iterations=max_tokens)
         return tf.transpose(output.stack()), count, finished
 
@@ -153,6 +159,7 @@ class Sampler:
         tokens, count, finished = self._loops[jit](
             logits, state, tf.constant(np.asarray(allowed, dtype=bool)), tf.constant(penalty),
             tf.constant(np.tile(pitched, (rows, 1))), tf.fill([rows], position), tf.fill([rows], bar_token), track,
+            int(primer[0, -1]),
             int(max_tokens), tf.constant(bars), tf.constant(random_seed % 2**31, tf.int32),
             tf.constant(config.temperature, tf.float32), tf.constant(config.top_k or 0, tf.int32),
             tf.constant(config.top_p, tf.float32))

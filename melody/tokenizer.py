@@ -327,8 +327,8 @@ class Tokenizer:
     def token_table(self) -> dict[str, np.ndarray]:
         """What the sampler needs to know of every token id, as arrays over the vocabulary:
         ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
-        time shift moves; 0 for others), ``is_note``, ``is_duration``, and ``track_of`` (k for Track_k, -1
-        for other tokens)."""
+        time shift moves; 0 for others), ``is_note``, ``is_duration``, ``is_velocity``, and ``track_of`` (k
+        for Track_k, -1 for other tokens)."""
         ids = np.arange(len(self))
         bar_steps = np.zeros(len(self), dtype=np.int32)
         bar_steps[self.bar:self.bar + len(self.meters)] = [self.bar_steps(n, d) for n, d in self.meters]
@@ -337,6 +337,7 @@ class Tokenizer:
         return {"bar_steps": bar_steps, "shift_steps": np.where(shifts, ids - self.time_shift + 1, 0).astype(np.int32),
                 "is_note": self.is_note(ids),
                 "is_duration": (ids >= self.duration) & (ids < self.duration + len(self.durations)),
+                "is_velocity": (ids >= self.velocity) & (ids < self.velocity + self.config.velocity_bins),
                 "track_of": np.where(tracks, ids - self.track, -1).astype(np.int32)}
 
     def out_of_key(self, tokens) -> np.ndarray:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import _tiny_bundle, corpus_files, note, smf, track
 from melody.bundle import load_bundle, load_corpus
 from melody.errors import MelodyError, OutputExistsError
+from melody.cli import cli
 from melody.continuation import make_primer
+from melody.keys import scale
+from melody.metrics import continuation_fit
 from melody.generate import generate
 from melody.model import LSTMStepper
 from melody.sampler import Sampler, SamplingConfig
@@ -18,7 +26,7 @@ from melody.score import Instrument, Note, Score, TimeSignature
 
 def stepper_and_sampler(bundle):
     stepper = LSTMStepper(bundle.model)
-    return stepper, Sampler(stepper, bundle.tokenizer.is_bar(np.arange(len(bundle.tokenizer))))
+    return stepper, Sampler(stepper, bundle.tokenizer.token_table())
 
 
 def primer_of(bundle, path=None):
@@ -40,14 +48,30 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     _, sampler = stepper_and_sampler(bundle)
     primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
-    sampled = sampler.sample(primer, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))[0]
+    (sampled,), _ = sampler.sample(primer, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))
+    tokenizer, table = bundle.tokenizer, bundle.tokenizer.token_table()
     sequence = list(primer[0])
-    for _ in range(30):
+    for _ in range(30):  # the rules written out plainly: the meter, then the note grammar
         logits = bundle.model(np.array([sequence], dtype="int32")).numpy()[0, -1]
-        logits[~allowed] = -np.inf
+        last_bar = max(i for i, token in enumerate(sequence) if table["bar_steps"][token])
+        position = table["shift_steps"][sequence[last_bar:]].sum()
+        length = table["bar_steps"][sequence[last_bar]]
+        if position == length:  # at the bar line: the meter's bar token and nothing else
+            sequence.append(sequence[last_bar])
+            continue
+        logits[~allowed | (table["bar_steps"] > 0) | (position + table["shift_steps"] > length)] = -np.inf
+        last = sequence[-1]
+        if table["is_note"][last]:  # a duration after a note, and only then
+            logits[~table["is_duration"]] = -np.inf
+        elif table["track_of"][last] >= 0:  # after a track, its velocity or a note
+            logits[~(table["is_note"] | table["is_velocity"])] = -np.inf
+        elif table["is_velocity"][last]:  # after a velocity, a note
+            logits[~table["is_note"]] = -np.inf
+        else:
+            logits[table["is_duration"]] = -np.inf
         sequence.append(int(np.argmax(logits)))
     assert list(sampled) == sequence[primer.shape[1]:]
-    other_seed = sampler.sample(primer, allowed, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))[0]
+    (other_seed,), _ = sampler.sample(primer, allowed, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))
     assert list(other_seed) == list(sampled)
 
 
@@ -55,9 +79,11 @@ def test_top_p_keeps_only_the_nucleus(bundle):
     _, sampler = stepper_and_sampler(bundle)
     primer = np.tile(primer_of(bundle), (64, 1))
     allowed = bundle.tokenizer.sampling_mask(1)
-    first = [row[0] for row in sampler.sample(primer, allowed, 1, 100, random_seed=1, config=SamplingConfig(top_p=0.3))]
+    rows, _ = sampler.sample(primer, allowed, 1, 100, random_seed=1, config=SamplingConfig(top_p=0.3))
+    first = [row[0] for row in rows]
     logits = bundle.model(primer[:1]).numpy()[0, -1]
-    logits[~allowed] = -np.inf
+    logits[~allowed | bundle.tokenizer.is_bar(np.arange(len(bundle.tokenizer)))] = -np.inf
+    logits[bundle.tokenizer.token_table()["is_duration"]] = -np.inf  # the primer ends with a bar line
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     order = np.argsort(-probabilities)
@@ -68,9 +94,11 @@ def test_top_p_keeps_only_the_nucleus(bundle):
 def test_sampling_stops_before_the_bar_line_after_the_last_bar(bundle):
     _, sampler = stepper_and_sampler(bundle)
     tokenizer = bundle.tokenizer
-    rows = sampler.sample(np.tile(primer_of(bundle), (8, 1)), tokenizer.sampling_mask(1), 4000, 3, random_seed=2)
+    rows, complete = sampler.sample(np.tile(primer_of(bundle), (8, 1)), tokenizer.sampling_mask(1), 4000, 3,
+                                    random_seed=2)
+    assert complete.all()
     for row in rows:
-        assert tokenizer.is_bar(row).sum() == 3  # bars 2 and 3 opened; the one opening bar 4 is not kept
+        assert tokenizer.is_bar(row).sum() == 2  # bars 2 and 3 opened; the one closing bar 3 is not kept
         assert not set(tokenizer.names(row)) & {"Pad", "Begin", "End", "Track_1", "Program_0", "Key_C"}
 
 
@@ -221,3 +249,104 @@ def test_default_model_ships_and_generates_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and f"Wrote {out}" in result.stdout
     assert validate_midi(out) == []
+
+
+# ----------------------------------------------------------------------------- fitting the seed
+
+METERS = [(4, 4), (3, 4), (2, 4), (2, 2), (1, 4), (6, 8), (9, 8), (12, 8), (5, 4), (7, 8)]
+
+
+def rebarred(path, signatures):
+    """A real tune with its bar lines redrawn: ``signatures`` as (tick in quarters, numerator, denominator)."""
+    score = read_midi(path)
+    quarter = score.ticks_per_quarter
+    return score.replace(time_signatures=[TimeSignature(q * quarter, n, d) for q, n, d in signatures])
+
+
+@pytest.mark.parametrize("meter", METERS + ["changes"], ids=lambda m: m if isinstance(m, str) else f"{m[0]}-{m[1]}")
+def test_bars_asked_are_bars_written_in_the_seeds_meter(bundle, tmp_path, meter):
+    """The sampler's bar lines fall where the meter puts them, and there are exactly as many as asked."""
+    signatures = [(0, 3, 4), (6, 5, 8), (11, 2, 4)] if meter == "changes" else [(0, *meter)]
+    seed = rebarred(corpus_files("folk")[11], signatures)
+    write_midi(seed, tmp_path / "seed.mid")
+    result = generate(bundle, tmp_path / "seed.mid", tmp_path / "out.mid", bars=3, random_seed=2,
+                      sampling=SamplingConfig(temperature=1.5))
+    out = read_midi(result.files[0])
+    last = seed.time_signatures[-1]
+    bar = last.bar_ticks(out.ticks_per_quarter)
+    seed_end = round(seed.end_tick * out.ticks_per_quarter / seed.ticks_per_quarter)
+    begin = next(line for line in out.bar_lines(until=seed_end + bar + 1) if line >= seed_end - 120)
+    new = [n for n in out.notes if n.start >= begin]
+    assert new and all(n.end <= begin + 3 * bar for n in new)  # nothing spills past the third bar
+    assert out.time_signatures[-1].numerator == last.numerator and out.time_signatures[-1].denominator == \
+        last.denominator
+    # and in tokens: every new bar is exactly one bar of the meter long
+    tokenizer = bundle.tokenizer
+    primer = make_primer(seed, tokenizer)
+    _, sampler = stepper_and_sampler(bundle)
+    rows, complete = sampler.sample(np.tile(primer.tokens, (4, 1)), tokenizer.sampling_mask(1), 1000, 3,
+                                    random_seed=5, config=SamplingConfig(temperature=1.5))
+    steps = tokenizer.token_table()["shift_steps"]
+    length = tokenizer.bar_steps(last.numerator, last.denominator)
+    assert complete.any()  # a tiny model may babble a chord past the token cap; the meter holds regardless
+    for row, done in zip(rows, complete):
+        lines = np.flatnonzero(tokenizer.is_bar(row))
+        assert len(lines) == 2 if done else len(lines) <= 2
+        for start, end in zip([-1, *lines], [*lines, len(row)] if done else lines):
+            assert steps[row[start + 1:end]].sum() == length, tokenizer.names(row)
+
+
+def test_without_a_seed_the_meter_and_key_asked_for(bundle, tmp_path):
+    result = generate(bundle, None, tmp_path / "waltz.mid", bars=4, random_seed=3, key="F#m", time_signature=(7, 8),
+                      key_strength=20)
+    out = read_midi(result.files[0])
+    assert [(t.numerator, t.denominator) for t in out.time_signatures] == [(7, 8)]
+    assert [k.key for k in out.key_signatures] == ["F#m"]
+    pitched = [n.pitch % 12 for i in out.instruments if not i.is_drum for n in i.notes]
+    assert pitched and set(pitched) <= scale(6, True)  # 20 nats: nothing outside F# minor
+    assert len(out.bar_lines()) <= 4
+    with pytest.raises(MelodyError, match="come from the seed"):
+        generate(bundle, corpus_files("folk")[0], tmp_path / "x.mid", key="C")
+    with pytest.raises(MelodyError, match="time signature 5/3 is not one melody writes"):
+        generate(bundle, None, tmp_path / "x.mid", time_signature=(5, 3))
+    with pytest.raises(MelodyError, match="not a key name"):
+        generate(bundle, None, tmp_path / "x.mid", key="H")
+
+
+def test_the_primer_carries_the_seeds_key_and_the_density_asked_for(bundle):
+    tokenizer = bundle.tokenizer
+    seed = read_midi(corpus_files("chorales")[3])
+    header = tokenizer.names(make_primer(seed, tokenizer).tokens[:3])
+    assert header[1] == f"Key_{seed.key_signatures[0].key}"
+    busy = make_primer(seed, tokenizer, density=3.0).tokens
+    calm = make_primer(seed, tokenizer, density=0.25).tokens
+    assert tokenizer.names(busy[2:3]) == ["Density_7"] and tokenizer.names(calm[2:3]) == ["Density_1"]
+    assert np.array_equal(busy[3:], calm[3:])
+
+
+def test_the_band_plays_on_under_a_melody_models_tune(melody_bundle, pop_song, tmp_path):
+    """Every track sounding in the seed's last bar sounds in the first new bar; with accompaniment 'none'
+    only the lead goes on."""
+    seed = read_midi(pop_song)
+    result = generate(melody_bundle, pop_song, tmp_path / "band.mid", bars=4, random_seed=1)
+    fit = continuation_fit(seed, read_midi(result.files[0]), 4)
+    assert fit["tracks_before"] >= 4 and fit["tracks_kept"] == fit["tracks_before"]
+    assert result.summary["accompaniment_notes"] > 0
+    alone = generate(melody_bundle, pop_song, tmp_path / "solo.mid", bars=4, random_seed=1, accompaniment="none")
+    grown = [len(a.notes) - len(b.notes) for a, b in zip(read_midi(alone.files[0]).instruments, seed.instruments)]
+    assert sum(count > 0 for count in grown) == 1 and alone.summary["accompaniment_notes"] == 0
+
+
+def test_evaluate_pairs_continuations_with_their_seeds(bundle, tmp_path):
+    seeds, continued = tmp_path / "seeds", tmp_path / "continued"
+    seeds.mkdir()
+    for path in corpus_files("folk")[300:302]:
+        shutil.copy(path, seeds)
+        generate(bundle, path, continued / f"{path.stem}-continued.mid", bars=4, random_seed=1)
+    result = json.loads(CliRunner().invoke(cli, ["evaluate", "--generated", str(continued), "--seeds", str(seeds),
+                                                 "--bars", "4", "--json"]).output)
+    fit = result["fit"]
+    assert [Path(p["seed"]).name for p in fit["pairs"]] == [p.name for p in corpus_files("folk")[300:302]]
+    assert fit["bars_exact"] == 1.0 and fit["tracks_before"] == 2  # (a tiny model may rest in its first bar)
+    assert all(0 <= p["in_key"] <= 1 and p["density_ratio"] > 0 for p in fit["pairs"])
+    assert "nll" not in result  # the fit alone needs no model
