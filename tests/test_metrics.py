@@ -94,3 +94,38 @@ def test_note_length_histogram():
     histogram = metrics.note_length_histogram(lengths)
     assert histogram.tolist() == pytest.approx([1 / 6, 1 / 6, 2 / 6, 0, 1 / 6, 1 / 6])
     assert np.isclose(histogram.sum(), 1.0)
+
+
+# ----------------------------------------------------------------------------- fit to a seed
+
+def band(lead, bass, drums) -> Score:
+    """Lead, bass and drums from (start_quarter, pitch, length_quarters) triples, in 3/4."""
+    def made(triples):
+        return tuple(Note(int(s * Q), p, int(d * Q), 80) for s, p, d in triples)
+    return Score(Q, (Instrument(73, name="Flute", notes=made(lead)), Instrument(33, name="Bass", notes=made(bass)),
+                     Instrument(0, True, "Drums", made(drums))), time_signatures=(TimeSignature(0, 3, 4),))
+
+
+SEED_LEAD = [(q, [60, 64, 67, 72][q % 4], 1) for q in range(12)]  # 4 bars of 3/4 in C, 1 onset per quarter
+SEED = band(SEED_LEAD, [(3 * b, 36, 3) for b in range(4)], [(q, 36, 0.25) for q in range(12)])
+
+
+def test_fit_of_a_continuation_with_known_answers():
+    # 2 new bars: the lead in eighths (2 onsets a quarter), 1 of its 12 notes out of C major; the bass only in
+    # the first new bar; the drums silent.
+    lead = [(12 + q / 2, 61 if q == 5 else 62, 0.5) for q in range(12)]
+    output = band(SEED_LEAD + lead, [(3 * b, 36, 3) for b in range(5)], [(q, 36, 0.25) for q in range(12)])
+    fit = metrics.continuation_fit(SEED, output, bars_asked=2)
+    assert (fit["bars_written"], fit["bars_exact"]) == (2, True)
+    assert fit["key"] == "C" and fit["seed_in_key"] == 1.0
+    assert fit["in_key"] == pytest.approx(12 / 13) and fit["lead_in_key"] == pytest.approx(11 / 12)
+    assert fit["density_ratio"] == pytest.approx(2.0)
+    assert (fit["tracks_before"], fit["tracks_kept"]) == (3, 2)  # the drums stopped
+    assert fit["distinct_bar_ratio"] == pytest.approx(2 / 2)
+
+
+def test_fit_of_a_continuation_written_alone_and_asked_for_more_bars():
+    alone = band([(q, 62, 1) for q in range(3)], [], [])
+    fit = metrics.continuation_fit(SEED, alone, bars_asked=2)
+    assert (fit["bars_written"], fit["bars_exact"]) == (1, False)
+    assert fit["density_ratio"] == pytest.approx(1.0) and fit["tracks_kept"] == 1
