@@ -21,7 +21,6 @@ compared with the same yardstick.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile

@@ -18,7 +18,7 @@ from pathlib import Path
 import mido
 
 from melody.files import atomic_write
-from melody.score import DRUM_CHANNEL, Instrument, Score, Tempo, TimeSignature
+from melody.score import DRUM_CHANNEL, Instrument, Note, Score, Tempo, TimeSignature
 
 WRITE_TICKS_PER_QUARTER = 480
 

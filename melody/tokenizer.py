@@ -232,13 +232,6 @@ class Tokenizer:
         allowed[self.bar:self.track + min(track_count, self.config.max_tracks)] = True
         return allowed
 
-    def header_mask(self, programs) -> np.ndarray:
-        """Bool (vocabulary,): Program tokens for ``programs`` (ints; -1 for drums)."""
-        allowed = np.zeros(len(self), dtype=bool)
-        for program in programs:
-            allowed[self.drums if program < 0 else self.program + program] = True
-        return allowed
-
     def programs(self, tokens) -> set[int]:
         """Every instrument the headers in ``tokens`` declare: programs 0..127, and -1 for drums."""
         tokens = np.asarray(tokens)

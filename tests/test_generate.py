@@ -49,7 +49,7 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
     (sampled,), _ = sampler.sample(primer, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))
-    tokenizer, table = bundle.tokenizer, bundle.tokenizer.token_table()
+    table = bundle.tokenizer.token_table()
     sequence = list(primer[0])
     for _ in range(30):  # the rules written out plainly: the meter, then the note grammar
         logits = bundle.model(np.array([sequence], dtype="int32")).numpy()[0, -1]

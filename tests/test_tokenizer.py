@@ -28,10 +28,10 @@ def assert_round_trip(score: Score, label: str, tokenizer: Tokenizer = TOKENIZER
     if decoded == expected:
         return
     assert len(decoded.instruments) == len(expected.instruments), f"{label}: tracks differ"
-    for track, (got, want) in enumerate(zip(decoded.instruments, expected.instruments)):
+    for number, (got, want) in enumerate(zip(decoded.instruments, expected.instruments)):
         for index, (a, b) in enumerate(zip(got.notes, want.notes)):
-            assert a == b, f"{label}: track {track} ({want.name}) note {index}: decoded {a}, expected {b}"
-        assert got == want, f"{label}: track {track} differs ({len(got.notes)} vs {len(want.notes)} notes)"
+            assert a == b, f"{label}: track {number} ({want.name}) note {index}: decoded {a}, expected {b}"
+        assert got == want, f"{label}: track {number} differs ({len(got.notes)} vs {len(want.notes)} notes)"
     assert decoded == expected, f"{label}: timing differs"
 
 
