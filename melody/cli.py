@@ -421,6 +421,7 @@ class _TrainReport:
         click.echo(f"Corpus: {summary['ok']} files ({summary['skipped']} skipped), {summary['train_files']} for "
                    f"training ({summary['train_tokens']:,} tokens), {summary['val_files']} for validation; "
                    f"unigram baseline {summary['unigram_val_nll']:.3f} nats/token", err=True)
+        click.echo(f"Precision: {summary['precision']}", err=True)
         self.bar = _progress(total_steps, "Training", self.quiet).__enter__()
         self.bar.update(first_step)
         self.done = first_step
@@ -457,6 +458,9 @@ class _TrainReport:
 @click.option("--patience", type=int, default=None, help="Epochs without improvement before stopping.  [default: 3]")
 @click.option("--melody-only", is_flag=True, default=None, help="Learn only the lead line of each file.")
 @click.option("--random-seed", type=int, default=None, help="Seed for the split, batches and weights.  [default: 0]")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default=None,
+              help="Arithmetic: auto is bfloat16 mixed precision where the CPU (avx512_bf16, amx_bf16) or a GPU "
+                   "computes it natively, else float32. Saved weights are float32 either way.  [default: auto]")
 @click.option("--init-from", type=click.Path(path_type=str), default=None,
               help="Start from this model folder's weights (tokens matched by name), e.g. to fine-tune.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")

@@ -68,6 +68,7 @@ def model_info(folder: str | os.PathLike) -> dict:
         "sources": sorted({_printable(str(Path(name).parent)) for name in train_names + validation_names}),
         "epochs": len(metrics.get("epochs") or []), "steps": _number(metrics.get("steps")),
         "training_seconds": _number(metrics.get("training_seconds")), "stopped": _printable(metrics.get("stopped")),
+        "precision": _printable(metrics.get("precision") or "float32"),
         "val_loss": _number(metrics.get("best_val_loss")), "perplexity": _number(metrics.get("best_val_perplexity")),
         "unigram_val_nll": _number(metrics.get("unigram_val_nll")), "train": manifest.train_config,
     }
@@ -120,7 +121,8 @@ def _model_text(d: dict) -> str:
              f"  corpus: {corpus.get('ok')} files ({corpus.get('skipped')} skipped), {corpus.get('tokens') or 0:,} "
              f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
              + (f"; from {', '.join(d['sources'][:6])}" if d["sources"] else ""),
-             f"  training: {d['epochs']} epochs, {d['steps']} steps, {minutes:.0f} min ({d['stopped']})"]
+             f"  training: {d['epochs']} epochs, {d['steps']} steps, {minutes:.0f} min ({d['stopped']}); "
+             f"precision {d['precision']}"]
     if d["val_loss"] is not None:
         lines.append(f"  validation loss: {d['val_loss']:.4f} nats/token, perplexity {d['perplexity']:.2f} "
                      f"(unigram baseline {d['unigram_val_nll']:.4f})")

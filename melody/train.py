@@ -46,6 +46,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     max_transpose: int = 5
     random_seed: int = 0
+    precision: str = "auto"
 
     def __post_init__(self):
         positive = ("epochs", "batch_size", "seq_len", "patience")
@@ -61,6 +62,37 @@ class TrainConfig:
             raise ValueError(f"val_split must be between 0 and 1, got {self.val_split!r}")
         if not 0 <= self.max_transpose <= 12:
             raise ValueError(f"max_transpose must be in 0..12 semitones, got {self.max_transpose!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(cpuinfo: str | None = None) -> str | None:
+    """Why this machine computes bfloat16 natively ('GPU', or the CPU flag: 'avx512_bf16', 'amx_bf16'),
+    or None. ``cpuinfo``: the text of /proc/cpuinfo (read when None; absent off Linux)."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "GPU"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return next((flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags), None)
+
+
+def resolve_precision(requested: str, cpuinfo: str | None = None) -> tuple[str, str]:
+    """(the precision to train in, why): 'auto' is bfloat16 mixed precision where the hardware computes
+    bfloat16 natively (there it trained 1.5x faster), else float32 (emulated bfloat16 is slower)."""
+    if requested != "auto":
+        return requested, "asked for"
+    native = native_bfloat16(cpuinfo)
+    return ("bfloat16", f"native on this machine ({native})") if native else \
+        ("float32", "this machine has no native bfloat16 (no avx512_bf16 or amx_bf16, no GPU)")
 
 
 class Report:
@@ -171,15 +203,22 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     keras = load_keras()  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
 
     keras.utils.set_random_seed(config.random_seed)
-    if state:
-        model = bundle.load_checkpoint(out, state)
-    else:
-        model = build_model(model_config, vocabulary)
-        if init_from is not None:
-            initialise_from(model, init_from, cache.tokenizer.vocabulary)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0}
+    precision, why = state["precision"] if state and "precision" in state else resolve_precision(config.precision)
+    data.summary["precision"] = f"{precision} ({why})"
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        if state:
+            model = bundle.load_checkpoint(out, state)
+        else:
+            model = build_model(model_config, vocabulary)
+            if init_from is not None:
+                initialise_from(model, init_from, cache.tokenizer.vocabulary)
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0,
+                     "precision": [precision, why]}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
     bundle.save_corpus(out, *data.pieces, names=data.names)
     best_copy = build_model(model_config, vocabulary)  # float32, no optimizer: what model.keras holds
@@ -309,6 +348,7 @@ def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopp
     best_epoch = next((e["epoch"] for e in state["epochs"] if e["val_loss"] == round(best, 5)), None) \
         if best is not None else None
     metrics = {"epochs": state["epochs"], "corpus": summary, "parameters": parameters,
+               "precision": summary.get("precision"),
                "best_epoch": best_epoch, "best_val_loss": None if best is None else round(best, 5),
                "best_val_perplexity": None if best is None else round(math.exp(best), 3),
                "unigram_val_nll": summary["unigram_val_nll"], "steps": state["step"],

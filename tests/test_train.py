@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -137,6 +138,31 @@ def test_init_from_copies_weights_by_token_name(folk, tmp_path):
                                   trained.model.get_layer("logits").get_weights()[0][:, trained.tokenizer.ids["Note_60"]])
     for a, b in zip(model.get_layer("lstm_1").get_weights(), trained.model.get_layer("lstm_1").get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, tmp_path):
+    """auto: bfloat16 only where it is native (the flags of /proc/cpuinfo, or a GPU); forced bfloat16 trains
+    (emulated here if need be) and still saves float32 weights that load and sample anywhere."""
+    from melody.train import resolve_precision
+
+    assert resolve_precision("auto", "flags\t: fpu avx2 avx512f avx512_bf16\n")[0] == "bfloat16"
+    assert resolve_precision("auto", "flags\t: fpu avx2 amx_bf16 amx_tile\n")[0] == "bfloat16"
+    if resolve_precision("auto", "")[1] != "native on this machine (GPU)":
+        assert resolve_precision("auto", "flags\t: fpu avx2 avx512f\n")[0] == "float32"
+    assert resolve_precision("float32", "flags\t: avx512_bf16\n") == ("float32", "asked for")
+    runs = {precision: train(folk, tmp_path / precision, TINY, quick(epochs=1, steps_per_epoch=60, learning_rate=0.01,
+                                                                     precision=precision))
+            for precision in ("float32", "bfloat16")}
+    metrics = runs["bfloat16"]
+    assert metrics["precision"] == "bfloat16 (asked for)" and math.isfinite(metrics["best_val_loss"])
+    # the same steps learn the same: within 5% of float32's validation loss, and below the unigram baseline
+    assert metrics["best_val_loss"] == pytest.approx(runs["float32"]["best_val_loss"], rel=0.05)
+    assert metrics["best_val_loss"] < metrics["unigram_val_nll"]
+    saved = load_bundle(tmp_path / "bfloat16").model
+    assert {w.dtype for w in saved.get_weights()} == {np.dtype("float32")}
+    assert {layer.dtype_policy.name for layer in saved.layers if hasattr(layer, "dtype_policy")} == {"float32"}
+    import keras
+    assert keras.mixed_precision.global_policy().name == "float32"  # training leaves the process as it found it
 
 
 @pytest.mark.slow
