@@ -243,6 +243,9 @@ def generate(model, seed_file, out, bars, temperature, top_k, top_p, num_samples
                + (f" ({looped} of them the accompaniment repeating its last bars)" if looped else "")
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
+    if summary["silent_samples"]:
+        click.echo(f"Note: {summary['silent_samples']} sample(s) came out without a new note after "
+                   f"4 draws; try another --random-seed or a higher --temperature", err=True)
     for short in summary["bars_short"]:
         click.echo(f"Note: a sample reached the token limit {short} bar(s) short of {summary['bars']}", err=True)
 

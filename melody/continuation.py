@@ -76,7 +76,8 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
             cut = cut.replace(key_signatures=[KeySignature(0, key_name(*estimate_key(
                 [n for part in seed.instruments if not part.is_drum for n in part.notes
                  if n.start * steps >= start * seed.ticks_per_quarter])))])
-        tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start), density=density)
+        tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start, prepared=True),
+                                       density=density)
         if len(tokens) <= MAX_PRIMER_TOKENS or count <= 1:
             break
         count = max(1, min(count - 1, count * MAX_PRIMER_TOKENS // len(tokens)))  # bars that may fit

@@ -35,6 +35,7 @@ from melody.tokenizer import DENOMINATORS, MAX_NUMERATOR
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
 MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
+RETRIES = 3  # draws for a sample that came out without a note
 KEY_STRENGTH = 1.5  # nats off an out-of-key note: 4.5x less likely (measured in BENCHMARKS.md, "Musical fit")
 
 
@@ -78,7 +79,9 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     keeps continuations in key while allowing chromatic notes. ``accompaniment``: 'loop' keeps the
     seed's tracks that the model leaves silent playing their last bars, 'none' lets them stop. Writes the files unless ``write`` is
     False and returns them with their scores and a summary (``files``, ``bars``, ``notes``,
-    ``accompaniment_notes``, ``seconds``, ``tokens``, ``tokens_per_second``, ``random_seed``).
+    ``accompaniment_notes``, ``silent_samples``, ``seconds``, ``tokens``, ``tokens_per_second``,
+    ``random_seed``). A sample that comes out without a note is drawn again (``RETRIES`` times, with the
+    random seed plus 1, 2, 3), and counted in ``silent_samples`` if it stays silent.
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
     _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment, key_strength)
@@ -105,6 +108,14 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     sampler.sample(batch, allowed, max_tokens, 1, 0, sampling, **constraints)  # compile (stops after a bar)
     started = time.perf_counter()                                              # tokens/s: sampling alone
     generated, complete = sampler.sample(batch, allowed, max_tokens, bars, random_seed, sampling, **constraints)
+    for attempt in range(1, RETRIES + 1):  # a sample without a single note is drawn again (reproducibly)
+        silent = [row for row, tokens in enumerate(generated) if not tokenizer.is_note(tokens).any()]
+        if not silent:
+            break
+        again, done = sampler.sample(batch[silent], allowed, max_tokens, bars, random_seed + attempt, sampling,
+                                     **constraints)
+        for row, tokens, finished in zip(silent, again, done):
+            generated[row], complete[row] = tokens, finished
     seconds = time.perf_counter() - started
 
     arranged = [arrange(seed_score, primer, row, tokenizer, bars, continuation_only, accompaniment)
@@ -118,6 +129,7 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
                "bars_short": [int(bars - 1 - tokenizer.is_bar(row).sum()) for row, done in zip(generated, complete)
                               if not done],
                "notes": sum(len(score.notes) - old_notes for score in scores),
+               "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
                "accompaniment_notes": sum(looped for _, looped in arranged),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "random_seed": random_seed,

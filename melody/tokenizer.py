@@ -385,14 +385,16 @@ class Tokenizer:
 
     # ------------------------------------------------------------------------- encode
 
-    def encode(self, score: Score, end: bool = True, until: int | None = None) -> np.ndarray:
+    def encode(self, score: Score, end: bool = True, until: int | None = None, prepared: bool = False) -> np.ndarray:
         """Token ids (uint16) for ``score`` after ``prepare``: the header, the notes with bar lines, End.
 
         For a primer: ``end=False`` leaves End off, and ``until`` (a grid step, in ``prepare(score)``'s
         time) runs time on after the last note to that step, with the bar lines on the way and one
-        there: the tokens then end where new music is to start.
+        there: the tokens then end where new music is to start. ``prepared=True`` takes ``score`` as
+        already prepared (a stretch cut from a prepared score: each of its instruments is a track,
+        also one without notes in that stretch, so track numbers stay those of the whole piece).
         """
-        prepared = self.prepare(score)
+        prepared = score if prepared else self.prepare(score)
         tokens = self.header(prepared)
         notes = sorted((note.start, index, note.pitch, note.duration, note.velocity)
                        for index, part in enumerate(prepared.instruments) for note in part.notes)

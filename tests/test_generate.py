@@ -350,3 +350,19 @@ def test_evaluate_pairs_continuations_with_their_seeds(bundle, tmp_path):
     assert fit["bars_exact"] == 1.0 and fit["tracks_before"] == 2  # (a tiny model may rest in its first bar)
     assert all(0 <= p["in_key"] <= 1 and p["density_ratio"] > 0 for p in fit["pairs"])
     assert "nll" not in result  # the fit alone needs no model
+
+
+def test_a_track_silent_in_the_primers_bars_keeps_its_number(bundle):
+    """Strings play only in the first two bars: a primer of the last two bars still declares them, so the
+    bass stays Track_2 and its new notes go to the bass."""
+    piano = [Note(480 * q, 72 + q % 5, 480, 80) for q in range(32)]
+    strings = [Note(1920 * b, 64, 1920, 70) for b in range(2)]
+    bass = [Note(1920 * b, 36 + b % 3, 1920, 90) for b in range(8)]
+    seed = Score(480, (Instrument(0, name="Piano", notes=piano), Instrument(40, name="Strings", notes=strings),
+                       Instrument(33, name="Bass", notes=bass)), time_signatures=(TimeSignature(0, 4, 4),))
+    tokenizer = bundle.tokenizer
+    primer = make_primer(seed, tokenizer, primer_bars=2)
+    assert tokenizer.tracks(primer.tokens) == [(False, 0), (False, 40), (False, 33)] and primer.sources == (0, 1, 2)
+    decoded = tokenizer.decode(primer.tokens, meta=primer.timing)
+    assert [len(i.notes) for i in decoded.instruments] == [8, 0, 2]
+    assert {n.pitch for n in decoded.instruments[2].notes} == {36 + 6 % 3, 36 + 7 % 3}
