@@ -67,6 +67,9 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise BundleError(f"{folder}: no such model folder")
     if not (folder / "config.json").exists():
         raise BundleError(f"{folder}: not a melody model folder (no config.json)")
+    for name in ("config.json", "tokenizer.json", "metrics.json"):
+        if (folder / name).exists() or (folder / name).is_symlink():
+            _regular_inside(folder / name, folder)
     config = read_json_file(folder / "config.json", BundleError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise BundleError(f"{folder}: not a melody model folder (config.json is not a melody model config)")
@@ -89,12 +92,63 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
 def load_bundle(folder: str | os.PathLike) -> Bundle:
     """The manifest and the network; BundleError if the network is missing or does not fit the tokenizer."""
     manifest = read_manifest(folder)
+    check_network(manifest.path / "model.keras", manifest.model_config, len(manifest.tokenizer))
     model = _load_network(manifest.path / "model.keras")
     outputs = model.output_shape[-1]
     if outputs != len(manifest.tokenizer):
         raise BundleError(f"{manifest.path}: the model predicts {outputs} tokens but tokenizer.json has "
                           f"{len(manifest.tokenizer)}; the two files come from different trainings")
     return Bundle(**vars(manifest), model=model)
+
+
+MAX_ARCHIVE_BYTES = 2 * 1024**3  # a 2 x 2048 network is under 300 MB; anything past this is not ours
+ALLOWED_LAYERS = {"InputLayer", "Embedding", "Dropout", "LSTM", "Dense"}
+
+
+def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
+    """Read what ``model.keras`` declares before Keras builds anything: only the layers melody builds, with
+    the sizes config.json and the tokenizer give, in an archive of bounded size. BundleError otherwise."""
+    import zipfile
+
+    _regular_inside(path, path.parent)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info.file_size for info in archive.infolist()}
+            if sum(members.values()) > MAX_ARCHIVE_BYTES or members.get("config.json", 0) > 1024**2:
+                raise BundleError(f"{path}: declares {sum(members.values()):,} bytes unpacked; too large for a "
+                                  "melody model")
+            document = json.loads(archive.read("config.json"))
+        layers = document["config"]["layers"]
+        kinds = {layer["class_name"] for layer in layers}
+        sizes = {layer["config"]["name"]: layer["config"] for layer in layers}
+        expected = {"embedding": ("input_dim", vocabulary), "logits": ("units", vocabulary)}
+        expected.update({f"lstm_{k}": ("units", config.units) for k in range(config.layers)})
+        wrong = [f"{name}.{key} = {sizes.get(name, {}).get(key)!r}, expected {value}"
+                 for name, (key, value) in expected.items() if sizes.get(name, {}).get(key) != value]
+    except BundleError:
+        raise
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"{path}: not a Keras model archive melody can read ({type(error).__name__})") from None
+    if not kinds <= ALLOWED_LAYERS:
+        raise BundleError(f"{path}: holds layers melody does not build ({', '.join(sorted(kinds - ALLOWED_LAYERS))})")
+    if wrong:
+        raise BundleError(f"{path}: does not match config.json and tokenizer.json ({'; '.join(wrong[:3])})")
+
+
+def _regular_inside(path: Path, folder: Path) -> None:
+    """BundleError unless ``path`` is a regular file whose real location is inside ``folder``."""
+    import stat
+
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no {path.name}") from None
+    except OSError as error:
+        raise BundleError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise BundleError(f"{path}: not a regular file")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise BundleError(f"{path}: points outside its model folder")
 
 
 def _load_network(path: Path, compile: bool = False):
@@ -215,25 +269,58 @@ def save_corpus(folder: Path, train: list[np.ndarray], validation: list[np.ndarr
 
 
 def corpus_files(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """The file names of the (training, validation) pieces in a model folder's corpus.npz."""
+    """The file names of the (training, validation) pieces in a model folder's corpus.npz ([], [] if none)."""
+    folder = Path(folder)
+    if not (folder / "corpus.npz").exists():
+        return [], []
+    arrays = _corpus_arrays(folder / "corpus.npz", folder)
     try:
-        with np.load(Path(folder) / "corpus.npz", allow_pickle=False) as archive:
-            return tuple(archive[f"{side}_files"].tolist() for side in ("train", "validation"))
-    except (OSError, ValueError, KeyError):
+        return tuple(arrays[f"{side}_files"].tolist() for side in ("train", "validation"))
+    except KeyError:
         return [], []
 
 
-def load_corpus(folder: str | os.PathLike) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(training pieces, validation pieces) from a model folder's corpus.npz."""
-    path = Path(folder) / "corpus.npz"
-    if not path.is_file():
+MAX_CORPUS_BYTES = 1024**3  # unpacked: 500 million tokens, 300 times the shipped corpus
+
+
+def load_corpus(folder: str | os.PathLike,
+                vocabulary: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(training pieces, validation pieces) from a model folder's corpus.npz, checked: bounded unpacked
+    size, offsets rising from 0 to the token count, tokens below ``vocabulary`` (when given)."""
+    folder = Path(folder)
+    path = folder / "corpus.npz"
+    if not path.exists():
         raise BundleError(f"{folder}: no corpus.npz (the model was trained by an older melody); "
                           "train it again to evaluate it against baselines")
+    arrays = _corpus_arrays(path, folder)
     try:
+        sides = []
+        for side in ("train", "validation"):
+            tokens, offsets = arrays[f"{side}_tokens"], arrays[f"{side}_offsets"].astype(np.int64)
+            if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(tokens) or (np.diff(offsets) < 0).any():
+                raise ValueError(f"{side} offsets do not cut its tokens into pieces")
+            if vocabulary is not None and len(tokens) and int(tokens.max()) >= vocabulary:
+                raise ValueError(f"{side} tokens beyond the vocabulary of {vocabulary}")
+            sides.append([tokens[start:end] for start, end in zip(offsets[:-1], offsets[1:])])
+        return tuple(sides)
+    except (ValueError, KeyError, TypeError) as error:
+        raise BundleError(f"{path}: unusable ({error})") from None
+
+
+def _corpus_arrays(path: Path, folder: Path) -> dict[str, np.ndarray]:
+    """The arrays of corpus.npz, after checking their unpacked size (a small file may unpack to gigabytes)."""
+    import zipfile
+
+    _regular_inside(path, folder)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_CORPUS_BYTES:
+            raise BundleError(f"{path}: unpacks to {unpacked:,} bytes, more than a melody corpus holds "
+                              f"({MAX_CORPUS_BYTES:,})")
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}  # each access decompresses: once only
-        return tuple([arrays[f"{side}_tokens"][start:end] for start, end in
-                      zip(arrays[f"{side}_offsets"][:-1], arrays[f"{side}_offsets"][1:])]
-                     for side in ("train", "validation"))
-    except (OSError, ValueError, KeyError) as error:
+            return {name: archive[name] for name in archive.files}  # each access decompresses: once only
+    except BundleError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise BundleError(f"{path}: unreadable ({error})") from None

@@ -114,7 +114,7 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
     """
     tokenizer = bundle.tokenizer
     files = read_files(data, tokenizer, on_file) if data else None  # user input first
-    train, validation = load_corpus(bundle.path)
+    train, validation = load_corpus(bundle.path, len(tokenizer))
     pieces, skipped = (files.pieces, files.skipped) if files else (validation, [])
     described = [str(source) for source in data] if files else "the model's validation files"
     targets = np.concatenate([piece[1:] for piece in pieces]).astype(np.int64)
@@ -256,7 +256,7 @@ def compare_music(generated, reference=None, bundle: Bundle | None = None, on_fi
         result["inside"] = {key: _share_inside([v[key] for v in result["generated"]["per_file"].values()],
                                                theirs[key]) for key in ours}
     if bundle is not None:
-        index = CopyIndex(load_corpus(bundle.path)[0])
+        index = CopyIndex(load_corpus(bundle.path, len(bundle.tokenizer))[0])
         result["copies"] = [_copy(index, path, piece, tokenizer) for path, piece in zip(sets["generated"].paths,
                                                                                           sets["generated"].pieces)]
         result["longest_copy_bars"] = max(copy["bars"] for copy in result["copies"])

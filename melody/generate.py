@@ -169,7 +169,7 @@ def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, de
 
 def _opening(manifest: Manifest, random_seed: int) -> np.ndarray:
     """The opening of a training piece picked by ``random_seed``."""
-    pieces = load_corpus(manifest.path)[0]
+    pieces = load_corpus(manifest.path, len(manifest.tokenizer))[0]
     if not pieces:
         raise MelodyError(f"{manifest.path}: its corpus holds no training pieces to start from")
     piece = pieces[np.random.default_rng(random_seed).integers(len(pieces))]
