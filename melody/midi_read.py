@@ -129,7 +129,7 @@ def _clean_chunks(data: bytes, repairs: Counter) -> bytes:
         raise MidiReadError("time division is 0 ticks per quarter note")
     if track_count == 0:
         raise MidiReadError("file has no tracks")
-    tracks, position = [], start + 8 + max(header_size, 6)
+    tracks, position, events = [], start + 8 + max(header_size, 6), 0
     while len(tracks) < track_count and position + 8 <= len(data):
         chunk_id, size = data[position:position + 4], struct.unpack(">I", data[position + 4:position + 8])[0]
         body = data[position + 8:position + 8 + size]
@@ -139,7 +139,11 @@ def _clean_chunks(data: bytes, repairs: Counter) -> bytes:
                     raise MidiReadError(f"truncated file (track {len(tracks) + 1} of {track_count} declares "
                                         f"{size} bytes, {len(body)} remain)")
                 repairs["read a truncated last track up to its last complete event"] += 1
-            tracks.append(_repair_track(body, repairs))
+            body, count = _repair_track(body, repairs)
+            tracks.append(body)
+            events += count
+            if events > MAX_EVENTS:  # counted before mido builds a message object for each
+                raise MidiReadError(f"too many events (over {MAX_EVENTS:,}); melody does not read files this large")
         elif chunk_id.isalnum():
             repairs[f"skipped non-track chunk {chunk_id.decode('ascii')}"] += 1
         else:
@@ -152,16 +156,17 @@ def _clean_chunks(data: bytes, repairs: Counter) -> bytes:
     return header + b"".join(b"MTrk" + struct.pack(">I", len(body)) + body for body in tracks)
 
 
-def _repair_track(body: bytes, repairs: Counter) -> bytes:
+def _repair_track(body: bytes, repairs: Counter) -> tuple[bytes, int]:
     """A track's events with malformed meta events made harmless and an incomplete last event cut off.
 
     Walks the events as the SMF specification lays them out (delta time, status or running
     status, data); a meta event with the wrong length for its type, or a key signature no key
     has, gets type TEXT_EVENT (same bytes, ignored by the reader). Anything else that is wrong
     (an undefined status byte, a data byte where a status should be) is left for mido to report.
+    Returns the track's bytes and its number of complete events (for the event cap, checked before mido).
     """
     out, position, status, size = bytearray(body), 0, None, len(body)
-    complete = 0  # where the last complete event ends
+    complete, events = 0, 0  # where the last complete event ends, and how many there are
     while position < size:
         position = _skip_variable_int(body, position)
         if position >= size:
@@ -189,16 +194,17 @@ def _repair_track(body: bytes, repairs: Counter) -> bytes:
             status = byte
             position += _message_length(byte)
         elif status is None or status in (0xF0, 0xF7):
-            return bytes(out)  # corrupt: mido names it
+            return bytes(out), events  # corrupt: mido names it
         else:
             position += _message_length(status) - 1
         if position > size:
             break
         complete = position
+        events += 1
     if complete < size:
         repairs["cut an incomplete event at the end of a track"] += 1
-        return bytes(out[:complete])
-    return bytes(out)
+        return bytes(out[:complete]), events
+    return bytes(out), events
 
 
 def _message_length(status: int) -> int:
