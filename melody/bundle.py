@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from melody.errors import BundleError
-from melody.files import atomic_write, read_json_file
+from melody.files import atomic_write, read_json_file, sync_folder
 from melody.model import ModelConfig
 from melody.tokenizer import Tokenizer
 
@@ -205,10 +205,17 @@ def save_metrics(folder: Path, metrics: dict) -> None:
 
 
 def save_model(model, path: Path) -> None:
-    """``model.save`` to a temporary .keras file beside ``path``, then rename."""
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
+    """``model.save`` to a temporary .keras file beside ``path`` (a name no other run uses), flushed to disk,
+    then renamed; the temporary file is removed if anything fails."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp.keras")
+    try:
+        model.save(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        sync_folder(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def save_best(model, folder: Path) -> None:

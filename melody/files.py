@@ -1,7 +1,8 @@
 """Atomic file writes that never overwrite by surprise.
 
 Data is written to a temporary file beside the target, flushed to disk, and
-only then given its name, so a crash or Ctrl-C never leaves half a file.
+only then given its name (and the folder flushed too), so a crash or Ctrl-C never
+leaves half a file.
 Without ``force`` the final step is a hard link, which fails if the name was
 taken in the meantime, so an existing file is never replaced.
 """
@@ -42,10 +43,25 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, force: bool = False
             os.replace(temporary, path)
         else:
             _link_without_replacing(temporary, path)
+        sync_folder(path.parent)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries to disk, so a file renamed into it survives a power cut (where supported)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems cannot sync a folder
+    finally:
+        os.close(descriptor)
 
 
 def _link_without_replacing(temporary: str, path: Path) -> None:

@@ -185,3 +185,19 @@ def test_kill_9_mid_epoch_then_resume_from_the_command_line(folk, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert "Trained" in result.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_with_exit_130_and_says_how_to_resume(folk, tmp_path):
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "melody", "train", str(folk), "--out", str(out), "--units", "16",
+               "--embedding", "8", "--batch-size", "4", "--seq-len", "16", "--epochs", "50", "--quiet"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (out / "checkpoint" / "state.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()[-500:]
+    assert stderr.decode().strip().splitlines()[-1] == \
+        f"Interrupted; continue with: melody train {folk} --out {out} --resume"
