@@ -158,8 +158,8 @@ class Sampler:
         jit = self.jit_compile if self.jit_compile is not None else rows == 1
         tokens, count, finished = self._loops[jit](
             logits, state, tf.constant(np.asarray(allowed, dtype=bool)), tf.constant(penalty),
-            tf.constant(np.tile(pitched, (rows, 1))), tf.fill([rows], position), tf.fill([rows], bar_token), track,
-            int(primer[0, -1]),
+            tf.constant(np.tile(pitched, (rows, 1))), tf.fill([rows], position), tf.fill([rows], bar_token),
+            tf.constant(track, tf.int32), tf.constant(int(primer[0, -1]), tf.int32),
             int(max_tokens), tf.constant(bars), tf.constant(random_seed % 2**31, tf.int32),
             tf.constant(config.temperature, tf.float32), tf.constant(config.top_k or 0, tf.int32),
             tf.constant(config.top_p, tf.float32))
