@@ -96,6 +96,9 @@ class Sampler:
         follows = tf.where(is_note[:, None], is_duration[None, :],
                            tf.where((track_of >= 0)[:, None], (is_note | is_velocity)[None, :],
                                     tf.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
+        free = follows & (allowed & ~is_bar)[None, :]  # what may follow each token inside a bar
+        # A bias row per track (the first: no track yet): the penalty on pitched tracks, nothing on drums.
+        bias = tf.concat([tf.zeros((1, self.vocabulary)), -penalty[None, :] * tf.cast(pitched, tf.float32)[:, None]], 0)
         batch = tf.shape(logits)[0]
         output = tf.TensorArray(tf.int32, size=max_tokens)
         bars_seen = tf.ones((batch,), tf.int32)  # the bar the primer ends in
@@ -105,13 +108,10 @@ class Sampler:
 
         def body(index, logits, state, position, bars_seen, last, track, finished, output):
             at_line = position >= bar_length
-            on_pitched = tf.gather(pitched, tf.maximum(track, 0), batch_dims=1) & (track >= 0)
-            logits = logits - tf.where(on_pitched[:, None], penalty, 0.0)
             finished = finished | (at_line & (bars_seen >= bars))
-            fits = position[:, None] + shift_steps[None, :] <= bar_length[:, None]
-            grammar = tf.gather(follows, last)
-            inside = allowed[None, :] & ~is_bar[None, :] & fits & grammar
-            mask = tf.where(at_line[:, None], forced, inside)
+            fits = shift_steps[None, :] <= (bar_length - position)[:, None]
+            mask = tf.where(at_line[:, None], forced, tf.gather(free, last) & fits)
+            logits = logits + tf.gather(bias, track + 1)
             token = _draw(tf.where(mask, logits, -np.inf), tf.stack([seed, index]), temperature, top_k, top_p)
             token = tf.where(finished, 0, token)
             output = output.write(index, tf.where(finished, -1, token))
@@ -150,7 +150,8 @@ class Sampler:
         rows = len(primer)
         tracks = int(self.table["track_of"].numpy().max()) + 1
         penalty = np.zeros(self.vocabulary, np.float32) if penalty is None else np.asarray(penalty, np.float32)
-        pitched = np.ones(tracks, bool) if pitched is None else np.resize(np.asarray(pitched, bool), tracks)
+        pitched = np.ones(tracks, bool) if pitched is None else \
+            np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
         position, bar_token = self._bar_position(primer[0])
         switches = self.table["track_of"].numpy()[primer[0]]
         track = int(switches[switches >= 0][-1]) if (switches >= 0).any() else -1  # the track playing at the end
@@ -158,7 +159,7 @@ class Sampler:
         jit = self.jit_compile if self.jit_compile is not None else rows == 1
         tokens, count, finished = self._loops[jit](
             logits, state, tf.constant(np.asarray(allowed, dtype=bool)), tf.constant(penalty),
-            tf.constant(np.tile(pitched, (rows, 1))), tf.fill([rows], position), tf.fill([rows], bar_token),
+            tf.constant(pitched), tf.fill([rows], position), tf.fill([rows], bar_token),
             tf.constant(track, tf.int32), tf.constant(int(primer[0, -1]), tf.int32),
             int(max_tokens), tf.constant(bars), tf.constant(random_seed % 2**31, tf.int32),
             tf.constant(config.temperature, tf.float32), tf.constant(config.top_k or 0, tf.int32),
