@@ -96,7 +96,8 @@ def test_bundle_refuses_a_mismatched_tokenizer_and_version(folk, tmp_path):
     document = json.loads((out / "tokenizer.json").read_text())
     from melody.tokenizer import Tokenizer, TokenizerConfig
     Tokenizer(TokenizerConfig(velocity_bins=4)).save(out / "tokenizer.json", force=True)
-    with pytest.raises(BundleError, match="predicts 608 tokens but tokenizer.json has 604"):
+    with pytest.raises(BundleError, match=r"does not match config.json and tokenizer.json \(embedding.input_dim = 608, "
+                                          r"expected 604; logits.units = 608, expected 604\)"):
         load_bundle(out)
     (out / "tokenizer.json").write_text(json.dumps(document))
     config = json.loads((out / "config.json").read_text())
