@@ -63,7 +63,7 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
                           else "the seed has no notes")
     if programs:
         prepared = prepared.replace(instruments=[_known_instrument(part, programs) for part in prepared.instruments])
-    estimated = not any(k.tick <= min(n.start for n in seed.notes) for k in seed.key_signatures)
+    estimated = tokenizer.trusted_key(seed) is None
     steps = tokenizer.config.steps_per_quarter
     seed_end = round(seed.end_tick * steps / seed.ticks_per_quarter)  # every track's end, not only the primer's
     end = _next_bar_line(prepared, seed_end - steps // 4)  # a 16th over the last release is no bar more

@@ -345,16 +345,24 @@ class Tokenizer:
             result[self.note:self.note + 128] = [pitch % 12 not in members for pitch in range(128)]
         return result
 
-    def _keys(self, score: Score, timing: Score) -> list[KeySignature]:
-        """The key signatures on the grid, with one in force from the first note: the file's own if it has
-        one there whose scale holds at least ``TRUSTED_KEY_SHARE`` of the pitched notes, else the
-        Krumhansl-Schmuckler estimate (``melody.keys``) at step 0. (Files in the wild often carry a
-        sequencer's default C major, or a signature that counts sharps for a minor or modal tune.)"""
+    def trusted_key(self, score: Score) -> KeySignature | None:
+        """The file's key signature in force at the first note, if its scale holds at least
+        ``TRUSTED_KEY_SHARE`` of the pitched notes; None when the key is to be estimated from the notes.
+        (Files in the wild often carry a sequencer's default C major, or a signature that counts sharps
+        for a minor or modal tune.)"""
         first = min((note.start for note in score.notes), default=0)
         pitched = [note for part in score.instruments if not part.is_drum for note in part.notes]
         opening = [k for k in score.key_signatures if k.tick <= first and _known_key(k.key)][-1:]
         if opening and (not pitched or in_key_share(pitched, parse_key(opening[0].key)) >= TRUSTED_KEY_SHARE):
+            return opening[0]
+        return None
+
+    def _keys(self, score: Score, timing: Score) -> list[KeySignature]:
+        """The key signatures on the grid, with one in force from the first note: the file's own if
+        ``trusted_key``, else the Krumhansl-Schmuckler estimate (``melody.keys``) at step 0."""
+        if self.trusted_key(score) is not None:
             return [k for k in timing.key_signatures if _known_key(k.key)]
+        pitched = [note for part in score.instruments if not part.is_drum for note in part.notes]
         estimated = KeySignature(0, key_name(*estimate_key(pitched)))
         return [estimated] + [k for k in timing.key_signatures if k.tick > 0 and _known_key(k.key)]
 
