@@ -120,20 +120,8 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
                                           if notes]), 0
     added = {source: notes for source, _, notes in new_parts if source is not None}
     extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
-    looped = 0
-    if accompaniment == "loop":
-        lead = primer.sources[0] if tokenizer.config.melody_only and primer.sources else None
-        for index, part in enumerate(seed.instruments):
-            if index == lead:  # the lead's own lower voices (a piano's left hand) play on under the new tune
-                line = {(note.start, note.pitch) for note in melody_line(seed, index).notes}
-                below = _looped(dataclasses.replace(part, notes=[n for n in part.notes
-                                                                 if (n.start, n.pitch) not in line]),
-                                seed, begin, limit)
-                added[index] = sorted(added.get(index, []) + below)
-                looped += len(below)
-            elif not added.get(index) and _sounds_before(part, seed, begin):
-                added[index] = _looped(part, seed, begin, limit)
-                looped += len(added[index])
+    lead = primer.sources[0] if tokenizer.config.melody_only and primer.sources else None
+    looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" else 0
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
@@ -144,6 +132,23 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
 
 
 ACCOMPANIMENTS = ("loop", "none")
+
+
+def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begin: int, limit: int) -> int:
+    """Add to ``added`` (seed instrument -> new notes) the loops of the parts that would fall silent, and the
+    lead's own lower notes for a melody model (``lead``); returns how many notes the loops hold."""
+    looped = 0
+    for index, part in enumerate(seed.instruments):
+        if index == lead:  # the lead's own lower voices (a piano's left hand) play on under the new tune
+            line = {(note.start, note.pitch) for note in melody_line(seed, index).notes}
+            below = _looped(dataclasses.replace(part, notes=[n for n in part.notes if (n.start, n.pitch) not in line]),
+                            seed, begin, limit)
+            added[index] = sorted(added.get(index, []) + below)
+            looped += len(below)
+        elif not added.get(index) and _sounds_before(part, seed, begin):
+            added[index] = _looped(part, seed, begin, limit)
+            looped += len(added[index])
+    return looped
 
 
 def _sounds_before(part: Instrument, seed: Score, begin: int) -> bool:
