@@ -102,9 +102,16 @@ def wav_bytes(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+MAX_RENDER_SECONDS = 2 * 60 * 60  # two hours: about 1.3 GB of 44.1 kHz stereo audio held in memory
+
+
 def render_wav(score: Score, out: str | os.PathLike, soundfont=None, force: bool = False) -> Audio:
-    """Write ``score`` as a WAV file at ``out`` (atomically; an existing file only with ``force``)."""
+    """Write ``score`` as a WAV file at ``out`` (atomically; an existing file only with ``force``).
+    RenderError for music longer than ``MAX_RENDER_SECONDS`` (a small file can declare hours of silence)."""
     check_writable(out, force)
+    if score.duration_seconds > MAX_RENDER_SECONDS:
+        raise RenderError(f"the music lasts {score.duration_seconds / 3600:.1f} hours; melody renders audio up to "
+                          f"{MAX_RENDER_SECONDS // 3600} hours")
     audio = synthesize(score, soundfont)
     atomic_write(out, wav_bytes(audio.samples), force=force)
     return audio

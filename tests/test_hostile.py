@@ -146,3 +146,17 @@ def test_info_prints_only_printable_text_from_a_strangers_folder(bundle, tmp_pat
     result, _ = run_limited("info", folder)
     assert result.returncode == 0 and "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "done]52;c;ZWNobyBwd25lZA== [2J" in result.stdout
+
+
+def test_a_tiny_file_declaring_a_day_of_silence_is_not_rendered(tmp_path):
+    """37 bytes: one note held for 16 million ticks (about 24 hours). The WAV is refused before any audio
+    is made; the picture is drawn."""
+    body = b"\x00\x90\x3c\x40" + bytes([0x87, 0xFF, 0xFF, 0x7F]) + b"\x80\x3c\x00" + b"\x00\xff\x2f\x00"
+    data = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60" + b"MTrk" + len(body).to_bytes(4, "big") + body
+    (tmp_path / "day.mid").write_bytes(data)
+    result, peak = run_limited("render", tmp_path / "day.mid", "--wav", tmp_path / "day.wav")
+    assert result.returncode == 2 and result.stderr.strip() == \
+        "Error: the music lasts 24.3 hours; melody renders audio up to 2 hours"
+    assert not (tmp_path / "day.wav").exists() and peak < LIMIT_BYTES
+    result, _ = run_limited("render", tmp_path / "day.mid", "--png", tmp_path / "day.png")
+    assert result.returncode == 0 and (tmp_path / "day.png").stat().st_size > 1000
