@@ -12,8 +12,12 @@
 
 ``read_manifest`` reads everything but the network without TensorFlow, so a
 wrong folder is reported at once and ``melody info`` never loads TensorFlow;
-``load_bundle`` adds the network and checks that it predicts the tokenizer's
-vocabulary. Every JSON file is read as a bounded regular file.
+``load_weights`` reads the network's weight arrays out of model.keras, also
+without TensorFlow (what ``melody generate`` runs on, see ``melody.numpy_lstm``);
+``load_bundle`` builds the Keras network (for training and evaluation) and checks
+that it predicts the tokenizer's vocabulary. Every file is read as a bounded
+regular file inside the folder, and model.keras is checked against config.json
+and the tokenizer before anything it declares is built.
 """
 
 from __future__ import annotations
@@ -133,6 +137,47 @@ def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
         raise BundleError(f"{path}: holds layers melody does not build ({', '.join(sorted(kinds - ALLOWED_LAYERS))})")
     if wrong:
         raise BundleError(f"{path}: does not match config.json and tokenizer.json ({'; '.join(wrong[:3])})")
+
+
+def load_weights(manifest: Manifest) -> dict[str, np.ndarray]:
+    """The network's weights, read from model.keras without TensorFlow, as float32 arrays named
+    ``embedding``, ``lstm_<k>/kernel``, ``lstm_<k>/recurrent_kernel``, ``lstm_<k>/bias``, ``logits/kernel``,
+    ``logits/bias`` (the names ``model.network_weights`` gives a Keras model's). Each array's shape is
+    checked against config.json and the tokenizer before it is read; BundleError otherwise."""
+    import zipfile
+
+    import h5py
+
+    path = manifest.path / "model.keras"
+    if not path.exists():
+        raise BundleError(f"{manifest.path}: no model.keras (training has not finished an epoch yet?)")
+    config, vocabulary = manifest.model_config, len(manifest.tokenizer)
+    check_network(path, config, vocabulary)
+    # Where Keras keeps each array inside model.weights.h5: layers are named after their class, in model order.
+    shapes = {"embedding": ("embedding/vars/0", (vocabulary, config.embedding)),
+              "logits/kernel": ("dense/vars/0", (config.units, vocabulary)),
+              "logits/bias": ("dense/vars/1", (vocabulary,))}
+    for k in range(config.layers):
+        group, inputs = "lstm" if k == 0 else f"lstm_{k}", config.embedding if k == 0 else config.units
+        for index, (name, shape) in enumerate((("kernel", (inputs, 4 * config.units)),
+                                               ("recurrent_kernel", (config.units, 4 * config.units)),
+                                               ("bias", (4 * config.units,)))):
+            shapes[f"lstm_{k}/{name}"] = (f"{group}/cell/vars/{index}", shape)
+    weights = {}
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member, \
+                h5py.File(member, "r") as document:
+            for name, (location, shape) in shapes.items():
+                dataset = document.get(f"layers/{location}")
+                if not isinstance(dataset, h5py.Dataset) or dataset.shape != shape:
+                    found = getattr(dataset, "shape", None)
+                    raise BundleError(f"{path}: weight {name} is {found}, expected {shape}")
+                weights[name] = np.asarray(dataset[()], dtype=np.float32)
+    except BundleError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
+        raise BundleError(f"{path}: its weights cannot be read ({type(error).__name__})") from None
+    return weights
 
 
 def _regular_inside(path: Path, folder: Path) -> None:

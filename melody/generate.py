@@ -1,9 +1,9 @@
 """``melody generate``: continue a seed (or start from scratch) and write MIDI files.
 
-    check the request -> read the seed -> read the model's manifest (no TensorFlow yet:
-    a wrong folder is reported at once) -> the primer (``continuation.make_primer``) ->
-    load the network -> sample exactly ``bars`` bars in the seed's meter
-    (``sampler.Sampler``) -> arrange the new music after the seed, the band playing on
+    check the request -> read the seed -> read the model's manifest (a wrong folder is
+    reported at once) -> the primer (``continuation.make_primer``) -> load the network's
+    weights (``bundle.load_weights``; NumPy, no TensorFlow: ``numpy_lstm``) -> sample
+    exactly ``bars`` bars in the seed's meter (``sampler.Sampler``) -> arrange the new music after the seed, the band playing on
     (``continuation.arrange``) -> write the files, all or none.
 
 From scratch, the primer is the opening (header and first bar line) of a piece the
@@ -13,6 +13,7 @@ knows.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from melody.bundle import Bundle, Manifest, load_bundle, load_corpus, read_manifest
+from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import ACCOMPANIMENTS, arrange, make_primer, primer_from_opening
 from melody.errors import MelodyError
 from melody.files import atomic_write, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes
+from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
 from melody.score import Score
@@ -63,7 +65,7 @@ def output_paths(out: str | os.PathLike | None, seed: str | os.PathLike | None, 
     return [out.with_name(f"{out.stem}-{number}{out.suffix or '.mid'}") for number in range(1, num_samples + 1)]
 
 
-def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.PathLike | None = None,
+def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.PathLike | None = None,
              out: str | os.PathLike | None = None, bars: int = 8, sampling: SamplingConfig = SamplingConfig(),
              num_samples: int = 1, random_seed: int | None = None, primer_bars: int | None = None,
              continuation_only: bool = False, force: bool = False, write: bool = True, key: str | None = None,
@@ -79,12 +81,13 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     keeps continuations in key while allowing chromatic notes. ``accompaniment``: 'loop' keeps the
     seed's tracks that the model leaves silent playing their last bars, 'none' lets them stop. Writes the files unless ``write`` is
     False and returns them with their scores and a summary (``files``, ``bars``, ``notes``,
-    ``accompaniment_notes``, ``silent_samples``, ``seconds``, ``tokens``, ``tokens_per_second``,
-    ``random_seed``). A sample that comes out without a note is drawn again (``RETRIES`` times, with the
+    ``accompaniment_notes``, ``silent_samples``, ``seconds`` of music, ``tokens``, ``tokens_per_second``
+    of sampling, ``wall_seconds`` of each stage: read, load, prime, sample, write; ``random_seed``). A sample that comes out without a note is drawn again (``RETRIES`` times, with the
     random seed plus 1, 2, 3), and counted in ``silent_samples`` if it stays silent.
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
     _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment, key_strength)
+    clock = _Clock()
     paths = output_paths(out, seed, num_samples) if write else []
     for path in paths:
         check_writable(path, force)
@@ -97,26 +100,28 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     else:
         opening = tokenizer.opening(_opening(manifest, random_seed), key, density, time_signature)
         primer = primer_from_opening(opening, tokenizer)
+    clock.lap("read")
 
-    bundle = model if isinstance(model, Bundle) else load_bundle(manifest.path)  # TensorFlow loads here
-    sampler, batch = _sampler(bundle), np.tile(primer.tokens, (num_samples, 1))
+    sampler = _sampler(manifest)
+    clock.lap("load")
+    primed = sampler.prime(primer.tokens)
+    clock.lap("prime")
     tracks = tokenizer.tracks(primer.tokens)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": key_strength * tokenizer.out_of_key(primer.tokens),
                    "pitched": [not is_drum for is_drum, _ in tracks]}
     max_tokens = TOKENS_PER_BAR_CAP * bars
-    sampler.sample(batch, allowed, max_tokens, 1, 0, sampling, **constraints)  # compile (stops after a bar)
-    started = time.perf_counter()                                              # tokens/s: sampling alone
-    generated, complete = sampler.sample(batch, allowed, max_tokens, bars, random_seed, sampling, **constraints)
+    generated, complete = sampler.sample(primed, num_samples, allowed, max_tokens, bars, random_seed, sampling,
+                                         **constraints)
     for attempt in range(1, RETRIES + 1):  # a sample without a single note is drawn again (reproducibly)
         silent = [row for row, tokens in enumerate(generated) if not tokenizer.is_note(tokens).any()]
         if not silent:
             break
-        again, done = sampler.sample(batch[silent], allowed, max_tokens, bars, random_seed + attempt, sampling,
-                                     **constraints)
+        again, done = sampler.sample(primed, len(silent), allowed, max_tokens, bars, random_seed + attempt,
+                                     sampling, **constraints)
         for row, tokens, finished in zip(silent, again, done):
             generated[row], complete[row] = tokens, finished
-    seconds = time.perf_counter() - started
+    sampled = clock.lap("sample")
 
     arranged = [arrange(seed_score, primer, row, tokenizer, bars, continuation_only, accompaniment)
                 for row in generated]
@@ -124,6 +129,7 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
     old_notes = 0 if seed_score is None or continuation_only else len(seed_score.notes)
     for path, score in zip(paths, scores):
         atomic_write(path, midi_bytes(score), force=force)
+    clock.lap("write")
     tokens = int(sum(len(row) for row in generated))
     summary = {"files": [str(path) for path in paths], "samples": num_samples, "bars": bars,
                "bars_short": [int(bars - 1 - tokenizer.is_bar(row).sum()) for row, done in zip(generated, complete)
@@ -132,8 +138,8 @@ def generate(model: str | os.PathLike | Bundle | None = None, seed: str | os.Pat
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
                "accompaniment_notes": sum(looped for _, looped in arranged),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
-               "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "random_seed": random_seed,
-               "model": str(manifest.path), "seed": str(seed) if seed else None}
+               "tokens_per_second": round(tokens / max(sampled, 1e-9), 1), "wall_seconds": clock.laps,
+               "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None}
     starts = [None if seed_score is None or continuation_only else _first_new_tick(score, seed_score)
               for score in scores]
     return Generation(scores, paths, summary, starts)
@@ -181,15 +187,32 @@ def _first_new_tick(score: Score, seed: Score) -> int | None:
     return min((note.start for note in score.notes if (note.start, note.pitch) not in old), default=None)
 
 
-_SAMPLERS: dict[int, tuple[object, Sampler]] = {}
+class _Clock:
+    """Wall time of each stage of a generation, in seconds (``laps``)."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> float:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        self.laps[stage] = round(seconds, 3)
+        return seconds
 
 
-def _sampler(bundle: Bundle) -> Sampler:
-    """One compiled sampler per model object, so repeated calls do not trace again
-    (the model is held with it, so its id cannot be reused by another)."""
-    from melody.model import LSTMStepper
+@functools.lru_cache(maxsize=4)
+def _network(path: Path, stamp: tuple) -> NumpyLSTM:
+    """The network of a model folder, read once per version of its model.keras (``stamp``)."""
+    return NumpyLSTM(load_weights(read_manifest(path)))
 
-    key = id(bundle.model)
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = (bundle.model, Sampler(LSTMStepper(bundle.model), bundle.tokenizer.token_table()))
-    return _SAMPLERS[key][1]
+
+def _sampler(manifest: Manifest) -> Sampler:
+    model = manifest.path / "model.keras"
+    try:
+        status = model.stat()
+    except OSError:
+        status = None
+    stamp = (status.st_mtime_ns, status.st_size, status.st_ino) if status else None
+    network = _network(manifest.path, stamp) if stamp else NumpyLSTM(load_weights(manifest))
+    return Sampler(network, manifest.tokenizer.token_table())

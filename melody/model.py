@@ -11,6 +11,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -53,42 +55,17 @@ def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=None)
     return keras.Model(tokens, logits, name="melody")
 
 
-class LSTMStepper:
-    """A model from ``build_model``, stepped one token at a time for ``melody.sampler`` (its prime/step protocol).
+def network_weights(model) -> dict:
+    """A network from ``build_model`` as the named float32 arrays ``bundle.load_weights`` reads from a
+    model folder (what ``melody.numpy_lstm.NumpyLSTM`` runs on)."""
+    from melody.cell import LSTM
 
-    ``prime`` runs a primer through the network once; ``step`` carries each layer's [h, c]
-    through one token, with the first layer's input projection looked up per token (it is
-    precomputed for the whole vocabulary: x W + b of every token's embedding).
-    """
-
-    def __init__(self, model):
-        from melody.cell import LSTM
-
-        self.embedding = model.get_layer("embedding")
-        self.recurrent = [layer for layer in model.layers if isinstance(layer, LSTM)]
-        self.logits = model.get_layer("logits")
-        self.first_projection = self.recurrent[0].cell.project(self.embedding.embeddings)  # (vocabulary, 4 units)
-
-    def prime(self, tokens):
-        """tokens (batch, time) -> (logits after the last token (batch, vocabulary), [(h, c) per layer])."""
-        x = self.embedding(tokens)
-        state = []
-        for layer in self.recurrent:
-            x, h, c = layer(x, return_state=True)
-            state.append((h, c))
-        return self.logits(x[:, -1]), state
-
-    def step(self, token, state):
-        """One token (batch,) through the network, carrying each layer's (h, c): (logits, new state)."""
-        import tensorflow as tf
-
-        x, new_state = None, []
-        for index, (layer, (h, c)) in enumerate(zip(self.recurrent, state)):
-            projected = tf.gather(self.first_projection, token) if index == 0 else layer.cell.project(x)
-            h, c = layer.cell.step(projected, h, c)
-            new_state.append((h, c))
-            x = h
-        return self.logits(x), new_state
+    weights = {"embedding": model.get_layer("embedding").embeddings,
+               "logits/kernel": model.get_layer("logits").kernel, "logits/bias": model.get_layer("logits").bias}
+    for k, layer in enumerate(layer for layer in model.layers if isinstance(layer, LSTM)):
+        weights.update({f"lstm_{k}/kernel": layer.cell.kernel, f"lstm_{k}/recurrent_kernel": layer.cell.recurrent_kernel,
+                        f"lstm_{k}/bias": layer.cell.bias})
+    return {name: np.asarray(value.numpy(), dtype=np.float32) for name, value in weights.items()}
 
 
 def parameter_count(model) -> int:

@@ -1,22 +1,23 @@
 """The sampling loop: new tokens from any sequence model that can be primed and stepped.
 
-A sequence model for sampling implements two TensorFlow-traceable methods:
+A sequence model for sampling implements two methods on NumPy arrays:
 
-    prime(tokens)        tokens: int32 (batch, time)  ->  (logits (batch, vocabulary), state)
-    step(token, state)   token: int32 (batch,)         ->  (logits (batch, vocabulary), state)
+    prime(tokens)        tokens: int (time,)   ->  (logits (1, vocabulary), state)
+    step(tokens, state)  tokens: int (batch,)  ->  (logits (batch, vocabulary), state)
 
-``state`` is whatever the model carries from one token to the next (a nested
-structure of tensors of fixed shapes: the LSTM's [h, c] per layer, for
-``melody.model.LSTMStepper``). The sampler never looks inside it, so another
-kind of model plugs in without touching this module.
+``state`` is whatever the model carries from one token to the next: nested lists
+and tuples of arrays whose first axis is the batch (the LSTM's (h, c) per layer,
+for ``melody.numpy_lstm.NumpyLSTM``). The sampler never looks inside it beyond
+repeating the primed state once per sample, so another kind of model plugs in
+without touching this module.
 
 The loop, in ``Sampler.sample``:
 
-    1. the primer runs through the model once (``prime``);
+    1. the primer runs through the model once (``Sampler.prime``), its state is copied to every sample;
     2. then, per new token, for all samples at once (one batch):
          logits, masked to what may come next (below)
          -> / temperature -> keep the top-k -> keep the top-p nucleus
-         -> draw a token (stateless: seeded by (random seed, step))
+         -> draw a token (from a generator seeded by the random seed: reproducible)
          -> ``step`` -> new logits
        until every row has its bars, or the token cap is reached.
 
@@ -35,11 +36,11 @@ so bar lines fall exactly where the meter puts them and time never crosses one
 unmarked: ``bars`` asked are ``bars`` written. The bar the primer ends in counts as
 the first (a primer made by ``continuation.make_primer`` ends with a bar line).
 
-The whole loop is one compiled TensorFlow graph (``tf.function``; with XLA for a
-single sample, where fusing each step's many small operations measured faster, see
-BENCHMARKS.md): no Python per token and never a re-run of the network over a
-sliding window. What a token means is the tokenizer's business: the sampler gets
-tables over the vocabulary (``Tokenizer.token_table``), not token ids.
+Each step costs a few small NumPy operations besides the network's matrix products:
+no graph to compile, no TensorFlow to import, and never a re-run of the network
+over a sliding window (speeds in BENCHMARKS.md). What a token means is the
+tokenizer's business: the sampler gets tables over the vocabulary
+(``Tokenizer.token_table``), not token ids.
 """
 
 from __future__ import annotations
@@ -68,112 +69,101 @@ class SamplingConfig:
             raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
 
 
+@dataclass(frozen=True)
+class Primed:
+    """A primer run through the model: its tokens, the logits after them and the model's state (batch 1)."""
+
+    tokens: np.ndarray
+    logits: np.ndarray
+    state: object
+
+
 class Sampler:
-    """Compiled, stateful, batched sampling from a model with ``prime`` and ``step`` (see the module)."""
+    """Stateful, batched sampling from a model with ``prime`` and ``step`` (see the module)."""
 
-    def __init__(self, model, table: dict, jit_compile: bool | None = None):
-        """``table``: ``Tokenizer.token_table()``. ``jit_compile``: XLA for the loop; None chooses by batch
-        (XLA for one sample, where it measured 1.5x faster; plain graphs for batches, where XLA measured slower)."""
-        import tensorflow as tf
-
+    def __init__(self, model, table: dict):
+        """``table``: ``Tokenizer.token_table()``."""
         self.model = model
-        self.table = {name: tf.constant(values) for name, values in table.items()}
+        self.table = {name: np.asarray(values) for name, values in table.items()}
         self.vocabulary = int(len(table["bar_steps"]))
-        self.jit_compile = jit_compile
-        self._prime = tf.function(model.prime, input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        self._loops = {jit: tf.function(self._loop_graph, jit_compile=jit, reduce_retracing=True)
-                       for jit in (False, True)}
-
-    def _loop_graph(self, logits, state, allowed, penalty, pitched, position, bar_token, track, last_token,
-                    max_tokens: int, bars, seed, temperature, top_k, top_p):
-        import tensorflow as tf
-
         table = self.table
-        is_bar, shift_steps = table["bar_steps"] > 0, table["shift_steps"]
-        is_note, is_duration, track_of = table["is_note"], table["is_duration"], table["track_of"]
-        is_velocity = table["is_velocity"]
+        self.is_bar, self.shift_steps, self.track_of = table["bar_steps"] > 0, table["shift_steps"], table["track_of"]
+        is_note, is_duration, is_velocity = table["is_note"], table["is_duration"], table["is_velocity"]
         # What may follow each token (the note grammar), as a (vocabulary, vocabulary) table.
-        follows = tf.where(is_note[:, None], is_duration[None, :],
-                           tf.where((track_of >= 0)[:, None], (is_note | is_velocity)[None, :],
-                                    tf.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
-        free = follows & (allowed & ~is_bar)[None, :]  # what may follow each token inside a bar
-        # A bias row per track (the first: no track yet): the penalty on pitched tracks, nothing on drums.
-        bias = tf.concat([tf.zeros((1, self.vocabulary)), -penalty[None, :] * tf.cast(pitched, tf.float32)[:, None]], 0)
-        batch = tf.shape(logits)[0]
-        output = tf.TensorArray(tf.int32, size=max_tokens)
-        bars_seen = tf.ones((batch,), tf.int32)  # the bar the primer ends in
-        finished = tf.zeros((batch,), tf.bool)
-        forced = tf.one_hot(bar_token, self.vocabulary) > 0  # the meter's bar line, at a bar line
-        bar_length = tf.gather(table["bar_steps"], bar_token)
+        self.follows = np.where(is_note[:, None], is_duration[None, :],
+                                np.where((self.track_of >= 0)[:, None], (is_note | is_velocity)[None, :],
+                                         np.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
 
-        def body(index, logits, state, position, bars_seen, last, track, finished, output):
-            at_line = position >= bar_length
-            finished = finished | (at_line & (bars_seen >= bars))
-            fits = shift_steps[None, :] <= (bar_length - position)[:, None]
-            mask = tf.where(at_line[:, None], forced, tf.gather(free, last) & fits)
-            logits = logits + tf.gather(bias, track + 1)
-            token = _draw(tf.where(mask, logits, -np.inf), tf.stack([seed, index]), temperature, top_k, top_p)
-            token = tf.where(finished, 0, token)
-            output = output.write(index, tf.where(finished, -1, token))
-            opened = tf.gather(is_bar, token)
-            position = tf.where(opened, 0, position + tf.gather(shift_steps, token))
-            bars_seen += tf.cast(opened, tf.int32)
-            last = token
-            switched = tf.gather(track_of, token)
-            track = tf.where(switched >= 0, switched, track)
-            logits, state = self.model.step(token, state)
-            return index + 1, logits, state, position, bars_seen, last, track, finished, output
+    def prime(self, primer: np.ndarray) -> Primed:
+        """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here."""
+        primer = np.asarray(primer, dtype=np.intp)
+        logits, state = self.model.prime(primer)
+        return Primed(primer, logits, state)
 
-        def going(index, logits, state, position, bars_seen, last, track, finished, output):
-            return (index < max_tokens) & ~tf.reduce_all(finished)
-
-        count, *_, finished, output = tf.while_loop(
-            going, body, (0, logits, state, position, bars_seen, tf.fill([batch], last_token), tf.fill([batch], track),
-                          finished, output),
-            maximum_iterations=max_tokens)
-        return tf.transpose(output.stack()), count, finished
-
-    def sample(self, primer: np.ndarray, allowed: np.ndarray, max_tokens: int, bars: int, random_seed: int,
-               config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
+    def sample(self, primed: Primed, samples: int, allowed: np.ndarray, max_tokens: int, bars: int,
+               random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        """New tokens after ``primer`` (samples, time): ``bars`` bars in all, counting the bar the primer
-        ends in, each new bar in the meter of that one. Returns one array per sample, and a bool per
-        sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
+        """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
+        the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
+        per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
 
         ``allowed``: bool (vocabulary,), the tokens a row may draw. ``penalty``: float (vocabulary,),
         subtracted from the logits (e.g. notes out of key) while the current track is one of ``pitched``
-        (bool per track; drums are not held to a key).
+        (bool per track; drums are not held to a key). The same ``random_seed`` gives the same tokens.
         """
-        import tensorflow as tf
-
-        primer = np.asarray(primer, dtype=np.int32)
-        rows = len(primer)
-        tracks = int(self.table["track_of"].numpy().max()) + 1
+        primer = primed.tokens
+        tracks = int(self.track_of.max()) + 1
         penalty = np.zeros(self.vocabulary, np.float32) if penalty is None else np.asarray(penalty, np.float32)
         pitched = np.ones(tracks, bool) if pitched is None else \
             np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
-        position, bar_token = self._bar_position(primer[0])
-        switches = self.table["track_of"].numpy()[primer[0]]
-        track = int(switches[switches >= 0][-1]) if (switches >= 0).any() else -1  # the track playing at the end
-        logits, state = self._prime(tf.constant(primer))
-        jit = self.jit_compile if self.jit_compile is not None else rows == 1
-        tokens, count, finished = self._loops[jit](
-            logits, state, tf.constant(np.asarray(allowed, dtype=bool)), tf.constant(penalty),
-            tf.constant(pitched), tf.fill([rows], position), tf.fill([rows], bar_token),
-            tf.constant(track, tf.int32), tf.constant(int(primer[0, -1]), tf.int32),
-            int(max_tokens), tf.constant(bars), tf.constant(random_seed % 2**31, tf.int32),
-            tf.constant(config.temperature, tf.float32), tf.constant(config.top_k or 0, tf.int32),
-            tf.constant(config.top_p, tf.float32))
-        tokens = tokens.numpy()[:, :int(count)]
-        return [row[:_length(row)] for row in tokens], finished.numpy()
+        # A bias row per track (the first: no track yet): the penalty on pitched tracks, nothing on drums.
+        bias = np.concatenate([np.zeros((1, self.vocabulary), np.float32), -penalty[None] * pitched[:, None]])
+        free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar)[None, :]  # may follow, inside a bar
+        position, bar_token = self._bar_position(primer)
+        switches = self.track_of[primer]
+        track = np.full(samples, switches[switches >= 0][-1] if (switches >= 0).any() else -1)
+        forced = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
+        bar_length = int(self.table["bar_steps"][bar_token])
+
+        logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
+        rng = np.random.default_rng(random_seed)
+        output = np.full((samples, max_tokens), -1, np.int32)
+        position = np.full(samples, position)
+        bars_seen = np.ones(samples, np.int64)  # the bar the primer ends in
+        finished = np.zeros(samples, bool)
+        last = np.full(samples, primer[-1])
+        for index in range(max_tokens):
+            at_line = position >= bar_length
+            finished |= at_line & (bars_seen >= bars)
+            if finished.all():
+                break
+            fits = self.shift_steps[None, :] <= (bar_length - position)[:, None]
+            mask = np.where(at_line[:, None], forced[None, :], free[last] & fits)
+            token = _draw(np.where(mask, logits + bias[track + 1], -np.inf), rng, config)
+            token[finished] = 0
+            output[:, index] = np.where(finished, -1, token)
+            opened = self.is_bar[token]
+            position = np.where(opened, 0, position + self.shift_steps[token])
+            bars_seen += opened
+            last = token
+            switched = self.track_of[token]
+            track = np.where(switched >= 0, switched, track)
+            logits, state = self.model.step(token, state)
+        return [row[:_length(row)] for row in output], finished
 
     def _bar_position(self, primer: np.ndarray) -> tuple[int, int]:
         """(steps since the primer's last bar line, that bar line's token)."""
-        bar_steps, shift_steps = self.table["bar_steps"].numpy(), self.table["shift_steps"].numpy()
-        lines = np.flatnonzero(bar_steps[primer] > 0)
+        lines = np.flatnonzero(self.is_bar[primer])
         if not len(lines):
             raise ValueError("the primer holds no bar line: the sampler cannot tell the meter")
-        return int(shift_steps[primer[lines[-1]:]].sum()), int(primer[lines[-1]])
+        return int(self.shift_steps[primer[lines[-1]:]].sum()), int(primer[lines[-1]])
+
+
+def _repeat(state, samples: int):
+    """The primed state (batch 1) once per sample."""
+    if isinstance(state, (list, tuple)):
+        return type(state)(_repeat(part, samples) for part in state)
+    return np.repeat(state, samples, axis=0)
 
 
 def _length(row: np.ndarray) -> int:
@@ -182,27 +172,18 @@ def _length(row: np.ndarray) -> int:
     return int(stops[0]) if len(stops) else len(row)
 
 
-def _draw(logits, seed, temperature, top_k, top_p):
-    """Temperature, then top-k, then top-p, then one stateless draw per row."""
-    import tensorflow as tf
-
-    logits = logits / temperature
-    filtering = (top_k > 0) | (top_p < 1.0)
-    logits = tf.cond(filtering, lambda: _top_k_top_p(logits, top_k, top_p), lambda: logits)
-    return tf.cast(tf.random.stateless_categorical(logits, 1, seed)[:, 0], tf.int32)
-
-
-def _top_k_top_p(logits, top_k, top_p):
-    """Logits outside the ``top_k`` likeliest (0: no limit) and outside the ``top_p`` nucleus set to -inf."""
-    import tensorflow as tf
-
-    vocabulary = tf.shape(logits)[-1]
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary), vocabulary)
-    ordered = tf.math.top_k(logits, k=vocabulary).values                     # descending
-    kth = tf.gather(ordered, k - 1, axis=-1)[:, None]
-    logits = tf.where(logits < kth, -np.inf, logits)                          # top-k
-    ordered = tf.where(tf.range(vocabulary)[None] < k, ordered, -np.inf)
-    before = tf.math.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)  # mass above each token
-    kept = tf.where(before < top_p, ordered, np.inf)
-    threshold = tf.reduce_min(kept, axis=-1, keepdims=True)                   # smallest kept logit
-    return tf.where(logits < threshold, -np.inf, logits)                      # top-p
+def _draw(logits: np.ndarray, rng: np.random.Generator, config: SamplingConfig) -> np.ndarray:
+    """Temperature, then top-k, then top-p, then one draw per row from what is left (-inf: never)."""
+    logits = logits / config.temperature
+    if config.top_k is not None and config.top_k < logits.shape[1]:
+        kth = -np.partition(-logits, config.top_k - 1, axis=1)[:, config.top_k - 1:config.top_k]
+        logits = np.where(logits < kth, -np.inf, logits)                                   # top-k
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True), dtype=np.float64)
+    if config.top_p < 1.0:
+        ordered = -np.sort(-weights, axis=1)                                               # descending
+        before = (np.cumsum(ordered, axis=1) - ordered) / ordered.sum(axis=1, keepdims=True)  # mass above each
+        threshold = np.where(before < config.top_p, ordered, np.inf).min(axis=1, keepdims=True)
+        weights = np.where(weights < threshold, 0.0, weights)                              # top-p
+    cumulative = np.cumsum(weights, axis=1)
+    point = (1.0 - rng.random(len(logits))) * cumulative[:, -1]  # in (0, total]: never a token of weight 0
+    return (cumulative < point[:, None]).sum(axis=1)

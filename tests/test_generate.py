@@ -11,46 +11,71 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import _tiny_bundle, corpus_files, note, smf, track
-from melody.bundle import load_bundle, load_corpus
+from melody.bundle import load_bundle, load_corpus, load_weights
 from melody.errors import MelodyError, OutputExistsError
 from melody.cli import cli
 from melody.continuation import make_primer
 from melody.keys import scale
 from melody.metrics import continuation_fit
-from melody.generate import generate
-from melody.model import LSTMStepper
+from melody.generate import DEFAULT_MODEL, generate
+from melody.model import network_weights
+from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.midi_read import read_midi
 from melody.midi_write import validate_midi, write_midi
 from melody.score import Instrument, Note, Score, TimeSignature
 
 def stepper_and_sampler(bundle):
-    stepper = LSTMStepper(bundle.model)
-    return stepper, Sampler(stepper, bundle.tokenizer.token_table())
+    network = NumpyLSTM(load_weights(bundle))
+    return network, Sampler(network, bundle.tokenizer.token_table())
 
 
 def primer_of(bundle, path=None):
-    return make_primer(read_midi(path or corpus_files("folk")[0]), bundle.tokenizer).tokens[None]
+    return make_primer(read_midi(path or corpus_files("folk")[0]), bundle.tokenizer).tokens
 
 
-def test_step_by_step_logits_equal_full_sequence_logits(bundle):
-    stepper, _ = stepper_and_sampler(bundle)
-    tokens = bundle.tokenizer.encode(read_midi(corpus_files("folk")[0]))[:40].astype("int32")[None]
-    full = bundle.model(tokens).numpy()[0]
-    logits, state = stepper.prime(tokens[:, :1])
-    np.testing.assert_allclose(logits.numpy()[0], full[0], atol=1e-4)
-    for position in range(1, tokens.shape[1]):
-        logits, state = stepper.step(tokens[:, position], state)
-        np.testing.assert_allclose(logits.numpy()[0], full[position], atol=1e-4, err_msg=f"token {position}")
+def assert_same_predictions(keras_logits, numpy_logits, where):
+    """Logits equal to 1e-5 of their largest magnitude, and the probabilities to 1e-5."""
+    scale = max(1.0, float(np.abs(keras_logits).max()))
+    np.testing.assert_allclose(numpy_logits, keras_logits, rtol=0, atol=1e-5 * scale, err_msg=where)
+    probabilities = [np.exp(x - x.max(-1, keepdims=True)) for x in (keras_logits, numpy_logits)]
+    probabilities = [p / p.sum(-1, keepdims=True) for p in probabilities]
+    np.testing.assert_allclose(probabilities[1], probabilities[0], rtol=0, atol=1e-5, err_msg=where)
+
+
+@pytest.mark.parametrize("which", ["tiny", "default"])
+def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, which):
+    """The gate equations live in melody.cell (training) and melody.numpy_lstm (generation): pinned together
+    on real sequences, for a freshly trained model and for the shipped one, token by token and whole."""
+    bundle = bundle if which == "tiny" else load_bundle(DEFAULT_MODEL)
+    network = NumpyLSTM(load_weights(bundle))
+    for path in (corpus_files("folk")[0], corpus_files("chorales")[0]):
+        tokens = bundle.tokenizer.encode(read_midi(path))[:300].astype(np.int64)
+        expected = bundle.model(tokens[None].astype("int32")).numpy()[0]
+        logits, state = network.prime(tokens[:1])
+        assert_same_predictions(expected[0], logits[0], f"{path.name}, token 0")
+        for position in range(1, len(tokens)):
+            logits, state = network.step(tokens[position:position + 1], state)
+            assert_same_predictions(expected[position], logits[0], f"{path.name}, token {position}")
+        assert_same_predictions(expected[-1], network.prime(tokens)[0][0], f"{path.name}, primed whole")
+
+
+def test_weights_read_from_the_folder_are_the_keras_models(bundle):
+    """bundle.load_weights (model.keras read without TensorFlow) gives the arrays Keras holds, by name."""
+    from_folder, from_keras = load_weights(bundle), network_weights(bundle.model)
+    assert from_folder.keys() == from_keras.keys() and len(from_folder) == 2 * 3 + 3
+    for name in from_folder:
+        np.testing.assert_array_equal(from_folder[name], from_keras[name], err_msg=name)
 
 
 def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     _, sampler = stepper_and_sampler(bundle)
     primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
-    (sampled,), _ = sampler.sample(primer, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))
+    primed = sampler.prime(primer)
+    (sampled,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))
     table = bundle.tokenizer.token_table()
-    sequence = list(primer[0])
+    sequence = list(primer)
     for _ in range(30):  # the rules written out plainly: the meter, then the note grammar
         logits = bundle.model(np.array([sequence], dtype="int32")).numpy()[0, -1]
         last_bar = max(i for i, token in enumerate(sequence) if table["bar_steps"][token])
@@ -70,18 +95,19 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
         else:
             logits[table["is_duration"]] = -np.inf
         sequence.append(int(np.argmax(logits)))
-    assert list(sampled) == sequence[primer.shape[1]:]
-    (other_seed,), _ = sampler.sample(primer, allowed, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))
+    assert list(sampled) == sequence[len(primer):]
+    (other_seed,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))
     assert list(other_seed) == list(sampled)
 
 
 def test_top_p_keeps_only_the_nucleus(bundle):
     _, sampler = stepper_and_sampler(bundle)
-    primer = np.tile(primer_of(bundle), (64, 1))
+    primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
-    rows, _ = sampler.sample(primer, allowed, 1, 100, random_seed=1, config=SamplingConfig(top_p=0.3))
+    rows, _ = sampler.sample(sampler.prime(primer), 64, allowed, 1, 100, random_seed=1,
+                             config=SamplingConfig(top_p=0.3))
     first = [row[0] for row in rows]
-    logits = bundle.model(primer[:1]).numpy()[0, -1]
+    logits = bundle.model(primer[None].astype("int32")).numpy()[0, -1]
     logits[~allowed | bundle.tokenizer.is_bar(np.arange(len(bundle.tokenizer)))] = -np.inf
     logits[bundle.tokenizer.token_table()["is_duration"]] = -np.inf  # the primer ends with a bar line
     probabilities = np.exp(logits - logits.max())
@@ -94,7 +120,7 @@ def test_top_p_keeps_only_the_nucleus(bundle):
 def test_sampling_stops_before_the_bar_line_after_the_last_bar(bundle):
     _, sampler = stepper_and_sampler(bundle)
     tokenizer = bundle.tokenizer
-    rows, complete = sampler.sample(np.tile(primer_of(bundle), (8, 1)), tokenizer.sampling_mask(1), 4000, 3,
+    rows, complete = sampler.sample(sampler.prime(primer_of(bundle)), 8, tokenizer.sampling_mask(1), 4000, 3,
                                     random_seed=2)
     assert complete.all()
     for row in rows:
@@ -284,7 +310,7 @@ def test_bars_asked_are_bars_written_in_the_seeds_meter(bundle, tmp_path, meter)
     tokenizer = bundle.tokenizer
     primer = make_primer(seed, tokenizer)
     _, sampler = stepper_and_sampler(bundle)
-    rows, complete = sampler.sample(np.tile(primer.tokens, (4, 1)), tokenizer.sampling_mask(1), 1000, 3,
+    rows, complete = sampler.sample(sampler.prime(primer.tokens), 4, tokenizer.sampling_mask(1), 1000, 3,
                                     random_seed=5, config=SamplingConfig(temperature=1.5))
     steps = tokenizer.token_table()["shift_steps"]
     length = tokenizer.bar_steps(last.numerator, last.denominator)
@@ -347,7 +373,13 @@ def test_evaluate_pairs_continuations_with_their_seeds(bundle, tmp_path):
                                                  "--bars", "4", "--json"]).output)
     fit = result["fit"]
     assert [Path(p["seed"]).name for p in fit["pairs"]] == [p.name for p in corpus_files("folk")[300:302]]
-    assert fit["bars_exact"] == 1.0 and fit["tracks_before"] == 2  # (a tiny model may rest in its first bar)
+    for pair, path in zip(fit["pairs"], corpus_files("folk")[300:302]):  # each continuation with its own seed
+        own = continuation_fit(read_midi(path), read_midi(continued / f"{path.stem}-continued.mid"), 4)
+        assert pair["bars_written"] == own["bars_written"] and 1 <= own["bars_written"] <= 4  # (a tiny model
+        assert pair["in_key"] == pytest.approx(own["in_key"], nan_ok=True)                   # may rest in a bar)
+        assert pair["tracks_before"] == own["tracks_before"] == 1
+    assert fit["tracks_before"] == 2  # summed over the pairs
+    assert fit["bars_exact"] == np.mean([p["bars_written"] == 4 for p in fit["pairs"]])
     assert all(0 <= p["in_key"] <= 1 and p["density_ratio"] > 0 for p in fit["pairs"])
     assert "nll" not in result  # the fit alone needs no model
 
