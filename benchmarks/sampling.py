@@ -1,12 +1,17 @@
-"""Sampling speed: melody's compiled stateful sampler against the sliding-window ``model.predict``
-loop of many tutorials, side by side in one process, on the same 2 x 512 model.
+"""Sampling speed: melody's sampler (the trained LSTM stepped in NumPy, state carried) against the
+sliding-window ``model.predict`` loop of many tutorials, side by side in one process, on the same
+2 x 512 network.
 
     python benchmarks/sampling.py [--units 512] [--layers 2] [--tokens 512]
 
-The model has random weights (speed does not depend on what it learned); the primer is
-the first 100 tokens of a shipped folk song; sampling keeps the meter and the note
-grammar as ``melody generate`` does but never stops early (no bar limit), so every run
-draws exactly ``--tokens`` tokens.
+The network has random weights (speed does not depend on what it learned) and melody's own
+608-token vocabulary; the primer is the first 100 tokens of a shipped folk song; sampling
+keeps the meter and the note grammar as ``melody generate`` does but never stops early (no
+bar limit), so every run draws exactly ``--tokens`` tokens. Also printed: the network step
+alone (no masking or drawing), to show what the loop around it costs.
+
+Sampling runs in float32 on every machine: NumPy has no bfloat16 matrix product, and a model
+trained under bfloat16 saves float32 weights. The CPU's flags are printed with the results.
 """
 
 from __future__ import annotations
@@ -24,23 +29,47 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from melody.model import LSTMStepper, ModelConfig, build_model  # noqa: E402
-from melody.sampler import Sampler  # noqa: E402
 from melody.midi_read import read_midi  # noqa: E402
+from melody.model import ModelConfig, build_model, network_weights  # noqa: E402
+from melody.numpy_lstm import NumpyLSTM  # noqa: E402
+from melody.sampler import Sampler  # noqa: E402
 from melody.tokenizer import Tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return "unknown"
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+    return " ".join(flag if flag in flags else f"no {flag}" for flag in FLAGS)
 
 
 def ours(sampler, primer, samples, tokens, rounds=3):
-    batch = np.tile(primer, (samples, 1))
     allowed = np.ones(sampler.vocabulary, dtype=bool)
-    sampler.sample(batch, allowed, tokens, 10**6, 0)  # trace and compile
+    primed = sampler.prime(primer)
     best = 0.0
     for seed in range(rounds):
         started = time.perf_counter()
-        rows, _ = sampler.sample(batch, allowed, tokens, 10**6, seed)
+        rows, _ = sampler.sample(primed, samples, allowed, tokens, 10**6, seed)
         best = max(best, sum(len(row) for row in rows) / (time.perf_counter() - started))
+    return best
+
+
+def steps_only(network, primer, samples, tokens, rounds=3):
+    """The network's step alone, ``tokens`` times, for ``samples`` rows: tokens/s."""
+    _, state = network.prime(primer)
+    state = [(np.repeat(h, samples, 0), np.repeat(c, samples, 0)) for h, c in state]
+    token = np.full(samples, primer[-1])
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(tokens):
+            _, state = network.step(token, state)
+        best = max(best, samples * tokens / (time.perf_counter() - started))
     return best
 
 
@@ -68,18 +97,19 @@ def main():
     tokenizer = Tokenizer()
     vocabulary = len(tokenizer)
     model = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0), vocabulary)
-    primer = tokenizer.encode(read_midi(ROOT / "corpora" / "folk" / "altdeu10-1.mid"))[:100].astype("int32")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__}, {args.layers} x {args.units} "
-          f"units, embedding {args.embedding}, vocabulary {vocabulary}, primer 100 tokens")
+    network = NumpyLSTM(network_weights(model))
+    sampler = Sampler(network, tokenizer.token_table())
+    primer = tokenizer.encode(read_midi(ROOT / "corpora" / "folk" / "altdeu10-1.mid"))[:100].astype(np.intp)
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, {cpu_flags()}; numpy {np.__version__}, "
+          f"keras {keras.__version__}; {args.layers} x {args.units} units, embedding {args.embedding}, "
+          f"vocabulary {vocabulary}, primer 100 tokens, float32")
     rows = []
-    for jit in (False, True):
-        sampler = Sampler(LSTMStepper(model), tokenizer.token_table(), jit_compile=jit)
-        for samples in (1, 32):
-            rows.append((f"melody sampler{' + XLA' if jit else ''}, {samples} sample(s)", samples,
-                         ours(sampler, primer, samples, args.tokens)))
+    for samples in (1, 32):
+        rows.append((f"melody sampler, {samples} sample(s)", ours(sampler, primer, samples, args.tokens)))
+        rows.append((f"  (network step alone, {samples})", steps_only(network, primer, samples, args.tokens)))
     window = sliding_window(model, primer, args.window_tokens)
     print(f"{'method':<40} {'tokens/s':>10} {'x sliding window':>17}")
-    for name, _, rate in rows:
+    for name, rate in rows:
         print(f"{name:<40} {rate:10,.0f} {rate / window:17,.0f}")
     print(f"{'sliding-window model.predict, 1 sample':<40} {window:10,.1f} {1:17,.0f}")
 

@@ -124,6 +124,7 @@ class Sampler:
         track = np.full(samples, switches[switches >= 0][-1] if (switches >= 0).any() else -1)
         forced = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
+        fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left in the bar
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
         rng = np.random.default_rng(random_seed)
@@ -137,8 +138,8 @@ class Sampler:
             finished |= at_line & (bars_seen >= bars)
             if finished.all():
                 break
-            fits = self.shift_steps[None, :] <= (bar_length - position)[:, None]
-            mask = np.where(at_line[:, None], forced[None, :], free[last] & fits)
+            left = np.maximum(bar_length - position, 0)
+            mask = np.where(at_line[:, None], forced[None, :], free[last] & fits[left])
             token = _draw(np.where(mask, logits + bias[track + 1], -np.inf), rng, config)
             token[finished] = 0
             output[:, index] = np.where(finished, -1, token)
@@ -178,12 +179,12 @@ def _draw(logits: np.ndarray, rng: np.random.Generator, config: SamplingConfig) 
     if config.top_k is not None and config.top_k < logits.shape[1]:
         kth = -np.partition(-logits, config.top_k - 1, axis=1)[:, config.top_k - 1:config.top_k]
         logits = np.where(logits < kth, -np.inf, logits)                                   # top-k
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True), dtype=np.float64)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     if config.top_p < 1.0:
         ordered = -np.sort(-weights, axis=1)                                               # descending
         before = (np.cumsum(ordered, axis=1) - ordered) / ordered.sum(axis=1, keepdims=True)  # mass above each
         threshold = np.where(before < config.top_p, ordered, np.inf).min(axis=1, keepdims=True)
         weights = np.where(weights < threshold, 0.0, weights)                              # top-p
-    cumulative = np.cumsum(weights, axis=1)
-    point = (1.0 - rng.random(len(logits))) * cumulative[:, -1]  # in (0, total]: never a token of weight 0
+    cumulative = np.cumsum(weights, axis=1, dtype=np.float32)
+    point = (1.0 - rng.random(len(logits), dtype=np.float32)) * cumulative[:, -1]  # in (0, total]: never weight 0
     return (cumulative < point[:, None]).sum(axis=1)
