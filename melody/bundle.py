@@ -210,15 +210,26 @@ def _load_network(path: Path, compile: bool = False):
         raise BundleError(f"{path}: cannot be loaded ({type(error).__name__}: {error})") from None
 
 
-def load_for_initialising(folder: str | os.PathLike) -> tuple[object, list[str]]:
-    """(network, its vocabulary's token names) of any melody model folder, older formats included:
-    what ``melody train --init-from`` copies weights from, matching tokens by name."""
+def initialising_vocabulary(folder: str | os.PathLike) -> list[str]:
+    """The token names of a model folder of any melody format, read without TensorFlow, after checking that it
+    holds a network: what ``melody train --init-from`` matches tokens by (checked before training starts)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: no such model folder")
+    _regular_inside(folder / "tokenizer.json", folder)
+    _regular_inside(folder / "model.keras", folder)
     document = read_json_file(folder / "tokenizer.json", BundleError)
     names = document.get("vocabulary") if isinstance(document, dict) else None
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise BundleError(f"{folder}/tokenizer.json: no vocabulary list")
-    model = _load_network(folder / "model.keras")
+    return names
+
+
+def load_for_initialising(folder: str | os.PathLike) -> tuple[object, list[str]]:
+    """(network, its vocabulary's token names) of any melody model folder, older formats included:
+    what ``melody train --init-from`` copies weights from, matching tokens by name."""
+    names = initialising_vocabulary(folder)
+    model = _load_network(Path(folder) / "model.keras")
     if model.output_shape[-1] != len(names):
         raise BundleError(f"{folder}: the model predicts {model.output_shape[-1]} tokens but its vocabulary "
                           f"has {len(names)}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from melody.baselines import CopyIndex, fit_ngram, perplexity, token_counts, unigram_nll
-from melody.bundle import Bundle, load_corpus
+from melody.bundle import Bundle, Manifest, load_bundle, load_corpus, read_manifest
 from melody.errors import CorpusError, MelodyError
 from melody.metrics import continuation_fit, music_metrics
 from melody.midi_read import find_midi_files, read_midi
@@ -106,8 +106,9 @@ def _row(total_nats: float, tokens: int, notes: int) -> dict:
             "bits_per_note": round(total_nats / LOG2 / notes, 3) if notes else None}
 
 
-def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
+def evaluate_likelihood(bundle: Manifest, data=None, on_file=None) -> dict:
     """The model and both baselines on ``data`` (files/folders) or, if None, on the model's validation files.
+    The network (TensorFlow) is loaded after the files are read, unless ``bundle`` holds it already.
 
     Returns {"nll", "perplexity", "bits_per_note", "tokens", "notes", "files", "skipped", "data",
     "baselines": {"unigram": {...}, "ngram": {..., "order", "orders"}}, "gain": {baseline: share}}.
@@ -125,7 +126,8 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
 
     counts = sum((token_counts(piece, len(tokenizer)) for piece in train), np.zeros(len(tokenizer), np.int64))
     ngram, orders = fit_ngram(train, validation, len(tokenizer))
-    result = {**_row(model_nll(bundle.model, pieces), tokens, notes), "tokens": tokens, "notes": notes,
+    network = bundle.model if isinstance(bundle, Bundle) else load_bundle(bundle.path).model
+    result = {**_row(model_nll(network, pieces), tokens, notes), "tokens": tokens, "notes": notes,
               "files": len(pieces), "skipped": [{"path": p, "reason": r} for p, r in skipped], "data": described}
     result["baselines"] = {
         "unigram": _row(unigram_nll(counts, targets) * tokens, tokens, notes),
@@ -136,12 +138,11 @@ def evaluate_likelihood(bundle: Bundle, data=None, on_file=None) -> dict:
     return result
 
 
-def evaluate(model: str | os.PathLike | Bundle | None = None, data=None, generated=None, reference=None,
+def evaluate(model: str | os.PathLike | Manifest | None = None, data=None, generated=None, reference=None,
              on_file=None, seeds=None, bars: int | None = None) -> dict:
     """``melody evaluate``: the likelihood numbers on ``data`` (the model's validation files when neither
     ``data`` nor ``generated`` is given); with ``generated``, the music comparison under "music", and with
     ``seeds`` too, how each continuation fits its seed under "fit" (``fit_to_seeds``)."""
-    from melody.bundle import load_bundle
     from melody.generate import DEFAULT_MODEL
 
     for needs, name in ((reference, "reference"), (seeds, "seeds")):
@@ -153,7 +154,7 @@ def evaluate(model: str | os.PathLike | Bundle | None = None, data=None, generat
     result = {"fit": fit_to_seeds(generated, seeds, bars, on_file)} if seeds is not None else {}
     if seeds is not None and not data and reference is None:
         return result  # the fit needs no model
-    bundle = model if isinstance(model, Bundle) else load_bundle(model or DEFAULT_MODEL)
+    bundle = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)  # no network yet
     result.update(evaluate_likelihood(bundle, data or None, on_file) if data or generated is None else {})
     if generated is not None:
         result["music"] = compare_music(generated, reference, bundle, on_file)
@@ -231,7 +232,7 @@ def describe(values: list[float]) -> dict:
             "p5": float(np.percentile(values, 5)), "p95": float(np.percentile(values, 95))}
 
 
-def compare_music(generated, reference=None, bundle: Bundle | None = None, on_file=None) -> dict:
+def compare_music(generated, reference=None, bundle: Manifest | None = None, on_file=None) -> dict:
     """Music metrics of the ``generated`` files (and ``reference`` files), and copying from the training corpus.
 
     Returns {"generated": {"files", "skipped", "metrics": {name: describe(...)}}, "reference": {...} or None,

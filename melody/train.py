@@ -190,6 +190,8 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     """
     out, report = Path(out), report or Report()
     state = _check_output(out, resume, force)
+    if init_from is not None:
+        bundle.initialising_vocabulary(init_from)  # a wrong folder is reported before any work
     if resume:
         model_config, config = _resumed_configs(out, changes or {})
         tokenizer = bundle.read_manifest(out).tokenizer.config if (out / "tokenizer.json").exists() else tokenizer

@@ -114,6 +114,9 @@ def _bad_inputs(tmp_path):
         "train: negative epochs": (["train", two, "--out", model, "--epochs", "-1"], "epochs must be a positive"),
         "train: bad val split": (["train", two, "--out", model, "--val-split", "1.5"], "val_split"),
         "train: nothing to resume": (["train", two, "--out", model, "--resume"], "nothing to resume"),
+        "train: init from nowhere": (["train", two, "--out", model, "--init-from", tmp_path / "nowhere"],
+                                     "no such model folder"),
+        "train: init from no model": (["train", two, "--out", model, "--init-from", empty], "no tokenizer.json"),
         "evaluate: missing data": (["evaluate", tmp_path / "nowhere"], "no such file or folder"),
         "evaluate: no MIDI in folder": (["evaluate", empty], "no MIDI files"),
         "evaluate: nothing readable": (["evaluate", junk], "none of the 1 MIDI files could be read"),
@@ -142,12 +145,18 @@ def _bad_inputs(tmp_path):
     }
 
 
+REPORTING_TENSORFLOW = ("import sys\nfrom melody.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+                        "finally:\n    print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+
+
 def test_every_bad_input_is_one_error_line_and_exit_2(tmp_path):
+    """... and found before TensorFlow is imported: none of these needs a network to be told."""
     for label, (args, expected) in _bad_inputs(tmp_path).items():
-        result = subprocess.run([sys.executable, "-m", "melody", *map(str, args)], capture_output=True, text=True,
-                                cwd=ROOT, env={**os.environ, "MELODY_CACHE": str(tmp_path / "cache")})
+        result = subprocess.run([sys.executable, "-c", REPORTING_TENSORFLOW, *map(str, args)], capture_output=True,
+                                text=True, cwd=ROOT, env={**os.environ, "MELODY_CACHE": str(tmp_path / "cache")})
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, label
+        assert result.stdout.strip().splitlines()[-1] == "tensorflow loaded: False", label
         assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (label, lines)
         assert "Traceback" not in result.stderr + result.stdout, label
     assert (tmp_path / "taken.mid").read_bytes() == (tmp_path / "pic.png").read_bytes() == b"keep me"

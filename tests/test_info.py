@@ -51,14 +51,18 @@ def test_a_model_folder(bundle):
     assert "parameters" in text and "validation loss" in text
 
 
-def test_model_questions_are_answered_without_loading_tensorflow(bundle, tmp_path):
-    """`melody info MODEL` and a wrong --model path never import TensorFlow (so they answer at once)."""
+def test_model_questions_and_generation_never_load_tensorflow(bundle, tmp_path):
+    """`melody info MODEL`, a wrong --model path and generation itself (the shipped model and a trained one,
+    from a seed and from scratch) never import TensorFlow, so they answer at once."""
     script = ("import sys\nfrom melody.cli import cli\n"
               "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
               "    print('exit', e.code, 'tensorflow' in sys.modules)\n")
     seed = str(CORPORA / "chorales" / "bwv10.7.mid")
     for args, code in ((["info", str(bundle.path)], 0),
                        (["generate", "--model", str(tmp_path / "nowhere"), "--seed", seed], 2),
-                       (["generate", "--model", str(CORPORA), "--seed", seed], 2)):
+                       (["generate", "--model", str(CORPORA), "--seed", seed], 2),
+                       (["generate", "--seed", seed, "--out", "a.mid", "--random-seed", "1"], 0),
+                       (["generate", "--model", str(bundle.path), "--out", "b.mid", "-n", "2", "--json"], 0)):
         result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path)
         assert result.stdout.strip().splitlines()[-1] == f"exit {code} False", (args, result.stderr[-400:])
+    assert sorted(path.name for path in tmp_path.glob("*.mid")) == ["a.mid", "b-1.mid", "b-2.mid"]

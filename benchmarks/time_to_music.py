@@ -1,0 +1,76 @@
+"""Time to music: the whole ``melody generate`` command, from starting the process to the file
+written, as a user waits for it.
+
+    python benchmarks/time_to_music.py [--runs 7] [--bars 8] [--seed corpora/chorales/bwv1.6.mid]
+
+Side by side, alternating run by run so that machine load falls on both alike:
+
+* ``melody generate --seed SEED --out OUT`` (the shipped model, ``--bars`` bars): the network
+  runs in NumPy from the saved weights, TensorFlow is never imported;
+* the same generation with the network loaded the way melody did before, through Keras
+  (``import tensorflow`` and ``keras.models.load_model``) before sampling: what every
+  generation cost when sampling needed TensorFlow.
+
+Prints each side's median, fastest and slowest wall time and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+THROUGH_KERAS = """
+import sys
+from melody.bundle import load_bundle
+from melody.cli import cli
+from melody.generate import DEFAULT_MODEL
+load_bundle(DEFAULT_MODEL)  # import TensorFlow, build the Keras model
+cli.main(sys.argv[1:])
+"""
+
+
+def timed(command: list[str], cwd: str) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{result.stderr[-2000:]}")
+    return seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--bars", type=int, default=8)
+    parser.add_argument("--seed", default=str(ROOT / "corpora" / "chorales" / "bwv1.6.mid"))
+    args = parser.parse_args()
+    seed = str(Path(args.seed).resolve())
+    sides = {"melody generate (NumPy, no TensorFlow)": [sys.executable, "-m", "melody"],
+             "same, network loaded through Keras first": [sys.executable, "-c", THROUGH_KERAS]}
+    times = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory() as folder:
+        for run in range(args.runs):
+            for name, command in sides.items():
+                arguments = ["generate", "--seed", seed, "--bars", str(args.bars), "--random-seed", str(run),
+                             "--out", "out.mid", "--force", "--quiet"]
+                times[name].append(timed(command + arguments, folder))
+    print(f"# {os.cpu_count()} cores, {args.runs} runs each, seed {Path(seed).name}, {args.bars} bars, "
+          f"the shipped model")
+    print(f"{'command':<44} {'median s':>9} {'fastest':>8} {'slowest':>8}")
+    for name, seconds in times.items():
+        print(f"{name:<44} {statistics.median(seconds):9.2f} {min(seconds):8.2f} {max(seconds):8.2f}")
+    ours, theirs = (statistics.median(seconds) for seconds in times.values())
+    print(f"ratio of medians: {theirs / ours:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
