@@ -8,13 +8,15 @@ dropout 0.2, Adam with clipping) at batch 64 x 128:
 
 * ``melody train``: the real command's code (``melody.train.train``) on the shipped folk corpus
   (prepared once beforehand), with random windows, transposition, the tf.data pipeline,
-  progress reporting, validation and checkpoints. Its step time is taken as
-  (time for 24 steps - time for 4 steps) / 20, so start-up, validation and checkpoints,
-  the same in both runs, cancel;
-* the bare step: the same model's ``train_on_batch`` on one batch held in memory;
+  progress reporting, validation and checkpoints;
+* the bare step: the same model's ``train_on_batch`` on batches held in memory;
 * ``keras.layers.LSTM``: the same network built on Keras's LSTM, ``fit`` on in-memory arrays.
 
-Prints tokens/s for each and the ratios, with the CPU's flags.
+Each side's step time is the median of the times between consecutive finished steps
+(after the first two), so start-up, tracing, validation and checkpoints do not count. This
+machine's speed drifts by up to 2x over minutes, so the three are measured in alternating
+rounds and each round's ratios come from steps minutes apart at most. Prints tokens/s for
+each and the ratios, with the CPU's flags.
 """
 
 from __future__ import annotations
@@ -37,44 +39,57 @@ import numpy as np  # noqa: E402
 from melody.corpus import prepare  # noqa: E402
 from melody.model import ModelConfig, build_model  # noqa: E402
 from melody.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
-from melody.train import TrainConfig, native_bfloat16, train  # noqa: E402
+from melody.train import Report, TrainConfig, native_bfloat16, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, LENGTH = 64, 128
 
 
-def melody_train(cache: Path, config: ModelConfig, precision: str, steps: int, folder: Path) -> float:
-    out = folder / f"model-{steps}"
+class StepTimes(Report):
+    """The wall-clock time of every finished step, from melody's own progress report."""
+
+    def __init__(self):
+        self.times = []
+
+    def step(self, step, loss, tokens_per_second):
+        self.times.append(time.perf_counter())
+
+
+def rate(times: list[float]) -> float:
+    """Tokens/s from the median gap between finished steps, the first two left out."""
+    return BATCH * LENGTH / float(np.median(np.diff(times[2:])))
+
+
+def melody_rate(cache: Path, config: ModelConfig, precision: str, steps: int, folder: Path) -> float:
+    out = folder / "model"
     shutil.rmtree(out, ignore_errors=True)
-    started = time.perf_counter()
+    report = StepTimes()
     train(cache, out, config, TrainConfig(epochs=1, steps_per_epoch=steps, batch_size=BATCH, seq_len=LENGTH,
-                                          precision=precision))
-    return time.perf_counter() - started
+                                          precision=precision), report=report)
+    return rate(report.times)
 
 
-def melody_step_rate(cache, config, precision, folder) -> float:
-    short = melody_train(cache, config, precision, 4, folder)
-    long = melody_train(cache, config, precision, 24, folder)
-    return 20 * BATCH * LENGTH / (long - short)
-
-
-def bare_step_rate(config, vocabulary, layer, steps=8, fit=False) -> float:
+def keras_rate(config: ModelConfig, vocabulary: int, layer, steps: int, fit: bool) -> float:
+    """The network (melody's cell, or ``layer``) trained on random in-memory batches: ``train_on_batch``
+    one batch at a time, or ``fit`` over all of them."""
     model = build_model(config, vocabulary, **({"recurrent_layer": layer} if layer else {}))
     model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     x = rng.integers(0, vocabulary, size=(BATCH * steps, LENGTH)).astype("int32")
     y = rng.integers(0, vocabulary, size=(BATCH * steps, LENGTH)).astype("int32")
+    times = []
     if fit:
-        model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)  # trace and warm up
-        started = time.perf_counter()
-        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+        def finished(batch, logs=None):
+            times.append(time.perf_counter())
+
+        callback = keras.callbacks.LambdaCallback(on_train_batch_end=finished)
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False, callbacks=[callback])
     else:
-        model.train_on_batch(x[:BATCH], y[:BATCH])
-        started = time.perf_counter()
         for step in range(steps):
             model.train_on_batch(x[step * BATCH:(step + 1) * BATCH], y[step * BATCH:(step + 1) * BATCH])
-    return steps * BATCH * LENGTH / (time.perf_counter() - started)
+            times.append(time.perf_counter())
+    return rate(times)
 
 
 def main():
@@ -82,7 +97,8 @@ def main():
     parser.add_argument("--units", type=int, default=512)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--embedding", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="steps per side and round")
     parser.add_argument("--precision", default="float32", help="comma-separated: float32, bfloat16")
     args = parser.parse_args()
     config = ModelConfig(units=args.units, layers=args.layers, embedding=args.embedding, dropout=0.2)
@@ -99,12 +115,11 @@ def main():
         for precision in args.precision.split(","):
             policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
             for _ in range(args.rounds):
-                ours = melody_step_rate(cache, config, precision, folder)
+                ours = melody_rate(cache, config, precision, args.steps, folder)
                 keras.mixed_precision.set_global_policy(policy)
-                bare = bare_step_rate(config, vocabulary, None)
-                theirs = bare_step_rate(config, vocabulary,
-                                        lambda units, name: keras.layers.LSTM(units, return_sequences=True,
-                                                                              name=name), fit=True)
+                bare = keras_rate(config, vocabulary, None, args.steps, fit=False)
+                theirs = keras_rate(config, vocabulary, lambda units, name: keras.layers.LSTM(
+                    units, return_sequences=True, name=name), args.steps, fit=True)
                 keras.mixed_precision.set_global_policy("float32")
                 print(f"{precision:>9} {ours:13,.0f} {bare:10,.0f} {theirs:15,.0f} {ours / bare:11.2f} "
                       f"{ours / theirs:12.2f}", flush=True)

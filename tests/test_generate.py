@@ -275,6 +275,16 @@ def test_default_model_ships_and_generates_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and f"Wrote {out}" in result.stdout
     assert validate_midi(out) == []
+    done = result.stdout.strip().splitlines()[-1]  # how long it took, and where the time went
+    assert done.startswith("Done in ") and all(f"{stage} " in done for stage in ("read", "load", "prime", "sample",
+                                                                                 "write"))
+    result = subprocess.run([sys.executable, "-m", "melody", "generate", "--seed", str(corpus_files("chorales")[0]),
+                             "--out", str(out), "--force", "--json"], capture_output=True, text=True, cwd=tmp_path)
+    stages = json.loads(result.stdout)["wall_seconds"]
+    assert set(stages) == {"read", "load", "prime", "sample", "write", "total"}
+    assert all(seconds >= 0 for seconds in stages.values())
+    # the total counts from the process's start (10 ms resolution), so it holds every stage and the start-up
+    assert stages["total"] >= sum(seconds for stage, seconds in stages.items() if stage != "total") - 0.02
 
 
 # ----------------------------------------------------------------------------- fitting the seed

@@ -161,6 +161,13 @@ def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, 
     assert metrics["best_val_loss"] < metrics["unigram_val_nll"]
     saved = load_bundle(tmp_path / "bfloat16").model
     assert {w.dtype for w in saved.get_weights()} == {np.dtype("float32")}
+    # ... so generation's NumPy network runs it, predicting what Keras predicts
+    from melody.bundle import load_weights, read_manifest
+    from melody.numpy_lstm import NumpyLSTM
+    tokens = np.arange(1, 40) % 600
+    expected = saved(tokens[None].astype("int32")).numpy()[0, -1]
+    logits = NumpyLSTM(load_weights(read_manifest(tmp_path / "bfloat16"))).prime(tokens)[0][0]
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
     assert {layer.dtype_policy.name for layer in saved.layers if hasattr(layer, "dtype_policy")} == {"float32"}
     import keras
     assert keras.mixed_precision.global_policy().name == "float32"  # training leaves the process as it found it
