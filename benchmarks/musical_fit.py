@@ -76,10 +76,10 @@ def _meter(path: Path) -> str:
 
 
 def generate_all(model: str, chosen, out: Path, bars: int, options: dict) -> None:
-    from melody.bundle import load_bundle
+    from melody.bundle import read_manifest
     from melody.generate import generate
 
-    bundle = load_bundle(model)
+    bundle = read_manifest(model)
     for number, (_, path) in enumerate(chosen):
         generate(bundle, seed=path, out=out / f"{number:02d}-{path.stem}.mid", bars=bars, random_seed=number,
                  force=True, **options)

@@ -150,6 +150,7 @@ class Sampler:
             switched = self.track_of[token]
             track = np.where(switched >= 0, switched, track)
             logits, state = self.model.step(token, state)
+        finished |= (position >= bar_length) & (bars_seen >= bars)  # a row whose last bar closed on the last token
         return [row[:_length(row)] for row in output], finished
 
     def _bar_position(self, primer: np.ndarray) -> tuple[int, int]:
