@@ -13,27 +13,37 @@ import os
 import tempfile
 from pathlib import Path
 
-from melody.errors import OutputExistsError
+from melody.errors import MelodyError, OutputExistsError
 
 
 def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
-    """Raise OutputExistsError if ``path`` exists and ``force`` is False; return it as a Path."""
+    """``path`` as a Path, if a file can be written there: OutputExistsError if it exists (unless ``force``)
+    or is a folder; MelodyError if the nearest existing folder above it is a file or cannot be written."""
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists")
     if path.is_dir():
         raise OutputExistsError(f"{path} is a folder, not a file")
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise MelodyError(f"cannot write {path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise MelodyError(f"cannot write {path}: {above} is not writable")
     return path
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str, force: bool = False) -> Path:
-    """Write ``data`` to ``path`` atomically; refuse to replace an existing file unless ``force``."""
+    """Write ``data`` to ``path`` atomically; refuse to replace an existing file unless ``force``.
+    A failing write (disk full, a read-only disk) is a MelodyError naming the file; nothing is left behind."""
     path = check_writable(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -44,8 +54,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, force: bool = False
         else:
             _link_without_replacing(temporary, path)
         sync_folder(path.parent)
+    except OSError as error:
+        raise MelodyError(f"cannot write {path} ({error.strerror or error})") from None
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
     return path
 

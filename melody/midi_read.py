@@ -76,14 +76,20 @@ def midi_header(source: str | os.PathLike) -> dict:
 
 
 def _read_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_FILE_BYTES`` (a FIFO or a device would block or never end)."""
+    import stat
+
     try:
-        size = path.stat().st_size
-        if path.is_dir():
+        status = path.stat()
+        if stat.S_ISDIR(status.st_mode):
             raise MidiReadError(f"{path}: is a folder, not a MIDI file")
-        if size > MAX_FILE_BYTES:
-            raise MidiReadError(f"{path}: file is {size / 2**20:.1f} MB; melody reads MIDI files up to "
+        if not stat.S_ISREG(status.st_mode):
+            raise MidiReadError(f"{path}: not a regular file (a pipe or a device?)")
+        if status.st_size > MAX_FILE_BYTES:
+            raise MidiReadError(f"{path}: file is {status.st_size / 2**20:.1f} MB; melody reads MIDI files up to "
                                 f"{MAX_FILE_BYTES // 2**20} MB")
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
     except FileNotFoundError:
         raise MidiReadError(f"{path}: no such file") from None
     except PermissionError:

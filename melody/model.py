@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+MAX_UNITS = 4096  # a 2 x 4096 network holds 1 GB of float32 weights; beyond it is a typo, not a model
+MAX_LAYERS = 16
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Layer sizes: ``units`` per LSTM layer, ``layers`` stacked, ``embedding`` width, ``dropout`` between."""
@@ -24,10 +28,12 @@ class ModelConfig:
     dropout: float = 0.2
 
     def __post_init__(self):
-        for name in ("units", "layers", "embedding"):
+        for name, top in (("units", MAX_UNITS), ("layers", MAX_LAYERS), ("embedding", MAX_UNITS)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > top:
+                raise ValueError(f"{name} must be at most {top}, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 

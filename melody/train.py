@@ -11,6 +11,7 @@ drawn from (seed, epoch, step), ends where an uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -29,6 +30,9 @@ from melody.errors import CorpusError, MelodyError, OutputExistsError, TrainingE
 from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
 from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
+
+
+MAX_BATCH_TOKENS = 1 << 20  # e.g. 256 x 4096 tokens a step: past that, memory runs out before a step ends
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class TrainConfig:
                 continue
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.batch_size * self.seq_len > MAX_BATCH_TOKENS:
+            raise ValueError(f"batch_size x seq_len must be at most {MAX_BATCH_TOKENS:,} tokens, got "
+                             f"{self.batch_size} x {self.seq_len}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 < self.val_split < 1.0:
@@ -212,7 +219,8 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
         if state:
             model = bundle.load_checkpoint(out, state)
         else:
-            model = build_model(model_config, vocabulary)
+            with _memory_guard(model_config, config):
+                model = build_model(model_config, vocabulary)
             if init_from is not None:
                 initialise_from(model, init_from, cache.tokenizer.vocabulary)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
@@ -224,7 +232,21 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
     bundle.save_corpus(out, *data.pieces, names=data.names)
     best_copy = build_model(model_config, vocabulary)  # float32, no optimizer: what model.keras holds
-    return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))
+    with _memory_guard(model_config, config):
+        return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))
+
+
+@contextlib.contextmanager
+def _memory_guard(model_config: ModelConfig, config: TrainConfig):
+    """Running out of memory (in Python or in TensorFlow) becomes a TrainingError saying what to change."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (MemoryError, tf.errors.ResourceExhaustedError) as error:
+        raise TrainingError(f"out of memory for a {model_config.layers} x {model_config.units} network on batches "
+                            f"of {config.batch_size} x {config.seq_len} ({type(error).__name__}); try fewer "
+                            "--units or a smaller --batch-size") from None
 
 
 RESUMABLE_CHANGES = ("epochs", "max_steps", "patience")

@@ -90,7 +90,17 @@ def _bad_inputs(tmp_path):
     old_model.mkdir()
     (old_model / "config.json").write_text('{"format": "melody-model", "version": 1}')
     gen = ["generate", "--seed", song, "--out", tmp_path / "g.mid"]
+    pipe = tmp_path / "pipe.mid"
+    os.mkfifo(pipe)  # reading it would block forever
     return {
+        "generate: seed is a pipe": (["generate", "--seed", pipe, "--out", tmp_path / "g.mid"], "not a regular file"),
+        "info: a pipe": (["info", pipe], "not a regular file"),
+        "generate: output inside a file": (["generate", "--seed", song, "--out", taken / "g.mid"],
+                                           "taken.mid is a file, not a folder"),
+        "train: units past any machine": (["train", two, "--out", model, "--units", "1000000000"],
+                                          "units must be at most 4096"),
+        "train: batch past any machine": (["train", two, "--out", model, "--batch-size", "100000", "--seq-len",
+                                           "100000"], "batch_size x seq_len must be at most"),
         "generate: missing seed": (["generate", "--seed", tmp_path / "nope.mid"], "no such file"),
         "generate: seed not MIDI": (["generate", "--seed", not_midi, "--out", tmp_path / "g.mid"], "not a MIDI"),
         "generate: seed without notes": (["generate", "--seed", no_notes, "--out", tmp_path / "g.mid"], "no notes"),
