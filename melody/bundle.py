@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -308,12 +307,54 @@ def load_checkpoint(folder: Path, state: dict):
     return _load_network(Path(folder) / CHECKPOINT / state["checkpoint"], compile=True)
 
 
+MELODY_FILES = ("config.json", "tokenizer.json", "model.keras", "metrics.json", "corpus.npz", CHECKPOINT)
+
+
+def is_temporary(path: Path) -> bool:
+    """A file melody writes before renaming it into place (``files.atomic_write``, ``save_model``)."""
+    return path.name.startswith(".") and (path.name.endswith(".tmp") or path.name.endswith(".tmp.keras"))
+
+
+def unfinished(folder: Path) -> bool:
+    """Whether ``folder`` holds only what a run killed before its first checkpoint leaves (settings, corpus,
+    perhaps a first model.keras, temporary files): nothing to resume, and nothing a restart would lose."""
+    from melody.files import LOCK
+
+    if (folder / CHECKPOINT / "state.json").exists() or (folder / "metrics.json").exists():
+        return False
+    entries = [entry for entry in folder.iterdir() if entry.name != LOCK]
+    checkpoint = folder / CHECKPOINT
+    inside = list(checkpoint.iterdir()) if checkpoint.is_dir() else []
+    return all(entry.name in MELODY_FILES or is_temporary(entry) for entry in entries) and \
+        all(is_temporary(entry) or entry.name.startswith("epoch-") for entry in inside)
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed run left (call only while holding the folder's lock)."""
+    for place in (folder, folder / CHECKPOINT):
+        if place.is_dir():
+            for entry in place.iterdir():
+                if is_temporary(entry) and entry.is_file():
+                    entry.unlink(missing_ok=True)
+
+
 def clear(folder: Path) -> None:
-    """Make ``folder`` ready for a fresh run: created, without an earlier run's model, metrics or checkpoint."""
-    shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+    """Make ``folder`` ready for a fresh run: created, without an earlier run's model, metrics, checkpoint or
+    temporary files. Only what melody writes is deleted: anything else in the folder stays."""
+    checkpoint = folder / CHECKPOINT
+    if checkpoint.is_dir():
+        for entry in checkpoint.iterdir():
+            if entry.is_file() and (entry.name == "state.json" or is_temporary(entry)
+                                    or (entry.name.startswith("epoch-") and entry.name.endswith(".keras"))):
+                entry.unlink()
+        try:
+            checkpoint.rmdir()  # only if nothing else is in it
+        except OSError:
+            pass
     for name in ("model.keras", "metrics.json"):
         (folder / name).unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(folder)
 
 
 # ----------------------------------------------------------------------------- the corpus it learned

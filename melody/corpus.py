@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from melody.errors import CorpusError, MelodyError, OutputExistsError
-from melody.files import atomic_write, check_writable
+from melody.files import atomic_write, check_writable, folder_lock, holds_files
 from melody.midi_read import find_midi_files, read_midi
 from melody.midi_write import write_midi
 from melody.tokenizer import Tokenizer, TokenizerConfig
@@ -81,12 +81,16 @@ def prepare(sources, out: str | os.PathLike, config: TokenizerConfig | None = No
     config = config or TokenizerConfig()
     files = _input_files(sources)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+    with folder_lock(out, "prepare"):  # a second run into the same folder is refused, not mixed in
+        return _prepare_into(files, out, config, workers, force, on_file, started)
+
+
+def _prepare_into(files, out: Path, config: TokenizerConfig, workers, force: bool, on_file, started) -> dict:
+    if holds_files(out) and not force:
         raise OutputExistsError(f"{out} already exists and is not empty")
     workers = max(1, min(workers or os.cpu_count() or 1, len(files))) if _can_fork() else 1
     jobs = [(str(path), config) for path in files]
     entries, offsets = [], [0]
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = Tokenizer(config)
     with tempfile.TemporaryFile(dir=out) as raw, tempfile.TemporaryFile(dir=out) as raw_drums:
         for entry, tokens in _run(jobs, workers):

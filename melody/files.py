@@ -9,6 +9,7 @@ taken in the meantime, so an existing file is never replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -85,6 +86,67 @@ def _link_without_replacing(temporary: str, path: Path) -> None:
     except OSError:  # a file system without hard links: check, then rename
         check_writable(path)
         os.replace(temporary, path)
+
+
+LOCK = ".melody.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, task: str):
+    """Hold ``folder/.melody.lock`` (creating the folder) while ``task`` writes into it. A second melody run
+    on the same folder gets a MelodyError naming the first; a lock whose process is gone (kill -9, a power
+    cut) is recognised as stale and taken over. Processes are told apart by id, so a folder shared between
+    machines (a network disk) is not protected."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MelodyError(f"cannot create {folder} ({error.strerror or error})") from None
+    path = folder / LOCK
+    for _ in range(3):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None and owner != os.getpid() and _running(owner):
+                raise MelodyError(f"{folder} is in use by another melody run (process {owner}); wait for it to "
+                                  "finish or stop it") from None
+            path.unlink(missing_ok=True)  # stale: the process that took it is gone
+        except OSError as error:
+            raise MelodyError(f"cannot write in {folder} ({error.strerror or error})") from None
+    else:
+        raise MelodyError(f"{folder}: could not take its lock file {LOCK}")
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(f"{os.getpid()} {task}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def holds_files(folder: Path) -> bool:
+    """Whether ``folder`` exists and holds anything but melody's lock, or is not a folder."""
+    return folder.exists() and (not folder.is_dir() or any(entry.name != LOCK for entry in folder.iterdir()))
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text(errors="replace").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OSError, OverflowError):
+        return False
+    return True
 
 
 MAX_JSON_BYTES = 16 * 1024 * 1024  # far above any file melody writes (a tokenizer is ~20 KB)

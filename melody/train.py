@@ -27,6 +27,7 @@ from melody.baselines import token_counts, unigram_nll
 from melody.corpus import TokenCache, prepare
 from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
 from melody.errors import CorpusError, MelodyError, OutputExistsError, TrainingError
+from melody.files import folder_lock, holds_files
 from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
 from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
@@ -196,9 +197,22 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     folder whose weights start this run (see ``initialise_from``).
     """
     out, report = Path(out), report or Report()
-    state = _check_output(out, resume, force)
+    created = not out.exists()
+    _check_output(out, resume, force)  # at once, before any work; again below under the folder's lock
     if init_from is not None:
         bundle.initialising_vocabulary(init_from)  # a wrong folder is reported before any work
+    try:
+        with folder_lock(out, "train"):  # a second run into the same folder is refused
+            return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from)
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+
+
+def _train(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from) -> dict:
+    state = _check_output(out, resume, force)
+    bundle.remove_temporaries(out)  # left by a killed run: this run holds the folder now
     if resume:
         model_config, config = _resumed_configs(out, changes or {})
         tokenizer = bundle.read_manifest(out).tokenizer.config if (out / "tokenizer.json").exists() else tokenizer
@@ -305,7 +319,7 @@ def _check_output(out: Path, resume: bool, force: bool) -> dict | None:
         if state is None:
             raise TrainingError(f"{out}: nothing to resume (no checkpoint yet); start without resuming")
         return state
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+    if holds_files(out) and not force and not (out.is_dir() and bundle.unfinished(out)):
         raise OutputExistsError(f"{out} already exists and is not empty")
     return None
 

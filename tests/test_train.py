@@ -79,6 +79,58 @@ def test_existing_output_is_never_overwritten_without_force(folk, tmp_path):
         train(folk, tmp_path / "fresh", resume=True)
 
 
+def test_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(folk, tmp_path):
+    """Two runs into one folder: the second is refused while the first runs (prepare and train alike);
+    the lock of a process that is gone (kill -9) does not block the next run."""
+    from melody.corpus import prepare
+    from melody.errors import MelodyError
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for folder, run in ((tmp_path / "model", lambda: train(folk, tmp_path / "model", TINY, quick(epochs=1))),
+                            (tmp_path / "cache", lambda: prepare([folk], tmp_path / "cache", workers=1))):
+            folder.mkdir()
+            (folder / ".melody.lock").write_text(f"{holder.pid} train\n")
+            with pytest.raises(MelodyError, match=f"in use by another melody run \\(process {holder.pid}\\)"):
+                run()
+            assert [p.name for p in folder.iterdir()] == [".melody.lock"]  # nothing written beside it
+    finally:
+        holder.kill()
+        holder.wait()
+    train(folk, tmp_path / "model", TINY, quick(epochs=1))  # the holder is gone: its lock is stale
+    assert (tmp_path / "model" / "model.keras").is_file() and not (tmp_path / "model" / ".melody.lock").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_without_force(folk, tmp_path):
+    """What a kill -9 during the first save leaves (settings, corpus, a temporary model) is neither
+    resumable nor the user's: a plain run starts again there, and the temporary files go."""
+    out = tmp_path / "model"
+    train(folk, out, TINY, quick(epochs=1))
+    for name in ("metrics.json", "model.keras"):
+        (out / name).unlink()
+    for path in (out / "checkpoint").iterdir():
+        path.unlink()
+    (out / f".model.{os.getpid()}.0a1b2c3d.tmp.keras").write_bytes(b"half a model")
+    (out / "checkpoint" / ".epoch-1.99.00ff00ff.tmp.keras").write_bytes(b"half a checkpoint")
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(folk, out, resume=True)
+    metrics = train(folk, out, TINY, quick(epochs=1))
+    assert metrics["epochs"][0]["epoch"] == 1
+    assert not [p for p in out.rglob(".*") if p.name.endswith((".tmp", ".tmp.keras"))]
+
+
+def test_force_deletes_only_what_melody_wrote(folk, tmp_path):
+    out = tmp_path / "model"
+    train(folk, out, TINY, quick(epochs=1))
+    (out / "notes.txt").write_text("mine")
+    (out / "checkpoint" / "backup-of-my-run.keras").write_text("mine too")
+    train(folk, out, TINY, quick(epochs=1), force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "checkpoint" / "backup-of-my-run.keras").read_text() == "mine too"
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["backup-of-my-run.keras", "epoch-1.keras",
+                                                                       "state.json"]
+
+
 def test_too_little_music_is_a_clear_error(tmp_path):
     one = tmp_path / "one"
     one.mkdir()
