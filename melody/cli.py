@@ -367,8 +367,10 @@ def _render_outputs(result, wav: bool, png: bool, soundfont, force: bool, quiet:
 
 @cli.command()
 @click.argument("midi_file", type=click.Path(path_type=str))
-@click.option("--wav", type=click.Path(path_type=str), default=None, help="Audio file to write (default: FILE.wav).")
-@click.option("--png", type=click.Path(path_type=str), default=None, help="Piano-roll picture to write.")
+@click.option("--wav", type=click.Path(path_type=str), is_flag=False, flag_value="", default=None,
+              help="Write audio: to the file given, or alone to FILE.wav.")
+@click.option("--png", type=click.Path(path_type=str), is_flag=False, flag_value="", default=None,
+              help="Write a piano roll: to the file given, or alone to FILE.png.")
 @click.option("--soundfont", type=click.Path(path_type=str), default=None,
               help="A .sf2 soundfont (default: the General MIDI soundfont of the fluid-soundfont-gm package).")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
@@ -382,13 +384,16 @@ def render(midi_file, wav, png, soundfont, force, quiet):
     \b
     Examples:
       melody render continued.mid
+      melody render continued.mid --png --force
       melody render continued.mid --wav continued.wav
       melody render song.mid --png roll.png --soundfont my.sf2
     """
     from melody.render import find_soundfont, render as render_file
 
     if wav is None and png is None:
-        wav, png = str(Path(midi_file).with_suffix(".wav")), str(Path(midi_file).with_suffix(".png"))
+        wav = png = ""
+    wav, png = (str(Path(midi_file).with_suffix(suffix)) if given == "" else given
+                for given, suffix in ((wav, ".wav"), (png, ".png")))
     if wav is not None:
         find_soundfont(soundfont)
     if not quiet and sys.stderr.isatty():

@@ -107,6 +107,19 @@ def test_render_command_writes_both_beside_the_file_and_never_overwrites(fluidsy
     assert (tmp_path / "song.wav").read_bytes() == before
 
 
+def test_png_alone_goes_beside_the_file_and_a_flag_after_it_stays_a_flag(tmp_path):
+    """`--png --force` once wrote a picture named '--force'; --png and --wav take a path or nothing."""
+    song = tmp_path / "song.mid"
+    shutil.copy(CHORALE, song)
+    for _ in range(2):  # the second time, --force really overwrites
+        result = CliRunner().invoke(cli, ["render", str(song), "--png", "--force"])
+        assert result.exit_code == 0, result.output
+        assert f"Wrote {tmp_path / 'song.png'} (piano roll)" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["song.mid", "song.png"]
+    result = CliRunner().invoke(cli, ["render", str(song), "--png", str(tmp_path / "roll.png")])
+    assert result.exit_code == 0 and png_size(tmp_path / "roll.png") == (1200, 600)
+
+
 def test_generate_renders_one_wav_and_png_per_sample(fluidsynth, bundle, tmp_path):
     result = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(CHORALE), "--out",
                                       str(tmp_path / "idea.mid"), "-n", "2", "--bars", "2", "--wav", "--png"])
