@@ -140,13 +140,15 @@ def note_name(pitch: int) -> str:
 def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", continuation_start: int | None = None,
                force: bool = False) -> Path:
     """Write a piano-roll PNG (PICTURE_INCHES at PICTURE_DPI) of ``score``; the part from
-    ``continuation_start`` (ticks) on is shaded as the continuation."""
+    ``continuation_start`` (ticks) on is shaded as the continuation. One colour per instrument (20 at
+    most, then they repeat); the legend names the first ``MAX_LEGEND`` instruments and counts the rest."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     check_writable(out, force)
-    pitched = [i for i in score.instruments if not i.is_drum and i.notes]
-    drums = [i for i in score.instruments if i.is_drum and i.notes]
+    sounding = [(index, i) for index, i in enumerate(score.instruments) if i.notes]
+    pitched = [i for _, i in sounding if not i.is_drum]
+    drums = [i for _, i in sounding if i.is_drum]
     figure = Figure(figsize=PICTURE_INCHES, dpi=PICTURE_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     rows = 2 if drums and pitched else 1
@@ -155,18 +157,21 @@ def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", conti
     from matplotlib import colormaps
 
     palette = colormaps["tab10" if len(score.instruments) <= 10 else "tab20"].colors
-    colours = [palette[index % len(palette)] for index in range(len(score.instruments))]
-    lanes = ([(axes[0], pitched)] if pitched else []) + ([(axes[-1], drums)] if drums else [])
-    for axis, parts in lanes:
-        for part in parts:
-            _draw_notes(axis, part, colours[score.instruments.index(part)], score)
+    lanes = ([(axes[0], False)] if pitched else []) + ([(axes[-1], True)] if drums else [])
+    for axis, is_drum in lanes:
+        by_colour: dict[int, list] = {}  # one collection per colour, however many tracks share it
+        for index, instrument in sounding:
+            if instrument.is_drum == is_drum:
+                by_colour.setdefault(index % len(palette), []).extend(instrument.notes)
+        for colour, notes in by_colour.items():
+            _draw_notes(axis, notes, is_drum, palette[colour], score)
         _grid(axis, score, continuation_start)
     if pitched:
         _pitch_axis(axes[0], pitched)
     if drums:
         axes[-1].set_ylabel("drums")
         axes[-1].set_yticks([])
-    handles = _legend(score, colours)
+    handles = _legend(sounding, palette)
     if handles:
         axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
                        frameon=False)  # beside the roll: it never hides notes
@@ -177,13 +182,13 @@ def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", conti
     return atomic_write(out, buffer.getvalue(), force=force)
 
 
-def _draw_notes(axis, instrument, colour, score: Score) -> None:
+def _draw_notes(axis, notes, is_drum: bool, colour, score: Score) -> None:
     """One rectangle per note (drum hits drawn a 16th long); outlines only where notes are few enough to show them."""
     from matplotlib.collections import PolyCollection
 
-    notes = np.array([(n.start, n.end, n.pitch) for n in instrument.notes], dtype=float)
+    notes = np.array([(n.start, n.end, n.pitch) for n in notes], dtype=float)
     x0, x1, y = notes[:, 0], notes[:, 1], notes[:, 2]
-    if instrument.is_drum:
+    if is_drum:
         x1 = np.maximum(x1, x0 + score.ticks_per_quarter / 4)
     outline = 0.3 if score.end_tick < 40 * 4 * score.ticks_per_quarter else 0.0
     boxes = np.stack([np.stack([x0, y - 0.4], 1), np.stack([x1, y - 0.4], 1),
@@ -219,11 +224,17 @@ def _pitch_axis(axis, instruments) -> None:
     axis.set_ylabel("pitch")
 
 
-def _legend(score: Score, colours):
+MAX_LEGEND = 24  # a legend past this fills the picture's height and says nothing more
+
+
+def _legend(sounding, palette):
     from matplotlib.patches import Patch
 
-    return [Patch(color=colours[index], label=track_name(instrument))
-            for index, instrument in enumerate(score.instruments) if instrument.notes]
+    handles = [Patch(color=palette[index % len(palette)], label=track_name(instrument))
+               for index, instrument in sounding[:MAX_LEGEND]]
+    if len(sounding) > MAX_LEGEND:
+        handles.append(Patch(color="white", label=f"... and {len(sounding) - MAX_LEGEND:,} more tracks"))
+    return handles
 
 
 def _title(score: Score, name: str) -> str:

@@ -107,6 +107,20 @@ def test_render_command_writes_both_beside_the_file_and_never_overwrites(fluidsy
     assert (tmp_path / "song.wav").read_bytes() == before
 
 
+def test_a_piano_roll_of_thousands_of_tracks_is_drawn_with_a_bounded_legend(tmp_path):
+    """5,000 one-note tracks (a hostile file's shape): one collection per colour, a legend of 24 names and
+    a count; before, one legend entry and one collection per track took minutes."""
+    from melody.render import MAX_LEGEND, _legend
+
+    tracks = tuple(Instrument(index % 128, name=f"t{index}",
+                              notes=(Note(480 * (index % 64), 40 + index % 40, 240, 80),)) for index in range(5000))
+    score = Score(480, tracks)
+    piano_roll(score, tmp_path / "many.png")
+    assert png_size(tmp_path / "many.png") == (1200, 600)
+    labels = [handle.get_label() for handle in _legend(list(enumerate(tracks)), [(0, 0, 0)] * 20)]
+    assert len(labels) == MAX_LEGEND + 1 and labels[-1] == f"... and {5000 - MAX_LEGEND:,} more tracks"
+
+
 def test_png_alone_goes_beside_the_file_and_a_flag_after_it_stays_a_flag(tmp_path):
     """`--png --force` once wrote a picture named '--force'; --png and --wav take a path or nothing."""
     song = tmp_path / "song.mid"
