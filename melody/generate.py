@@ -3,8 +3,9 @@
     check the request -> read the seed -> read the model's manifest (a wrong folder is
     reported at once) -> the primer (``continuation.make_primer``) -> load the network's
     weights (``bundle.load_weights``; NumPy, no TensorFlow: ``numpy_lstm``) -> sample
-    exactly ``bars`` bars in the seed's meter (``sampler.Sampler``) -> arrange the new music after the seed, the band playing on
-    (``continuation.arrange``) -> write the files, all or none.
+    exactly ``bars`` bars in the seed's meter (``sampler.Sampler``) -> arrange the new
+    music after the seed, the band playing on (``continuation.arrange``) -> write the
+    files, all or none.
 
 From scratch, the primer is the opening (header and first bar line) of a piece the
 model trained on, picked by the random seed: the key, density and band of music it
@@ -79,11 +80,13 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     seed's last bars). ``key_strength`` (nats, >= 0) makes notes outside the key (the seed's, or
     ``key``) that much less likely on pitched tracks: 0 leaves the model alone, the default
     keeps continuations in key while allowing chromatic notes. ``accompaniment``: 'loop' keeps the
-    seed's tracks that the model leaves silent playing their last bars, 'none' lets them stop. Writes the files unless ``write`` is
-    False and returns them with their scores and a summary (``files``, ``bars``, ``notes``,
-    ``accompaniment_notes``, ``silent_samples``, ``seconds`` of music, ``tokens``, ``tokens_per_second``
-    of sampling, ``wall_seconds`` of each stage: read, load, prime, sample, write; ``random_seed``). A sample that comes out without a note is drawn again (``RETRIES`` times, with the
-    random seed plus 1, 2, 3), and counted in ``silent_samples`` if it stays silent.
+    seed's tracks that the model leaves silent playing their last bars, 'none' lets them stop.
+    Writes the files unless ``write`` is False and returns them with their scores and a summary
+    (``files``, ``bars``, ``notes``, ``accompaniment_notes``, ``silent_samples``, ``seconds`` of
+    music, ``tokens``, ``tokens_per_second`` of sampling, ``wall_seconds`` of each stage: read,
+    load, prime, sample, write; ``random_seed``). A sample that comes out without a note is
+    drawn again (``RETRIES`` times, with the random seed plus 1, 2, 3), and counted in
+    ``silent_samples`` if it stays silent.
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
     _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment, key_strength)

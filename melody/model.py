@@ -69,8 +69,8 @@ def network_weights(model) -> dict:
     weights = {"embedding": model.get_layer("embedding").embeddings,
                "logits/kernel": model.get_layer("logits").kernel, "logits/bias": model.get_layer("logits").bias}
     for k, layer in enumerate(layer for layer in model.layers if isinstance(layer, LSTM)):
-        weights.update({f"lstm_{k}/kernel": layer.cell.kernel, f"lstm_{k}/recurrent_kernel": layer.cell.recurrent_kernel,
-                        f"lstm_{k}/bias": layer.cell.bias})
+        weights.update({f"lstm_{k}/kernel": layer.cell.kernel, f"lstm_{k}/bias": layer.cell.bias,
+                        f"lstm_{k}/recurrent_kernel": layer.cell.recurrent_kernel})
     return {name: np.asarray(value.numpy(), dtype=np.float32) for name, value in weights.items()}
 
 
