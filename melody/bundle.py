@@ -162,8 +162,15 @@ def load_weights(manifest: Manifest) -> dict[str, np.ndarray]:
                                                ("recurrent_kernel", (config.units, 4 * config.units)),
                                                ("bias", (4 * config.units,)))):
             shapes[f"lstm_{k}/{name}"] = (f"{group}/cell/vars/{index}", shape)
+    expected = sum(4 * int(np.prod(shape)) for _, shape in shapes.values())  # float32 bytes
+    if expected > MAX_ARCHIVE_BYTES:
+        raise BundleError(f"{path}: config.json declares {expected:,} bytes of weights; too large for a melody model")
     weights = {}
     try:
+        with zipfile.ZipFile(path) as archive:
+            stored = archive.getinfo("model.weights.h5").file_size
+        if stored < expected:  # Keras stores weights uncompressed: less means compressed inside (a bomb) or missing
+            raise BundleError(f"{path}: holds {stored:,} bytes of weights where the network needs {expected:,}")
         with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member, \
                 h5py.File(member, "r") as document:
             for name, (location, shape) in shapes.items():

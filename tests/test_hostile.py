@@ -61,6 +61,24 @@ def bomb(path):
     path.write_bytes(buffer.getvalue())
 
 
+def compress_weights(path):
+    """``model.keras`` with its weight arrays (zeros, the shapes unchanged) gzip-compressed inside the HDF5
+    file: a few kilobytes that would unpack to the whole network, the shape of a decompression bomb."""
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    packed = io.BytesIO()
+    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as source, h5py.File(packed, "w") as target:
+        source.visititems(lambda name, item: target.create_dataset(name, data=np.zeros(item.shape, item.dtype),
+                                                                   compression="gzip")
+                          if isinstance(item, h5py.Dataset) else None)
+    members["model.weights.h5"] = packed.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
 def folders(bundle, tmp_path):
     """label -> (folder, command, expected words in the error)."""
     def copy(label):
@@ -84,6 +102,10 @@ def folders(bundle, tmp_path):
     strange = copy("strange-layer")
     rewrite_archive(strange / "model.keras", lambda c: c["config"]["layers"][3].update(class_name="Lambda"))
     cases["a layer melody never builds"] = (strange, "generate", "holds layers melody does not build (Lambda)")
+
+    packed = copy("packed-weights")
+    compress_weights(packed / "model.keras")
+    cases["weights compressed inside model.keras"] = (packed, "generate", "bytes of weights where the network needs")
 
     bombed = copy("bomb")
     bomb(bombed / "corpus.npz")
