@@ -58,8 +58,6 @@ class NumpyLSTM:
         # Deeper layers: one product of [x_t, h] with [W; U].
         self.stacked = [(np.concatenate([weights[f"lstm_{k}/kernel"], weights[f"lstm_{k}/recurrent_kernel"]]),
                          weights[f"lstm_{k}/bias"]) for k in range(1, layers)]
-        self.kernels = [(weights[f"lstm_{k}/kernel"], weights[f"lstm_{k}/recurrent_kernel"], weights[f"lstm_{k}/bias"])
-                        for k in range(1, layers)]
         self.logits_kernel, self.logits_bias = weights["logits/kernel"], weights["logits/bias"]
 
     def prime(self, tokens: np.ndarray) -> tuple[np.ndarray, list]:
@@ -69,7 +67,9 @@ class NumpyLSTM:
         if tokens.ndim != 1 or not len(tokens):
             raise ValueError("prime needs a non-empty sequence of tokens")
         projected, recurrent, state = self.first_projection[tokens], self.first_recurrent, []
-        for kernel, next_recurrent, bias in [*self.kernels, (None, None, None)]:
+        # [W; U] split back into views: a deeper layer's W is its first ``units`` rows.
+        deeper = [(stacked[:self.units], stacked[self.units:], bias) for stacked, bias in self.stacked]
+        for kernel, next_recurrent, bias in [*deeper, (None, None, None)]:
             h = c = np.zeros((1, self.units), np.float32)
             outputs = np.empty((len(tokens), self.units), np.float32)
             for t in range(len(tokens)):
