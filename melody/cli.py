@@ -106,13 +106,15 @@ def cli(debug: bool) -> None:
 @click.option("--melody-only", is_flag=True, help="Keep only the lead line of each file.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: one per CPU core).")
-@click.option("--force", is_flag=True, help="Replace an existing, non-empty --out folder.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out folder, tokenizing everything afresh.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def prepare(sources, out, melody_only, workers, force, quiet):
     """Tokenize MIDI files and folders into a token cache for training.
 
     Folders are searched recursively for .mid .midi .kar .rmi files. Files that
-    cannot be read are skipped; report.json in the cache says why.
+    cannot be read are skipped; report.json in the cache says why. Run it again
+    into the same --out after adding or changing files: only those are read
+    (files are recognised by their content), the rest keep their tokens.
 
     \b
     Example:
@@ -136,7 +138,8 @@ def prepare(sources, out, melody_only, workers, force, quiet):
         click.echo(f"skipped {entry['path']}: {entry['reason']}", err=True)
     if len(skipped) > 20:
         click.echo(f"... and {len(skipped) - 20} more skipped files (see {out}/report.json)", err=True)
-    click.echo(f"Prepared {summary['files']} files: {summary['ok']} ok, {summary['skipped']} skipped, "
+    reused = f", {summary['reused']} unchanged since the last run" if summary.get("reused") else ""
+    click.echo(f"Prepared {summary['files']} files: {summary['ok']} ok, {summary['skipped']} skipped{reused}, "
                f"{summary['tokens']:,} tokens in {summary['seconds']:.1f} s -> {out}")
 
 
@@ -401,7 +404,7 @@ def render(midi_file, wav, png, soundfont, force, quiet):
     audio = render_file(midi_file, wav=wav, png=png, soundfont=soundfont, force=force)
     if audio is not None and audio.note:
         click.echo(f"Note: {audio.note}", err=True)
-    for path, what in ((wav, f"audio, {len(audio.samples) / 44100:.1f} s via {audio.engine}" if audio else ""),
+    for path, what in ((wav, f"audio, {audio.seconds:.1f} s via {audio.engine}" if audio else ""),
                        (png, "piano roll")):
         if path is not None:
             click.echo(f"Wrote {path} ({what})")

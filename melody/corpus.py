@@ -6,7 +6,7 @@ A token cache is a folder:
     drums.npy       bool, one per token: True where a token sits in a drum part (not transposed)
     offsets.npy     int64, piece i is tokens[offsets[i]:offsets[i + 1]]
     tokenizer.json  the tokenizer that made the tokens
-    report.json     {"summary": {...}, "files": [{"path", "status", "reason", "repairs", "tokens"}, ...]}
+    report.json     {"summary": {...}, "files": [{"path", "digest", "status", "reason", "repairs", "tokens"}, ...]}
 
 Files are read and tokenized in parallel forked worker processes (in the calling
 process instead once it has loaded TensorFlow, which must not fork); a file that cannot
@@ -14,10 +14,16 @@ be read is skipped and reported with its reason, never fatal to the run.
 Tokens stream to disk as files finish, so memory stays bounded however large
 the corpus; the cache is written in input order whatever the number of workers,
 so the same files always give the same cache.
+
+Preparing again into a cache made with the same tokenizer settings is incremental:
+each file's content is hashed (``digest``, BLAKE2b of its bytes), and a file whose
+digest the cache already holds keeps its tokens and report entry; only new or changed
+files are read. The arrays come out byte for byte as a fresh run would write them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -31,9 +37,9 @@ from typing import Callable
 
 import numpy as np
 
-from melody.errors import CorpusError, MelodyError, OutputExistsError
+from melody.errors import CorpusError, MelodyError, MidiReadError, OutputExistsError
 from melody.files import atomic_write, check_writable, folder_lock, holds_files
-from melody.midi_read import find_midi_files, read_midi
+from melody.midi_read import find_midi_files, midi_file_bytes, read_midi
 from melody.midi_write import write_midi
 from melody.tokenizer import Tokenizer, TokenizerConfig
 
@@ -71,32 +77,50 @@ def _tokenize_job(job):
 
 
 def prepare(sources, out: str | os.PathLike, config: TokenizerConfig | None = None, workers: int | None = None,
-            force: bool = False, on_file: Callable[[dict], None] | None = None) -> dict:
-    """Tokenize every MIDI file under ``sources`` into the token cache ``out``; returns the summary.
+            force: bool = False, on_file: Callable[[dict], None] | None = None, wait: float = 0.0) -> dict:
+    """Tokenize every MIDI file under ``sources`` into the token cache ``out``; returns the summary
+    (``reused``: files whose tokens an earlier run into ``out`` had made). Another run preparing into
+    ``out`` is waited for up to ``wait`` seconds.
 
     Raises CorpusError if a source is missing or nothing could be tokenized, and
-    OutputExistsError if ``out`` holds files and ``force`` is False.
+    OutputExistsError if ``out`` holds files that are not a cache with these settings and
+    ``force`` is False (with ``force``, everything is tokenized afresh).
     """
     started = time.perf_counter()
     config = config or TokenizerConfig()
     files = _input_files(sources)
     out = Path(out)
-    with folder_lock(out, "prepare"):  # a second run into the same folder is refused, not mixed in
+    with folder_lock(out, "prepare", wait):  # a second run into the same folder is refused, not mixed in
         return _prepare_into(files, out, config, workers, force, on_file, started)
 
 
 def _prepare_into(files, out: Path, config: TokenizerConfig, workers, force: bool, on_file, started) -> dict:
-    if holds_files(out) and not force:
-        raise OutputExistsError(f"{out} already exists and is not empty")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(files))) if _can_fork() else 1
-    jobs = [(str(path), config) for path in files]
+    earlier = None if force else _earlier_cache(out, config)
+    if holds_files(out) and not force and earlier is None:
+        raise OutputExistsError(f"{out} already exists and is not a token cache with these settings")
+    digests = [file_digest(path) for path in files]
+    known = earlier.by_digest() if earlier is not None else {}
+    if earlier is not None and [(str(f), d) for f, d in zip(files, digests)] == earlier.paths_and_digests():
+        for entry in earlier.report["files"]:  # nothing new, nothing changed: the cache stands as it is
+            if on_file:
+                on_file(entry)
+        return {**earlier.report["summary"], "reused": len(files), "seconds": round(time.perf_counter() - started, 2)}
+    jobs = [(str(path), config) for path, digest in zip(files, digests) if digest is None or digest not in known]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs))) if _can_fork() else 1
+    fresh = _run(jobs, workers)
     entries, offsets = [], [0]
     tokenizer = Tokenizer(config)
     with tempfile.TemporaryFile(dir=out) as raw, tempfile.TemporaryFile(dir=out) as raw_drums:
-        for entry, tokens in _run(jobs, workers):
+        for path, digest in zip(files, digests):
+            if digest is not None and digest in known:
+                entry, tokens = known[digest]
+                entry = {**entry, "path": str(path)}
+            else:
+                entry, tokens = next(fresh)
+                entry = {"path": entry["path"], "digest": digest, **entry}
             entries.append(entry)
             if tokens is not None:
-                raw.write(tokens.astype(TOKEN_DTYPE).tobytes())
+                raw.write(np.asarray(tokens, dtype=TOKEN_DTYPE).tobytes())
                 raw_drums.write(tokenizer.drum_mask(tokens).tobytes())
                 offsets.append(offsets[-1] + tokens.size)
             if on_file:
@@ -104,7 +128,7 @@ def _prepare_into(files, out: Path, config: TokenizerConfig, workers, force: boo
         ok = sum(entry["status"] == "ok" for entry in entries)
         summary = {"files": len(entries), "ok": ok, "skipped": len(entries) - ok, "tokens": offsets[-1],
                    "seconds": round(time.perf_counter() - started, 2), "melody_only": config.melody_only,
-                   "workers": workers, "tokenizer": asdict(config)}
+                   "workers": workers, "tokenizer": asdict(config), "reused": len(entries) - len(jobs)}
         if ok == 0:
             reasons = "; ".join(sorted({entry["reason"] for entry in entries}))[:300]
             raise CorpusError(f"no MIDI file could be tokenized ({len(entries)} tried: {reasons})")
@@ -117,6 +141,25 @@ def _prepare_into(files, out: Path, config: TokenizerConfig, workers, force: boo
     atomic_write(out / "report.json", json.dumps({"summary": summary, "files": entries}, indent=1) + "\n",
                  force=True)
     return summary
+
+
+def file_digest(path: str | os.PathLike) -> str | None:
+    """A hash of the file's bytes (BLAKE2b, 128 bits, hex); None for a file melody cannot read as MIDI."""
+    try:
+        return hashlib.blake2b(midi_file_bytes(Path(path)), digest_size=16).hexdigest()
+    except MidiReadError:
+        return None
+
+
+def _earlier_cache(out: Path, config: TokenizerConfig) -> TokenCache | None:
+    """The token cache already in ``out`` if it was made with ``config`` by this tokenizer version."""
+    if not TokenCache.is_cache(out):
+        return None
+    try:
+        cache = TokenCache(out)
+    except MelodyError:
+        return None  # damaged or from another version: not reused
+    return cache if cache.tokenizer.config == config else None
 
 
 def quantize_file(source: str | os.PathLike, out: str | os.PathLike, config: TokenizerConfig | None = None,
@@ -200,6 +243,20 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def paths_and_digests(self) -> list[tuple[str, str | None]]:
+        return [(entry["path"], entry.get("digest")) for entry in self.report["files"]]
+
+    def by_digest(self) -> dict[str, tuple[dict, np.ndarray | None]]:
+        """digest -> (report entry, tokens or None if skipped) for every file the cache was made from."""
+        found, piece = {}, 0
+        for entry in self.report["files"]:
+            tokens = None
+            if entry["status"] == "ok":
+                tokens, piece = self.piece(piece), piece + 1
+            if entry.get("digest"):
+                found[entry["digest"]] = (entry, tokens)
+        return found
 
     def piece(self, index: int) -> np.ndarray:
         return self.tokens[self.offsets[index]:self.offsets[index + 1]]

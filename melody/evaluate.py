@@ -19,6 +19,8 @@ learned melodies only is measured on lead lines, as it trained.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -70,11 +72,63 @@ def read_files(sources, tokenizer: Tokenizer, on_file=None) -> Files:
     return files
 
 
-def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> float:
-    """Total negative log-likelihood (nats) of every piece's tokens after the first, one pass per piece.
+GROUP_TOKENS = 1 << 20  # files are read, measured and let go a group of this many tokens at a time
+PASS_TOKENS, WARM_UP = 16_384, 1_024  # a longer piece goes through the network in overlapping chunks
 
-    Pieces of similar length are batched, padded at the end (an LSTM never looks ahead).
+
+def token_groups(paths, tokenizer: Tokenizer, skipped: list, on_file=None):
+    """The tokens of the files at ``paths`` (read as the model sees them), in lists of about GROUP_TOKENS
+    tokens; unreadable or empty files are appended to ``skipped`` as (path, reason). Scores are not kept,
+    so memory does not grow with the number of files."""
+    group, size = [], 0
+    for path in paths:
+        try:
+            score = tokenizer.prepare(read_midi(path))
+            if not score.notes:
+                raise MelodyError(f"{path}: no notes")
+            group.append(tokenizer.encode(score))
+            size += len(group[-1])
+        except MelodyError as error:
+            skipped.append((str(path), str(error)))
+        if on_file:
+            on_file()
+        if size >= GROUP_TOKENS:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> float:
+    """Total negative log-likelihood (nats) of every piece's tokens after the first.
+
+    Pieces of similar length are batched, padded at the end (an LSTM never looks ahead). A piece
+    longer than PASS_TOKENS goes through in chunks, each starting WARM_UP tokens before the first
+    token it scores, so that its state has warmed up (exact for shorter pieces, all real songs but the
+    longest performances; memory stays bounded for any length).
     """
+    batch_nll = _batch_nll(model)
+    chunks = [chunk for piece in pieces for chunk in _chunks(piece)]
+    order = sorted(range(len(chunks)), key=lambda i: len(chunks[i][0]))
+    total, batch = 0.0, []
+    for position, index in enumerate(order):
+        batch.append(chunks[index])
+        longest = len(batch[-1][0])
+        following = len(chunks[order[position + 1]][0]) if position + 1 < len(order) else None
+        if following is None or (len(batch) + 1) * following > batch_tokens:
+            width = -(-longest // 64) * 64 + 1  # few distinct shapes
+            tokens = np.zeros((len(batch), width), dtype=np.int32)
+            mask = np.zeros((len(batch), width), dtype=np.float32)
+            for row, (piece, first) in enumerate(batch):
+                tokens[row, :len(piece)], mask[row, first:len(piece)] = piece, 1.0
+            total += float(batch_nll(tokens, mask))
+            batch = []
+    return total
+
+
+@functools.lru_cache(maxsize=2)
+def _batch_nll(model):
+    """The summed NLL of a padded batch under ``model``, traced once per model (all groups share it)."""
     import tensorflow as tf
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)])
@@ -83,21 +137,16 @@ def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> flo
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tokens[:, 1:], logits)
         return tf.reduce_sum(losses * mask[:, 1:])
 
-    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
-    total, batch = 0.0, []
-    for position, index in enumerate(order):
-        batch.append(pieces[index])
-        longest = len(batch[-1])
-        following = len(pieces[order[position + 1]]) if position + 1 < len(order) else None
-        if following is None or (len(batch) + 1) * following > batch_tokens:
-            width = -(-longest // 64) * 64 + 1  # few distinct shapes
-            tokens = np.zeros((len(batch), width), dtype=np.int32)
-            mask = np.zeros((len(batch), width), dtype=np.float32)
-            for row, piece in enumerate(batch):
-                tokens[row, :len(piece)], mask[row, :len(piece)] = piece, 1.0
-            total += float(batch_nll(tokens, mask))
-            batch = []
-    return total
+    return batch_nll
+
+
+def _chunks(piece: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """(tokens, index of the first token scored) covering ``piece``: itself, or overlapping chunks."""
+    if len(piece) <= PASS_TOKENS:
+        return [(piece, 1)]
+    step = PASS_TOKENS - WARM_UP
+    return [(piece[max(0, first - 1 - WARM_UP):first + step], first - max(0, first - 1 - WARM_UP))
+            for first in range(1, len(piece), step)]
 
 
 def _row(total_nats: float, tokens: int, notes: int) -> dict:
@@ -108,30 +157,46 @@ def _row(total_nats: float, tokens: int, notes: int) -> dict:
 
 def evaluate_likelihood(bundle: Manifest, data=None, on_file=None) -> dict:
     """The model and both baselines on ``data`` (files/folders) or, if None, on the model's validation files.
-    The network (TensorFlow) is loaded after the files are read, unless ``bundle`` holds it already.
+    Files are measured a group at a time (``token_groups``); the network (TensorFlow) is loaded once the
+    first readable group has been read, unless ``bundle`` holds it already.
 
     Returns {"nll", "perplexity", "bits_per_note", "tokens", "notes", "files", "skipped", "data",
     "baselines": {"unigram": {...}, "ngram": {..., "order", "orders"}}, "gain": {baseline: share}}.
     """
-    tokenizer = bundle.tokenizer
-    files = read_files(data, tokenizer, on_file) if data else None  # user input first
+    tokenizer, skipped = bundle.tokenizer, []
     train, validation = load_corpus(bundle.path, len(tokenizer))
-    pieces, skipped = (files.pieces, files.skipped) if files else (validation, [])
-    described = [str(source) for source in data] if files else "the model's validation files"
-    targets = np.concatenate([piece[1:] for piece in pieces]).astype(np.int64)
-    notes = int(tokenizer.is_note(targets).sum())
-    tokens = len(targets)
-    if tokens == 0:
-        raise CorpusError("the files hold no notes to predict")
-
+    if data:
+        paths = find_midi_files([Path(source) for source in data])
+        if not paths:
+            raise CorpusError(f"{', '.join(map(str, data))}: no MIDI files (.mid .midi .kar .rmi) found")
+        groups = token_groups(paths, tokenizer, skipped, on_file)
+        first = next(groups, None)  # user input first: a folder of nothing readable fails before TensorFlow
+        if first is None:
+            raise CorpusError(f"none of the {len(paths)} MIDI files could be read (first: {skipped[0][1]})")
+        groups = itertools.chain([first], groups)
+    else:
+        groups = iter([validation])
     counts = sum((token_counts(piece, len(tokenizer)) for piece in train), np.zeros(len(tokenizer), np.int64))
     ngram, orders = fit_ngram(train, validation, len(tokenizer))
     network = bundle.model if isinstance(bundle, Bundle) else load_bundle(bundle.path).model
-    result = {**_row(model_nll(network, pieces), tokens, notes), "tokens": tokens, "notes": notes,
-              "files": len(pieces), "skipped": [{"path": p, "reason": r} for p, r in skipped], "data": described}
+    nats = {"model": 0.0, "unigram": 0.0, "ngram": 0.0}
+    tokens = notes = files = 0
+    for pieces in groups:
+        targets = [piece[1:] for piece in pieces]
+        predicted = sum(len(piece) for piece in targets)
+        nats["model"] += model_nll(network, pieces)
+        nats["unigram"] += unigram_nll(counts, np.concatenate(targets).astype(np.int64)) * predicted
+        nats["ngram"] += ngram.nll(pieces)[0]
+        tokens, files = tokens + predicted, files + len(pieces)
+        notes += sum(int(tokenizer.is_note(piece).sum()) for piece in targets)
+    if tokens == 0:
+        raise CorpusError("the files hold no notes to predict")
+    described = [str(source) for source in data] if data else "the model's validation files"
+    result = {**_row(nats["model"], tokens, notes), "tokens": tokens, "notes": notes, "files": files,
+              "skipped": [{"path": p, "reason": r} for p, r in skipped], "data": described}
     result["baselines"] = {
-        "unigram": _row(unigram_nll(counts, targets) * tokens, tokens, notes),
-        "ngram": {**_row(ngram.nll(pieces)[0], tokens, notes), "order": ngram.order,
+        "unigram": _row(nats["unigram"], tokens, notes),
+        "ngram": {**_row(nats["ngram"], tokens, notes), "order": ngram.order,
                   "orders": {str(k): round(v, 4) for k, v in orders.items()}},
     }
     result["gain"] = {name: round(1 - result["nll"] / row["nll"], 4) for name, row in result["baselines"].items()}

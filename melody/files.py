@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from melody.errors import MelodyError, OutputExistsError
@@ -38,29 +39,63 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
 def atomic_write(path: str | os.PathLike, data: bytes | str, force: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically; refuse to replace an existing file unless ``force``.
     A failing write (disk full, a read-only disk) is a MelodyError naming the file; nothing is left behind."""
-    path = check_writable(path, force)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    temporary = None
+    return atomic_write_all({path: data}, force)[0]
+
+
+def atomic_write_all(files: dict, force: bool = False) -> list[Path]:
+    """Write several files (path -> bytes or text) all or nothing: each goes to disk under a temporary
+    name first, and they take their names only once every one is written, so a disk filling up half way
+    through leaves none of them."""
+    with _staged(list(files), force) as handles:
+        for data, handle in zip(files.values(), handles):
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return [Path(path) for path in files]
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, force: bool = False):
+    """A binary handle to stream a large file into; it becomes ``path`` only when the block ends without
+    error (as ``atomic_write``)."""
+    with _staged([path], force) as (handle,):
+        yield handle
+
+
+@contextlib.contextmanager
+def _staged(paths: list, force: bool):
+    """Handles to temporary files beside ``paths``: flushed to disk and given their names when the block
+    ends without error; removed on any failure. OSError becomes one MelodyError naming the files."""
+    paths = [check_writable(path, force) for path in paths]
+    temporaries, handles = [], []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temporaries.append(temporary)
+            handles.append(os.fdopen(descriptor, "wb"))
+        yield handles
+        for handle, temporary in zip(handles, temporaries):
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        if force:
-            os.replace(temporary, path)
-        else:
-            _link_without_replacing(temporary, path)
-        sync_folder(path.parent)
+            handle.close()
+            os.chmod(temporary, 0o644)
+        for path, temporary in zip(paths, temporaries):
+            if force:
+                os.replace(temporary, path)
+            else:
+                _link_without_replacing(temporary, path)
+        for folder in dict.fromkeys(path.parent for path in paths):
+            sync_folder(folder)
     except OSError as error:
-        raise MelodyError(f"cannot write {path} ({error.strerror or error})") from None
+        names = ", ".join(map(str, paths)) if len(paths) <= 3 else f"{paths[0]} and {len(paths) - 1} more files"
+        raise MelodyError(f"cannot write {names} ({error.strerror or error})"
+                          + ("; none of them was written" if len(paths) > 1 else "")) from None
     finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+        for handle in handles:
+            with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+                handle.close()
+        for temporary in temporaries:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
 
 
 def sync_folder(folder: str | os.PathLike) -> None:
@@ -92,31 +127,35 @@ LOCK = ".melody.lock"
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, task: str):
+def folder_lock(folder: str | os.PathLike, task: str, wait: float = 0.0):
     """Hold ``folder/.melody.lock`` (creating the folder) while ``task`` writes into it. A second melody run
-    on the same folder gets a MelodyError naming the first; a lock whose process is gone (kill -9, a power
-    cut) is recognised as stale and taken over. Processes are told apart by id, so a folder shared between
-    machines (a network disk) is not protected."""
+    on the same folder waits up to ``wait`` seconds for the first, then gets a MelodyError naming it; a lock
+    whose process is gone (kill -9, a power cut) is recognised as stale and taken over. Processes are told
+    apart by id, so a folder shared between machines (a network disk) is not protected."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise MelodyError(f"cannot create {folder} ({error.strerror or error})") from None
-    path = folder / LOCK
-    for _ in range(3):
+    path, deadline, stale = folder / LOCK, time.monotonic() + wait, 0
+    while True:
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
             owner = _lock_owner(path)
             if owner is not None and owner != os.getpid() and _running(owner):
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
                 raise MelodyError(f"{folder} is in use by another melody run (process {owner}); wait for it to "
                                   "finish or stop it") from None
+            stale += 1
+            if stale > 3:
+                raise MelodyError(f"{folder}: could not take its lock file {LOCK}") from None
             path.unlink(missing_ok=True)  # stale: the process that took it is gone
         except OSError as error:
             raise MelodyError(f"cannot write in {folder} ({error.strerror or error})") from None
-    else:
-        raise MelodyError(f"{folder}: could not take its lock file {LOCK}")
     with os.fdopen(descriptor, "w") as handle:
         handle.write(f"{os.getpid()} {task}\n")
     try:

@@ -26,7 +26,7 @@ import numpy as np
 from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import ACCOMPANIMENTS, arrange, make_primer, primer_from_opening
 from melody.errors import MelodyError
-from melody.files import atomic_write, check_writable
+from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes
 from melody.numpy_lstm import NumpyLSTM
@@ -130,8 +130,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
                 for row in generated]
     scores = [score for score, _ in arranged]
     old_notes = 0 if seed_score is None or continuation_only else len(seed_score.notes)
-    for path, score in zip(paths, scores):
-        atomic_write(path, midi_bytes(score), force=force)
+    atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
     tokens = int(sum(len(row) for row in generated))
     summary = {"files": [str(path) for path in paths], "samples": num_samples, "bars": bars,

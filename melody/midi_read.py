@@ -40,7 +40,8 @@ from melody.score import DRUM_CHANNEL, Instrument, KeySignature, Note, Score, Te
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 MAX_FILE_BYTES = 8 * 1024 * 1024  # the largest real performances are well under 1 MB
-MAX_EVENTS = 2_000_000
+MAX_EVENTS = 500_000  # six times the largest real performance we have met (Maestro, 80,000)
+MAX_TRACKS = 32_767  # the header counts tracks in 16 bits, which mido (and other readers) take as signed
 MAX_QUARTERS = 200_000  # about 28 hours at 120 bpm: later events are corrupt data
 # The data length each meta event type must have (SMF 1.0); anything else is malformed.
 META_LENGTHS = {0x00: (0, 2), 0x20: (1,), 0x21: (1,), 0x2F: (0,), 0x51: (3,), 0x54: (5,), 0x58: (4,), 0x59: (2,)}
@@ -54,7 +55,7 @@ def read_midi(source: str | os.PathLike | bytes, name: str | None = None) -> Sco
     """
     if not isinstance(source, (bytes, bytearray)):
         name = name or str(source)
-        source = _read_file(Path(source))
+        source = midi_file_bytes(Path(source))
     name = name or "<bytes>"
     repairs: Counter = Counter()
     try:
@@ -68,14 +69,14 @@ def read_midi(source: str | os.PathLike | bytes, name: str | None = None) -> Sco
 def midi_header(source: str | os.PathLike) -> dict:
     """{"format": 0/1/2, "tracks", "ticks_per_quarter"} from a MIDI file's header (RIFF unwrapped)."""
     try:
-        data = _clean_chunks(_read_file(Path(source)), Counter())
+        data = _clean_chunks(midi_file_bytes(Path(source)), Counter())
     except MidiReadError as error:
         raise MidiReadError(f"{source}: {error}".replace(f"{source}: {source}: ", f"{source}: ")) from None
     file_format, tracks, division = struct.unpack(">HHH", data[8:14])
     return {"format": file_format, "tracks": tracks, "ticks_per_quarter": division}
 
 
-def _read_file(path: Path) -> bytes:
+def midi_file_bytes(path: Path) -> bytes:
     """The bytes of a regular file of at most ``MAX_FILE_BYTES`` (a FIFO or a device would block or never end)."""
     import stat
 
@@ -135,6 +136,8 @@ def _clean_chunks(data: bytes, repairs: Counter) -> bytes:
         raise MidiReadError("time division is 0 ticks per quarter note")
     if track_count == 0:
         raise MidiReadError("file has no tracks")
+    if track_count > MAX_TRACKS:
+        raise MidiReadError(f"{track_count:,} tracks; melody reads files of at most {MAX_TRACKS:,}")
     tracks, position, events = [], start + 8 + max(header_size, 6), 0
     while len(tracks) < track_count and position + 8 <= len(data):
         chunk_id, size = data[position:position + 4], struct.unpack(">I", data[position + 4:position + 8])[0]

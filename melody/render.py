@@ -6,6 +6,10 @@ General MIDI soundfont, so every program and the drums sound like themselves.
 Without FluidSynth, pretty_midi's sine-wave synthesis stands in (drums are then
 silent) and the result says so. The WAV is 44.1 kHz, 16-bit stereo, as long as
 the music plus ``RELEASE_SECONDS``, with its peak scaled to ``PEAK`` (never clipped).
+The synthesizer writes to a temporary file, which is read back in chunks and
+streamed into the WAV, so memory stays flat however long the music; up to
+``MAX_RENDER_SECONDS`` are rendered, and a synthesizer that delivered less than
+the music lasts (its disk filled up) is an error, not a silent tail.
 
 Pictures: time runs left to right in bars (bar lines drawn, numbered from 1),
 pitch bottom to top with note names (MIDI 60 = C4), one colour per instrument,
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from melody.errors import RenderError
-from melody.files import atomic_write, check_writable
+from melody.files import atomic_write, atomic_writer, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes, to_pretty_midi, track_name
 from melody.score import Score
@@ -43,14 +47,13 @@ PICTURE_INCHES, PICTURE_DPI = (12, 6), 100  # 1200 x 600 pixels
 
 @dataclass
 class Audio:
-    samples: np.ndarray  # (frames, 2) float32 in -1..1
+    seconds: float       # the WAV's length
     engine: str          # "fluidsynth" or "pretty_midi"
     note: str = ""       # one line for the user when the fallback was used
 
 
 def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path | None:
-    """``soundfont`` if given (RenderError if missing), else $MELODY_SOUNDFONT or a General MIDI soundfont
-    at a usual Debian path; None if there is none."""
+    """The given soundfont, else $MELODY_SOUNDFONT, else the first General MIDI soundfont installed."""
     if soundfont is not None:
         if not Path(soundfont).is_file():
             raise RenderError(f"{soundfont}: no such soundfont file")
@@ -59,62 +62,89 @@ def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path | None:
     return next((Path(path) for path in candidates if path and Path(path).is_file()), None)
 
 
-def synthesize(score: Score, soundfont: str | os.PathLike | None = None) -> Audio:
-    """The score as stereo samples at SAMPLE_RATE, RELEASE_SECONDS longer than its last note, peak at PEAK."""
-    frames = int(round((score.duration_seconds + RELEASE_SECONDS) * SAMPLE_RATE))
-    program, font = shutil.which("fluidsynth"), find_soundfont(soundfont)
-    if program and font:
-        samples, engine, note = _fluidsynth(score, program, font), "fluidsynth", ""
-    else:
-        missing = "the fluidsynth program" if not program else "a General MIDI soundfont"
-        note = (f"{missing} not found: using pretty_midi's simple synthesis (drums silent); for real "
-                "instruments install the Debian packages fluidsynth and fluid-soundfont-gm")
-        mono = to_pretty_midi(score).synthesize(fs=SAMPLE_RATE).astype(np.float32)
-        samples, engine = np.stack([mono, mono], axis=1), "pretty_midi"
-    samples = np.concatenate([samples[:frames], np.zeros((max(frames - len(samples), 0), 2), np.float32)])
-    fade = min(len(samples), int(0.05 * SAMPLE_RATE))  # no click where the release is cut
-    samples[len(samples) - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)[:, None]
-    peak = float(np.abs(samples).max()) if len(samples) else 0.0
-    return Audio(samples * (PEAK / peak) if peak > 0 else samples, engine, note)
-
-
-def _fluidsynth(score: Score, program: str, soundfont: Path) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as scratch:
-        midi, raw = Path(scratch) / "in.mid", Path(scratch) / "out.raw"
-        midi.write_bytes(midi_bytes(score))
-        command = [program, "-n", "-i", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
-                   "-r", str(SAMPLE_RATE), "-g", "0.5", str(soundfont), str(midi)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0 or not raw.is_file():
-            raise RenderError(f"fluidsynth failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-300:]}")
-        return np.fromfile(raw, dtype="<f4").reshape(-1, 2)
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    """16-bit PCM WAV of (frames, channels) float samples in -1..1 at SAMPLE_RATE."""
-    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(pcm.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
-
-
-MAX_RENDER_SECONDS = 2 * 60 * 60  # two hours: about 1.3 GB of 44.1 kHz stereo audio held in memory
+MAX_RENDER_SECONDS = 2 * 60 * 60  # two hours: a 1.3 GB WAV, and twice that in temporary space while rendering
+CHUNK_FRAMES = 1 << 18  # audio is scaled and written six seconds at a time, never held whole
 
 
 def render_wav(score: Score, out: str | os.PathLike, soundfont=None, force: bool = False) -> Audio:
     """Write ``score`` as a WAV file at ``out`` (atomically; an existing file only with ``force``).
-    RenderError for music longer than ``MAX_RENDER_SECONDS`` (a small file can declare hours of silence)."""
+
+    RenderError for music longer than ``MAX_RENDER_SECONDS`` (a small file can declare hours of
+    silence), and when the synthesizer delivered less audio than the music lasts (its temporary
+    folder filled up): the check that keeps a silent tail from being reported as written.
+    """
     check_writable(out, force)
     if score.duration_seconds > MAX_RENDER_SECONDS:
         raise RenderError(f"the music lasts {score.duration_seconds / 3600:.1f} hours; melody renders audio up to "
                           f"{MAX_RENDER_SECONDS // 3600} hours")
-    audio = synthesize(score, soundfont)
-    atomic_write(out, wav_bytes(audio.samples), force=force)
-    return audio
+    music = int(round(score.duration_seconds * SAMPLE_RATE))
+    frames = int(round((score.duration_seconds + RELEASE_SECONDS) * SAMPLE_RATE))
+    with tempfile.TemporaryDirectory() as scratch:
+        raw, engine, note = _synthesize(score, soundfont, Path(scratch))
+        delivered = raw.stat().st_size // FRAME_BYTES
+        if delivered < music:
+            raise RenderError(f"the synthesizer delivered {delivered / SAMPLE_RATE:.1f} s of the "
+                              f"{music / SAMPLE_RATE:.1f} s of music; is the temporary folder "
+                              f"({tempfile.gettempdir()}) full?")
+        with atomic_writer(out, force) as handle:
+            _write_wav(handle, raw, frames)
+    return Audio(frames / SAMPLE_RATE, engine, note)
+
+
+FRAME_BYTES = 8  # the synthesizer's output: stereo float32, little-endian, in a file in the scratch folder
+
+
+def _synthesize(score: Score, soundfont, scratch: Path) -> tuple[Path, str, str]:
+    """A raw audio file of ``score`` in ``scratch``, the engine's name, and a note for the user when
+    pretty_midi's sine waves stood in for FluidSynth."""
+    program, font, raw = shutil.which("fluidsynth"), find_soundfont(soundfont), scratch / "out.raw"
+    if program and font:
+        midi = scratch / "in.mid"
+        midi.write_bytes(midi_bytes(score))
+        command = [program, "-n", "-i", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
+                   "-r", str(SAMPLE_RATE), "-g", "0.5", str(font), str(midi)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        if result.returncode != 0 or not raw.is_file():
+            raise RenderError(f"fluidsynth failed ({result.returncode}): "
+                              f"{(result.stderr or result.stdout).strip()[-300:]}")
+        return raw, "fluidsynth", ""
+    missing = "the fluidsynth program" if not program else "a General MIDI soundfont"
+    note = (f"{missing} not found: using pretty_midi's simple synthesis (drums silent); for real "
+            "instruments install the Debian packages fluidsynth and fluid-soundfont-gm")
+    mono = to_pretty_midi(score).synthesize(fs=SAMPLE_RATE).astype("<f4")
+    np.stack([mono, mono], axis=1).tofile(raw)
+    return raw, "pretty_midi", note
+
+
+def _write_wav(handle, raw: Path, frames: int) -> None:
+    """16-bit stereo PCM at SAMPLE_RATE from the ``raw`` samples: cut or padded with silence to ``frames``,
+    the last 50 ms faded out (no click where the release is cut), the peak scaled to PEAK. Two passes over
+    the file, a chunk at a time: the first finds the peak, the second writes."""
+    peak = max((float(np.abs(chunk).max()) for chunk in _chunks(raw, frames)), default=0.0)
+    gain = PEAK * 32767 / peak if peak > 0 else 0.0
+    with wave.open(handle, "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.setnframes(frames)
+        for chunk in _chunks(raw, frames):
+            out.writeframesraw(np.clip(np.round(chunk * gain), -32768, 32767).astype("<i2").tobytes())
+
+
+def _chunks(raw: Path, frames: int):
+    """The samples of ``raw`` cut or padded to ``frames``, with the fade-out applied, CHUNK_FRAMES at a time."""
+    fade = min(frames, int(0.05 * SAMPLE_RATE))
+    with open(raw, "rb") as source:
+        for start in range(0, frames, CHUNK_FRAMES):
+            stop = min(start + CHUNK_FRAMES, frames)
+            chunk = np.zeros((stop - start, 2), np.float32)
+            present = np.fromfile(source, dtype="<f4", count=2 * len(chunk))
+            chunk.flat[:len(present)] = present
+            if stop > frames - fade:
+                ramp = np.linspace(1, 0, fade, dtype=np.float32)[max(start - (frames - fade), 0):
+                                                                   stop - (frames - fade)]
+                chunk[len(chunk) - len(ramp):] *= ramp[:, None]
+            yield chunk
 
 
 def render(source: str | os.PathLike | Score, wav=None, png=None, soundfont=None, force: bool = False,

@@ -54,6 +54,7 @@ only (``melody_only``), the key chosen, notes on the grid. ``encode`` runs it, s
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
@@ -383,7 +384,7 @@ class Tokenizer:
 
     def _snap_duration(self, steps: int) -> int:
         """The allowed duration nearest to ``steps`` (the shorter one on a tie)."""
-        index = int(np.searchsorted(self.durations, steps))
+        index = bisect.bisect_left(self.durations, steps)
         if index == 0:
             return self.durations[0]
         if index == len(self.durations):

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from melody import bundle
 from melody.baselines import token_counts, unigram_nll
 from melody.corpus import TokenCache, prepare
 from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
-from melody.errors import CorpusError, MelodyError, OutputExistsError, TrainingError
+from melody.errors import CorpusError, OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
 from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
@@ -131,18 +132,32 @@ def corpus_cache(source: str | os.PathLike, tokenizer: TokenizerConfig | None, r
     if not files:
         raise CorpusError(f"{source}: no MIDI files (.mid .midi .kar .rmi) found")
     tokenizer = tokenizer or TokenizerConfig()
-    fingerprint = hashlib.sha256(json.dumps([TOKENIZER_VERSION, asdict(tokenizer)] + [
-        [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in files]).encode())
-    folder = Path(os.environ.get("MELODY_CACHE", Path.home() / ".cache" / "melody")) / "corpora" / \
-        fingerprint.hexdigest()[:20]
-    if TokenCache.is_cache(folder) and (folder / "report.json").is_file():
-        try:
-            return TokenCache(folder)
-        except MelodyError:  # damaged, or left by another melody: prepared again below
-            pass
+    root = Path(os.environ.get("MELODY_CACHE", Path.home() / ".cache" / "melody")) / "corpora"
+    key = hashlib.sha256(json.dumps([TOKENIZER_VERSION, asdict(tokenizer), str(source.resolve())]).encode())
+    folder = root / key.hexdigest()[:20]
     report.preparing(len(files))
-    prepare([source], folder, tokenizer, force=True, on_file=report.prepared)
+    try:  # incremental: files whose content the cache already holds are not read again
+        prepare([source], folder, tokenizer, on_file=report.prepared, wait=SHARED_CORPUS_WAIT)
+    except OutputExistsError:  # damaged, or left by another melody: prepared afresh
+        prepare([source], folder, tokenizer, force=True, on_file=report.prepared, wait=SHARED_CORPUS_WAIT)
+    (folder / "report.json").touch()  # used now: the last to be forgotten
+    _forget_old_corpora(root, MAX_SHARED_CORPORA)
     return TokenCache(folder)
+
+
+MAX_SHARED_CORPORA = 8  # folders prepared for ``melody train FOLDER``; the least recently used go first
+SHARED_CORPUS_WAIT = 1800.0  # seconds a second training run on the same folder waits for the first's preparing
+
+
+def _forget_old_corpora(root: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently prepared corpora under ``root`` (a cache: they are
+    prepared again when needed)."""
+    def last_used(path: Path) -> float:
+        return (path / "report.json").stat().st_mtime if (path / "report.json").exists() else 0.0
+
+    corpora = sorted((path for path in root.iterdir() if TokenCache.is_cache(path)), key=last_used)
+    for old in corpora[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, corpus_files, note, smf, track
-from melody.corpus import TokenCache, prepare
+from melody.corpus import TokenCache, file_digest, prepare
 from melody.errors import CorpusError, OutputExistsError
 from melody.midi_read import read_midi
 from melody.tokenizer import TokenizerConfig
@@ -46,7 +47,7 @@ def test_prepare_accounts_for_every_file(mixed_folder, tmp_path):
     assert entries["clipped.kar"]["repairs"] == ["clipped data bytes above 127 (1)"]
     assert (summary["ok"], summary["skipped"]) == (6, 3)
     assert report["summary"] == summary
-    assert set(entries["funky.midi"]) == {"path", "status", "reason", "repairs", "tokens"}
+    assert set(entries["funky.midi"]) == {"path", "digest", "status", "reason", "repairs", "tokens"}
 
 
 def test_cache_holds_exactly_the_tokens_of_each_file(mixed_folder, tmp_path):
@@ -109,7 +110,7 @@ def test_missing_source_empty_folder_and_existing_output(tmp_path):
     out = tmp_path / "cache"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="not empty"):
+    with pytest.raises(OutputExistsError, match="not a token cache with these settings"):
         prepare(corpus_files("folk")[:1], out)
     assert (out / "keep.txt").read_text() == "mine"
     prepare(corpus_files("folk")[:1], out, force=True)
@@ -121,3 +122,43 @@ def test_single_file_sources(tmp_path):
     song.write_bytes(smf(track(note(0, 60, 480))))
     summary = prepare([song], tmp_path / "cache")
     assert (summary["files"], summary["ok"]) == (1, 1)
+
+
+def cache_files(folder) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in ("tokens.npy", "drums.npy", "offsets.npy",
+                                                             "tokenizer.json")}
+
+
+def test_preparing_again_reads_only_new_and_changed_files_and_matches_a_fresh_run(mixed_folder, tmp_path):
+    cache = tmp_path / "cache"
+    prepare([mixed_folder], cache, workers=2)
+    first = json.loads((cache / "report.json").read_text())
+    assert prepare([mixed_folder], cache)["reused"] == 9  # nothing changed: nothing read
+    assert json.loads((cache / "report.json").read_text()) == first
+
+    for path in corpus_files("folk")[3:5]:  # two new files
+        shutil.copy(path, mixed_folder / "nested" / path.name)
+    changed = mixed_folder / corpus_files("folk")[0].name  # same size and time, other notes
+    data, stamp = bytearray(changed.read_bytes()), changed.stat()
+    at = data.index(b"\x90") + 1
+    data[at] = data[at] + 1 if data[at] < 100 else data[at] - 1
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    summary = prepare([mixed_folder], cache, workers=2)
+    assert summary["files"] == 11 and summary["reused"] == 8  # 2 new + 1 changed read again
+    for workers in (1, 2):
+        prepare([mixed_folder], tmp_path / f"fresh{workers}", workers=workers)
+        assert cache_files(cache) == cache_files(tmp_path / f"fresh{workers}")
+        fresh = json.loads((tmp_path / f"fresh{workers}" / "report.json").read_text())
+        assert json.loads((cache / "report.json").read_text())["files"] == fresh["files"]
+    entries = {entry["path"]: entry for entry in first["files"]}
+    assert entries[str(changed)]["digest"] != file_digest(changed)
+
+
+def test_a_cache_with_other_settings_is_not_updated_but_replaced_only_with_force(tmp_path):
+    files = corpus_files("folk")[:2]
+    prepare(files, tmp_path / "cache")
+    with pytest.raises(OutputExistsError, match="not a token cache with these settings"):
+        prepare(files, tmp_path / "cache", TokenizerConfig(melody_only=True))
+    assert prepare(files, tmp_path / "cache", TokenizerConfig(melody_only=True), force=True)["reused"] == 0
+    assert TokenCache(tmp_path / "cache").tokenizer.config.melody_only

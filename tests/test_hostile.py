@@ -1,37 +1,77 @@
-"""Model folders from strangers: each hostile folder gets one clear error, in bounded time and memory.
+"""Hostile model folders and MIDI files, and faults: one clear error or a bounded result, nothing lost.
 
-Every case runs the command line in a child process with a time limit; its peak memory
-is read back from the kernel (``getrusage`` of the finished child), so a case that
-allocates first and checks later fails here.
+Every case runs the command line in a child process limited to CPU_SECONDS of CPU time
+(the kernel stops it past that: a resource limit, not a timing assertion) and WALL_SECONDS
+of waiting (a blocked read); its own peak memory is read back from the kernel (``wait4``
+of that child), so a case that allocates first and checks later fails here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-import resource
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CORPORA, ROOT, ev, note, require_fluidsynth, smf, track
 
-from conftest import CORPORA, ROOT
+from melody.midi_write import validate_midi
 
 LIMIT_BYTES = 1.5 * 1024**3
+CPU_SECONDS, WALL_SECONDS = 30, 90
 SEED = CORPORA / "chorales" / "bwv10.7.mid"
 
 
-def run_limited(*args) -> tuple[subprocess.CompletedProcess, int]:
-    """``melody ARGS`` in a child process (at most 60 s); its result and its peak memory in bytes."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = subprocess.run([sys.executable, "-m", "melody", *map(str, args)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return result, max(peak, before) * 1024  # ru_maxrss is in KiB on Linux; the largest child so far
+# A child's peak memory as the kernel reports it includes the memory of the process that forked it, so
+# a pytest process grown by earlier tests would hide the child's own peak: the children are started by
+# a small launcher process instead, which forks each one, applies the CPU limit and reports wait4's numbers.
+LAUNCHER = """
+import json, os, resource, subprocess, sys, threading
+for line in sys.stdin:
+    job = json.loads(line)
+    limit = lambda: resource.setrlimit(resource.RLIMIT_CPU, (job["cpu"], job["cpu"]))
+    with open(job["out"], "w") as out, open(job["err"], "w") as err:
+        child = subprocess.Popen(job["args"], stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=job["cwd"],
+                                 env=job["env"], preexec_fn=limit)
+        timer = threading.Timer(job["wall"], child.kill)
+        timer.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        timer.cancel()
+    print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024]), flush=True)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def launcher():
+    global _launcher
+    _launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+    yield
+    _launcher.stdin.close()
+    _launcher.wait(timeout=10)
+
+
+def run_limited(*args, env=None) -> tuple[subprocess.CompletedProcess, int]:
+    """``melody ARGS`` in a child process under the limits above; its result and its own peak memory in bytes."""
+    with tempfile.TemporaryDirectory() as scratch:
+        job = {"args": [sys.executable, "-m", "melody", *map(str, args)], "cwd": str(ROOT),
+               "env": {**os.environ, **(env or {})}, "cpu": CPU_SECONDS, "wall": WALL_SECONDS,
+               "out": f"{scratch}/out", "err": f"{scratch}/err"}
+        _launcher.stdin.write(json.dumps(job) + "\n")
+        _launcher.stdin.flush()
+        returncode, peak = json.loads(_launcher.stdout.readline())
+        result = subprocess.CompletedProcess(args, returncode, Path(job["out"]).read_text(),
+                                             Path(job["err"]).read_text())
+    return result, peak
 
 
 def rewrite_archive(path, change):
@@ -182,3 +222,121 @@ def test_a_tiny_file_declaring_a_day_of_silence_is_not_rendered(tmp_path):
     assert not (tmp_path / "day.wav").exists() and peak < LIMIT_BYTES
     result, _ = run_limited("render", tmp_path / "day.mid", "--png", tmp_path / "day.png")
     assert result.returncode == 0 and (tmp_path / "day.png").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- MIDI files small but expensive
+
+QUARTER = 480  # conftest's files have 480 ticks per quarter; at the default 120 bpm a quarter is half a second
+
+
+def far_apart(seconds: float) -> bytes:
+    """Two notes ``seconds`` apart at 120 bpm: a few bytes that last that long."""
+    return smf(track(note(0, 60, QUARTER), note(0, 64, QUARTER, delta=round(seconds * 2 * QUARTER))))
+
+
+def midi_files(tmp_path) -> dict:
+    """label -> (command arguments, expected words in the error, or None for a bounded success)."""
+    def write(name, data):
+        (tmp_path / name).write_bytes(data)
+        return tmp_path / name
+
+    out = tmp_path / "out"
+    silence = write("silence.mid", far_apart(27.8 * 3600))
+    dense = bytearray(ev(0, 0x90, 36, 64))  # then running status: 3 bytes per event, one tick apart
+    for n in range(1, 2_000_000):
+        dense += bytes((1, 36 + (n // 2) % 48, 64 if n % 2 == 0 else 0))
+    dense = write("dense.mid", smf(track(bytes(dense))))
+    sixty_fourth = write("64th.mid", smf(track(ev(0, 0xFF, 0x58, 0x04, 1, 6, 24, 8), note(0, 60, QUARTER),
+                                               note(0, 64, QUARTER, delta=199_000 * QUARTER))))
+    tracks = write("tracks.mid", smf(*[track(note(0, 60, QUARTER))] * 32_767))  # 655 KB
+    pipe = tmp_path / "pipe.mid"
+    os.mkfifo(pipe)
+    return {
+        "27.8 hours of silence, info": (["info", silence], "beyond 200,000 quarter notes"),
+        "27.8 hours of silence, generate": (["generate", "--seed", silence, "--out", out / "a.mid"],
+                                            "beyond 200,000 quarter notes"),
+        "6 MB of notes one tick apart, info": (["info", dense], "too many events (over 500,000)"),
+        "6 MB of notes one tick apart, quantize": (["quantize", dense, out / "b.mid"], "too many events"),
+        "1/64 time over 200,000 quarters, generate": (["generate", "--seed", sixty_fourth, "--bars", 4,
+                                                        "--out", out / "c.mid"], None),
+        "32,767 tracks of one note, render": (["render", tracks, "--png", out / "d.png"], None),
+        "32,767 tracks of one note, generate": (["generate", "--seed", tracks, "--bars", 4,
+                                                  "--out", out / "e.mid"], None),
+        "a FIFO named pipe.mid, info": (["info", pipe], "not a regular file"),
+    }
+
+
+@pytest.mark.slow
+def test_small_but_expensive_midi_files_get_a_clear_error_or_a_bounded_result(tmp_path):
+    for label, (args, expected) in midi_files(tmp_path).items():
+        result, peak = run_limited(*args)
+        assert peak < LIMIT_BYTES, (label, peak)
+        if expected is None:
+            written = Path(args[-1])
+            assert result.returncode == 0, (label, result.stderr[-400:])
+            if written.suffix == ".mid":
+                assert validate_midi(written) == [], label
+            else:
+                assert written.stat().st_size > 1000, label
+        else:
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2, (label, result.returncode, result.stderr[-400:])
+            assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (label, lines)
+
+
+def test_audio_is_streamed_to_the_wav_not_held_in_memory(tmp_path):
+    """Twenty minutes of music: the WAV is 212 MB and FluidSynth's float samples twice that; the
+    command's peak memory stays under the WAV's size."""
+    require_fluidsynth()
+    (tmp_path / "far.mid").write_bytes(far_apart(20 * 60))
+    result, peak = run_limited("render", tmp_path / "far.mid", "--wav", tmp_path / "far.wav")
+    assert result.returncode == 0, result.stderr
+    wav_bytes = (tmp_path / "far.wav").stat().st_size
+    assert wav_bytes > 200e6 and peak < wav_bytes, (wav_bytes, peak)
+
+
+# ----------------------------------------------------------------------------- faults
+
+@contextlib.contextmanager
+def small_disk(tmp_path, size: str):
+    """A tmpfs of ``size`` mounted at tmp_path/disk: a disk that fills up (needs root; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_temporary_folder_while_rendering_is_an_error_not_a_silent_tail(tmp_path):
+    """FluidSynth exits 0 when its disk fills up: what it delivered is checked against the music's length."""
+    require_fluidsynth()
+    (tmp_path / "long.mid").write_bytes(far_apart(5 * 60))  # 301 s of music: 106 MB of float samples
+    with small_disk(tmp_path, "20m") as disk:
+        result, _ = run_limited("render", tmp_path / "long.mid", "--wav", tmp_path / "long.wav",
+                                env={"TMPDIR": str(disk)})
+    assert result.returncode == 2 and not (tmp_path / "long.wav").exists()
+    assert re.fullmatch(r"Error: the synthesizer delivered \d+\.\d s of the 301\.0 s of music; is the temporary "
+                        r"folder \(.*/disk\) full\?", result.stderr.strip()), result.stderr
+
+
+def test_a_disk_filling_up_during_a_batch_leaves_none_of_its_files(tmp_path):
+    """``generate -n 3`` onto a disk with room for two of its three files: one error, and no file at all."""
+    args = ("generate", "--seed", SEED, "-n", 3, "--random-seed", 1)
+    result, _ = run_limited(*args, "--out", tmp_path / "probe" / "take.mid")
+    sizes = sorted(path.stat().st_size for path in (tmp_path / "probe").glob("*.mid"))
+    assert result.returncode == 0 and len(sizes) == 3
+    pages = [-(-size // 4096) * 4096 for size in sizes]
+    with small_disk(tmp_path, "1m") as disk:
+        room = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(bytes(room - pages[0] - pages[1] - 2048))
+        result, _ = run_limited(*args, "--out", disk / "take.mid")
+        left = sorted(path.name for path in disk.iterdir())
+    assert left == ["filler"], left
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: cannot write ") and lines[0].endswith(
+        "(No space left on device); none of them was written"), lines

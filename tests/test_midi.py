@@ -334,3 +334,18 @@ def test_write_is_atomic_and_never_overwrites(tmp_path):
 @pytest.mark.parametrize("path", corpus_files("chorales")[:40] + corpus_files("folk")[:40], ids=lambda p: p.name)
 def test_shipped_corpus_files_are_valid(path):
     assert validate_midi(path) == []
+
+
+def test_track_counts_readers_take_as_negative_are_refused_on_reading_and_joined_on_writing():
+    """The header counts tracks in 16 bits and mido reads them signed: 32,768 tracks would read as none."""
+    with pytest.raises(MidiReadError, match="32,768 tracks; melody reads files of at most 32,767"):
+        read_midi(smf(*[track(note(0, 60, 480))] * 32_768))
+    pianos = [Instrument(0, notes=(Note(i * 480, 60, 480, 100),)) for i in range(32_767)]
+    score = Score(480, (*pianos, Instrument(5, notes=(Note(0, 72, 960, 90),))))
+    written = mido.MidiFile(file=io.BytesIO(midi_bytes(score)))
+    assert len(written.tracks) == 32_767  # the conductor and 32,766 parts
+    assert sum(message.type == "note_on" for track_ in written.tracks for message in track_) == 32_768
+    first, last = written.tracks[1], written.tracks[-1]
+    assert [m.note for m in first if m.type == "note_on"] == [60, 60]  # the 32,767th piano joined the first
+    assert sum(m.time for m in first if m.type != "end_of_track") == 32_766 * 480 + 480
+    assert [m.note for m in last if m.type == "note_on"] == [72, 60]  # program 5 had no part of its own

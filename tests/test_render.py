@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import wave
@@ -10,11 +9,11 @@ import wave
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import CORPORA, require_fluidsynth
 
-from conftest import CORPORA
 from melody.cli import cli
 from melody.midi_read import read_midi
-from melody.render import RELEASE_SECONDS, SAMPLE_RATE, piano_roll, render, synthesize
+from melody.render import RELEASE_SECONDS, SAMPLE_RATE, piano_roll, render, render_wav
 from melody.score import Instrument, Note, Score, Tempo
 
 CHORALE = CORPORA / "chorales" / "bwv10.7.mid"
@@ -22,12 +21,7 @@ CHORALE = CORPORA / "chorales" / "bwv10.7.mid"
 
 @pytest.fixture(scope="module")
 def fluidsynth():
-    """The real synthesizer: CI installs it (Debian fluidsynth, fluid-soundfont-gm); elsewhere tests skip without it."""
-    if shutil.which("fluidsynth") is None or not os.path.exists("/usr/share/sounds/sf2/FluidR3_GM.sf2"):
-        message = "FluidSynth or the FluidR3 GM soundfont is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_fluidsynth()
 
 
 def read_wav(path) -> tuple[wave._wave_params, np.ndarray]:
@@ -61,9 +55,15 @@ def test_wav_of_a_chorale_has_the_music_length_and_a_normalised_peak(fluidsynth,
     assert loud > 0.02  # sounding throughout the music, not one blip
 
 
-def test_piano_and_drums_sound_different(fluidsynth):
-    piano = synthesize(one_bar(False, [60, 64, 67])).samples
-    drums = synthesize(one_bar(True, [36, 42, 38, 42])).samples
+def synthesize(score: Score, tmp_path) -> tuple:
+    """The Audio ``render_wav`` reports for ``score`` and the samples it wrote."""
+    audio = render_wav(score, tmp_path / "out.wav", force=True)
+    return audio, read_wav(tmp_path / "out.wav")[1]
+
+
+def test_piano_and_drums_sound_different(fluidsynth, tmp_path):
+    piano = synthesize(one_bar(False, [60, 64, 67]), tmp_path)[1]
+    drums = synthesize(one_bar(True, [36, 42, 38, 42]), tmp_path)[1]
     frames = round((one_bar(False, [60]).duration_seconds + RELEASE_SECONDS) * SAMPLE_RATE)
     assert len(piano) == len(drums) == frames
     for samples in (piano, drums):
@@ -73,10 +73,11 @@ def test_piano_and_drums_sound_different(fluidsynth):
 
 def test_without_fluidsynth_pretty_midi_stands_in_and_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no fluidsynth program on it
-    audio = synthesize(one_bar(False, [60, 64, 67]))
+    audio, samples = synthesize(one_bar(False, [60, 64, 67]), tmp_path)
     assert audio.engine == "pretty_midi" and "fluidsynth" in audio.note and "\n" not in audio.note
-    assert len(audio.samples) == round((1880 / 960 + RELEASE_SECONDS) * SAMPLE_RATE)  # last note ends at 1.958 s
-    assert np.abs(audio.samples).max() == pytest.approx(10 ** (-1 / 20), rel=1e-3)
+    assert len(samples) == round((1880 / 960 + RELEASE_SECONDS) * SAMPLE_RATE)  # last note ends at 1.958 s
+    assert audio.seconds == len(samples) / SAMPLE_RATE
+    assert np.abs(samples).max() == pytest.approx(10 ** (-1 / 20), rel=1e-3)
 
 
 def png_size(path) -> tuple[int, int]:

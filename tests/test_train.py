@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, corpus_files
-from melody.bundle import load_bundle
+from conftest import CORPORA, ROOT, corpus_files
+from melody.bundle import load_bundle, read_manifest
 from melody.errors import BundleError, OutputExistsError, TrainingError
 from melody.model import ModelConfig
 from melody.train import TrainConfig, train
@@ -261,3 +261,70 @@ def test_ctrl_c_stops_training_with_exit_130_and_says_how_to_resume(folk, tmp_pa
     assert process.returncode == 130, stderr.decode()[-500:]
     assert stderr.decode().strip().splitlines()[-1] == \
         f"Interrupted; continue with: melody train {folk} --out {out} --resume"
+
+
+def test_the_shared_corpus_cache_follows_content_not_file_times(tmp_path, monkeypatch):
+    """``melody train FOLDER`` prepares FOLDER into $MELODY_CACHE: a file rewritten with the same size and
+    time is read again (the cache is keyed on content), and old corpora beyond MAX_SHARED_CORPORA go."""
+    from melody.train import MAX_SHARED_CORPORA, Report, corpus_cache
+
+    monkeypatch.setenv("MELODY_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for path in corpus_files("folk")[:2]:
+        shutil.copy(path, folder / path.name)
+    before = corpus_cache(folder, None, Report())
+    tokens = np.array(before.tokens)
+    song = folder / corpus_files("folk")[0].name
+    data, stamp = bytearray(song.read_bytes()), song.stat()
+    at = data.index(b"\x90") + 1
+    data[at] += 1  # one pitch a semitone higher: same size
+    song.write_bytes(bytes(data))
+    os.utime(song, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    after = corpus_cache(folder, None, Report())
+    assert after.folder == before.folder and after.report["summary"]["reused"] == 1
+    assert after.tokens.size == tokens.size and (np.asarray(after.tokens) != tokens).sum() >= 1
+    for index in range(MAX_SHARED_CORPORA):
+        other = tmp_path / f"other{index}"
+        other.mkdir()
+        shutil.copy(song, other / song.name)
+        corpus_cache(other, None, Report())
+    assert not after.folder.exists()  # the least recently used of nine
+    assert len(list((tmp_path / "cache" / "corpora").iterdir())) == MAX_SHARED_CORPORA
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_real_runs_into_one_folder_one_succeeds_and_the_other_says_why(folk, tmp_path):
+    """Two melody processes, the second started while the first holds the folder: the second is refused
+    naming the first, and the first's output is whole (prepare and train alike)."""
+    from melody.corpus import TokenCache
+
+    melody = [sys.executable, "-m", "melody"]
+    runs = {"prepare": [*melody, "prepare", CORPORA / "chorales", "--out", tmp_path / "cache", "-j", "1", "-q"],
+            "train": [*melody, "train", tmp_path / "cache", "--out", tmp_path / "model", "--units", 16,
+                      "--embedding", 8, "--seq-len", 32, "--batch-size", 8, "--max-steps", 30, "-q"]}
+    for task, command in runs.items():
+        folder = tmp_path / task.replace("prepare", "cache").replace("train", "model")
+        first = subprocess.Popen(list(map(str, command)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        try:
+            wait_for(lambda: (folder / ".melody.lock").exists() or first.poll() is not None)
+            second = subprocess.run(list(map(str, command)), cwd=ROOT, capture_output=True, text=True, timeout=120)
+            out, err = first.communicate(timeout=300)
+        finally:
+            first.kill()
+        assert first.returncode == 0, err[-500:]
+        assert second.returncode == 2 and second.stderr.strip() == (
+            f"Error: {folder} is in use by another melody run (process {first.pid}); wait for it to finish "
+            "or stop it"), second.stderr
+        assert not (folder / ".melody.lock").exists()
+    assert len(TokenCache(tmp_path / "cache")) == len(corpus_files("chorales"))
+    trained = read_manifest(tmp_path / "model")
+    assert trained.train_config["max_steps"] == 30 and trained.metrics["steps"] == 30
