@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import wave
@@ -104,6 +105,9 @@ def _synthesize(score: Score, soundfont, scratch: Path) -> tuple[Path, str, str]
         command = [program, "-n", "-i", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
                    "-r", str(SAMPLE_RATE), "-g", "0.5", str(font), str(midi)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        if result.returncode < 0:
+            raise RenderError(f"fluidsynth was stopped by {signal.Signals(-result.returncode).name}"
+                              + (" (a file size limit: ulimit -f)" if result.returncode == -signal.SIGXFSZ else ""))
         if result.returncode != 0 or not raw.is_file():
             raise RenderError(f"fluidsynth failed ({result.returncode}): "
                               f"{(result.stderr or result.stdout).strip()[-300:]}")

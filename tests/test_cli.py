@@ -151,7 +151,7 @@ def _bad_inputs(tmp_path):
         "bad workers": (["prepare", song, "--out", tmp_path / "c", "--workers", 0], "--workers"),
         "missing folder": (["prepare", tmp_path / "nowhere", "--out", tmp_path / "c"], "no such file or folder"),
         "nothing readable": (["prepare", not_midi, "--out", tmp_path / "c"], "no MIDI file could be tokenized"),
-        "cache exists": (["prepare", song, "--out", tmp_path], "not empty; use --force"),
+        "cache exists": (["prepare", song, "--out", tmp_path], "not a token cache with these settings; use --force"),
     }
 
 
