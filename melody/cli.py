@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from melody import __version__
+from melody.distribute import STRATEGIES, cluster_config
 from melody.errors import MelodyError, OutputExistsError
 
 USER_ERROR = 2
@@ -454,6 +455,8 @@ class _TrainReport:
                    f"training ({summary['train_tokens']:,} tokens), {summary['val_files']} for validation; "
                    f"unigram baseline {summary['unigram_val_nll']:.3f} nats/token", err=True)
         click.echo(f"Precision: {summary['precision']}", err=True)
+        if summary.get("strategy", "one process") != "one process":
+            click.echo(f"Strategy: {summary['strategy']}", err=True)
         self.bar = _progress(total_steps, "Training", self.quiet).__enter__()
         self.bar.update(first_step)
         self.done = first_step
@@ -497,8 +500,15 @@ class _TrainReport:
               help="Start from this model folder's weights (tokens matched by name), e.g. to fine-tune.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
+              help="Where training runs: one process, mirrored over this machine's GPUs, or multiworker over the "
+                   "machines TF_CONFIG names; auto picks multiworker with TF_CONFIG, mirrored with 2+ GPUs.")
+@click.option("--cluster", default=None, metavar="HOST:PORT,...",
+              help="The workers of a multi-worker run, the same list on every machine (writes TF_CONFIG).")
+@click.option("--task-index", type=click.IntRange(min=0), default=None,
+              help="This machine's place in --cluster; worker 0 is the chief and writes --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(source, out, init_from, resume, force, quiet, **options):
+def train(source, out, init_from, resume, force, strategy, cluster, task_index, quiet, **options):
     """Train a model on a folder of MIDI files (or a `melody prepare` cache).
 
     Shows a progress bar with loss and tokens/s. After every epoch the best
@@ -512,6 +522,7 @@ def train(source, out, init_from, resume, force, quiet, **options):
       melody train my_midi_folder/ --out my-model --epochs 10 --melody-only
       melody train corpora/chorales --out quick --max-steps 50 --units 64
       melody train corpora/folk --out folk-model --resume
+      melody train corpora/folk --out m --cluster a:2222,b:2222 --task-index 0   (on a; index 1 on b)
     """
     from melody.model import ModelConfig
     from melody.tokenizer import TokenizerConfig
@@ -527,9 +538,13 @@ def train(source, out, init_from, resume, force, quiet, **options):
     tokenizer = TokenizerConfig(melody_only=True) if given.get("melody_only") else None
     if resume and init_from:
         raise click.UsageError("--init-from starts a new run; it cannot be combined with --resume")
+    if (cluster is None) != (task_index is None):
+        raise click.UsageError("--cluster and --task-index go together")
+    if cluster is not None:
+        os.environ["TF_CONFIG"] = cluster_config(cluster, task_index)
     try:
         metrics = train_model(source, out, model_config, config, tokenizer, resume=resume, force=force,
-                              report=_TrainReport(quiet), changes=given, init_from=init_from)
+                              report=_TrainReport(quiet), changes=given, init_from=init_from, strategy=strategy)
     except OutputExistsError as error:
         raise MelodyError(f"{error}; use --resume to continue training or --force to start over") from None
     except KeyboardInterrupt:

@@ -120,21 +120,25 @@ def validation_windows(cache: TokenCache, pieces: np.ndarray, seq_len: int, max_
 
 
 def training_dataset(sampler: WindowSampler, batch_size: int, steps: int, seed: int, epoch: int,
-                     first_step: int = 0):
-    """A tf.data pipeline of ``steps`` (inputs, targets) batches for ``epoch``, prefetched."""
+                     first_step: int = 0, rows: list[slice] | None = None):
+    """A tf.data pipeline of (inputs, targets) batches for ``epoch``'s steps ``first_step`` to ``steps``,
+    prefetched. Each step's global batch of ``batch_size`` windows is drawn whole; ``rows`` (default: all)
+    picks the shares of it this process's replicas train on, one element per replica in turn."""
     import tensorflow as tf
 
-    length = sampler.seq_len
+    rows = rows or [slice(0, batch_size)]
+    shape = (len(rows), rows[0].stop - rows[0].start, sampler.seq_len)
 
     def make(step):
         rng = np.random.default_rng([seed, epoch, int(step)])
         window = sampler.batch(rng, batch_size)
-        return window[:, :-1], window[:, 1:]
+        shares = np.stack([window[part] for part in rows])
+        return shares[..., :-1], shares[..., 1:]
 
     def load(step):
         inputs, targets = tf.numpy_function(make, [step], (tf.int32, tf.int32), stateful=False)
-        inputs.set_shape((batch_size, length))
-        targets.set_shape((batch_size, length))
+        inputs.set_shape(shape)
+        targets.set_shape(shape)
         return inputs, targets
 
-    return tf.data.Dataset.range(first_step, steps).map(load).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.range(first_step, steps).map(load).unbatch().prefetch(tf.data.AUTOTUNE)

@@ -27,6 +27,7 @@ from melody import bundle
 from melody.baselines import token_counts, unigram_nll
 from melody.corpus import TokenCache, prepare
 from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
+from melody.distribute import STRATEGIES, Placement, is_chief, local_rows, place
 from melody.errors import CorpusError, OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
 from melody.midi_read import find_midi_files
@@ -202,32 +203,44 @@ def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
 
 def train(source, out, model_config: ModelConfig | None = None, config: TrainConfig | None = None,
           tokenizer: TokenizerConfig | None = None, resume: bool = False, force: bool = False,
-          report: Report | None = None, changes: dict | None = None, init_from=None) -> dict:
+          report: Report | None = None, changes: dict | None = None, init_from=None, strategy: str = "auto") -> dict:
     """Train on ``source`` into the model folder ``out``; returns the final metrics.
 
     ``tokenizer``: how a MIDI folder is tokenized (a token cache brings its own).
     With ``resume``, the settings saved in ``out`` are used and training continues from
     the last checkpoint; ``changes`` (setting name -> value) may raise ``epochs``,
     ``max_steps`` or ``patience``, any other change is refused. ``init_from``: a model
-    folder whose weights start this run (see ``initialise_from``).
+    folder whose weights start this run (see ``initialise_from``). ``strategy``: where
+    training runs (``melody.distribute``); only the chief worker writes ``out``.
     """
     out, report = Path(out), report or Report()
+    if strategy not in STRATEGIES:
+        raise TrainingError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if not is_chief(strategy):  # another worker: the chief checks, locks and writes the folder
+        if init_from is not None:
+            bundle.initialising_vocabulary(init_from)
+        return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from,
+                      strategy)
     created = not out.exists()
     _check_output(out, resume, force)  # at once, before any work; again below under the folder's lock
     if init_from is not None:
         bundle.initialising_vocabulary(init_from)  # a wrong folder is reported before any work
     try:
         with folder_lock(out, "train"):  # a second run into the same folder is refused
-            return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from)
+            return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from,
+                          strategy)
     finally:
         if created:
             with contextlib.suppress(OSError):
                 out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
 
 
-def _train(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from) -> dict:
-    state = _check_output(out, resume, force)
-    bundle.remove_temporaries(out)  # left by a killed run: this run holds the folder now
+def _train(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from,
+           strategy: str) -> dict:
+    writes = is_chief(strategy)
+    state = _check_output(out, resume, force or not writes)
+    if writes:
+        bundle.remove_temporaries(out)  # left by a killed run: this run holds the folder now
     if resume:
         model_config, config = _resumed_configs(out, changes or {})
         tokenizer = bundle.read_manifest(out).tokenizer.config if (out / "tokenizer.json").exists() else tokenizer
@@ -235,34 +248,48 @@ def _train(source, out: Path, model_config, config, tokenizer, resume, force, re
     cache = corpus_cache(source, tokenizer, report)
     data = training_data(cache, config)
     vocabulary = len(cache.tokenizer)
-    if not resume:
+    if not resume and writes:
         bundle.clear(out)
 
     keras = load_keras()  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
+    placement = place(strategy)
+    data.summary["strategy"] = placement.describe()
+    rows = local_rows(config.batch_size, placement)  # checked before the network is built
 
     keras.utils.set_random_seed(config.random_seed)
     precision, why = state["precision"] if state and "precision" in state else resolve_precision(config.precision)
     data.summary["precision"] = f"{precision} ({why})"
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-        if state:
-            model = bundle.load_checkpoint(out, state)
-        else:
-            with _memory_guard(model_config, config):
-                model = build_model(model_config, vocabulary)
-            if init_from is not None:
-                initialise_from(model, init_from, cache.tokenizer.vocabulary)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clip_norm),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0,
-                     "precision": [precision, why]}
+        with placement.strategy.scope():  # variables (the optimizer's too) are created under the strategy
+            model, state = _network(out, state, model_config, config, vocabulary, init_from, cache, precision, why)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
-    bundle.save_corpus(out, *data.pieces, names=data.names)
+    if writes:
+        bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
+        bundle.save_corpus(out, *data.pieces, names=data.names)
     best_copy = build_model(model_config, vocabulary)  # float32, no optimizer: what model.keras holds
-    with _memory_guard(model_config, config):
-        return _epochs(model, best_copy, data, config, state, out, report, parameter_count(best_copy))
+    with _memory_guard(model_config, config), _worker_guard(placement):
+        return _epochs(Run(model, placement, rows, out if writes else None), best_copy, data, config, state, report,
+                       parameter_count(best_copy))
+
+
+def _network(out: Path, state, model_config, config, vocabulary: int, init_from, cache, precision, why):
+    """(the network to train, the run's state): from the checkpoint in ``out`` if ``state``, else new."""
+    keras = load_keras()
+    if state:
+        model = bundle.load_checkpoint(out, state)
+    else:
+        with _memory_guard(model_config, config):
+            model = build_model(model_config, vocabulary)
+        if init_from is not None:
+            initialise_from(model, init_from, cache.tokenizer.vocabulary)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),  # clipped in ``_train_step``
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0,
+                 "precision": [precision, why]}
+    model.optimizer.build(model.trainable_variables)
+    return model, state
 
 
 @contextlib.contextmanager
@@ -339,15 +366,25 @@ def _check_output(out: Path, resume: bool, force: bool) -> dict | None:
     return None
 
 
-def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: dict, out: Path,
-            report: Report, parameters: int) -> dict:
+@dataclass
+class Run:
+    """The network in training, where it runs, and where it is saved (None on workers other than the chief)."""
+
+    model: object
+    placement: Placement
+    rows: list[slice]  # this worker's replicas' rows of each global batch
+    out: Path | None
+
+
+def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state: dict, report: Report,
+            parameters: int) -> dict:
     steps_per_epoch = config.steps_per_epoch or max(1, data.sampler.tokens_total //
                                                     (config.batch_size * config.seq_len))
     total = steps_per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
     report.start(total, state["step"], data.summary)
     tokens_per_step = config.batch_size * config.seq_len
-    progress = _progress_callback(report, tokens_per_step)
+    train_step = _train_step(run.model, run.placement.strategy, tokens_per_step, config.clip_norm)
     stopped = "finished all epochs"
     for epoch in range(state["epoch"], config.epochs):
         steps = min(steps_per_epoch, total - state["step"])
@@ -355,17 +392,20 @@ def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: di
             stopped = f"reached --max-steps {config.max_steps}"
             break
         started = time.perf_counter()
-        progress.first_step = state["step"]
-        _reseed_dropout(model, config.random_seed, epoch)
-        dataset = training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch)
-        history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
-                            callbacks=[progress])
-        val_loss = float(model.evaluate(data.validation[:, :-1], data.validation[:, 1:],
-                                        batch_size=config.batch_size, verbose=0))
+        _reseed_dropout(run.model, config.random_seed, epoch)
+        batches = run.placement.strategy.distribute_datasets_from_function(
+            lambda _: training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch,
+                                       rows=run.rows))
+        losses = []
+        for batch in batches:
+            losses.append(float(train_step(batch)))
+            report.step(state["step"] + len(losses), float(np.mean(losses)),
+                        len(losses) * tokens_per_step / max(time.perf_counter() - started, 1e-9))
+        val_loss = validation_loss(run.model, data.validation, config.batch_size)
         seconds = time.perf_counter() - started
         state["step"] += steps
         state["seconds"] += seconds
-        entry = {"epoch": epoch + 1, "step": state["step"], "loss": round(float(history.history["loss"][-1]), 5),
+        entry = {"epoch": epoch + 1, "step": state["step"], "loss": round(float(np.mean(losses)), 5),
                  "val_loss": round(val_loss, 5), "tokens_seen": state["step"] * tokens_per_step,
                  "seconds": round(seconds, 2)}
         state["epochs"].append(entry)
@@ -373,11 +413,13 @@ def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: di
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best_val_loss"] = val_loss
-            best_copy.set_weights(model.get_weights())
-            bundle.save_best(best_copy, out)
+            best_copy.set_weights(run.model.get_weights())
         state["epoch"] = epoch + 1
-        bundle.save_checkpoint(model, state, out)
-        _write_metrics(out, state, data.summary, parameters, stopped="running")
+        if run.out is not None:
+            if improved:
+                bundle.save_best(best_copy, run.out)
+            bundle.save_checkpoint(run.model, state, run.out)
+            _write_metrics(run.out, state, data.summary, parameters, stopped="running")
         report.epoch(entry, improved)
         if state["bad_epochs"] >= config.patience:
             stopped = f"early stopping: no improvement for {config.patience} epochs"
@@ -385,7 +427,74 @@ def _epochs(model, best_copy, data: TrainingData, config: TrainConfig, state: di
     else:
         if config.max_steps and state["step"] >= config.max_steps:
             stopped = f"reached --max-steps {config.max_steps}"
-    return _write_metrics(out, state, data.summary, parameters, stopped=stopped)
+    return _write_metrics(run.out, state, data.summary, parameters, stopped=stopped)
+
+
+def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
+    """One step on a distributed batch; returns the batch's mean loss per token.
+
+    Each replica computes the gradient of its rows' share of the global mean loss. The
+    shares are summed across replicas (one all-reduce) and each weight's gradient is
+    clipped to ``clip_norm``, as one process training on the whole batch would clip it;
+    the optimizer then sums what the replicas hand it, so each hands it 1/replicas of that.
+    """
+    import tensorflow as tf
+
+    variables, replicas = model.trainable_variables, strategy.num_replicas_in_sync
+    model.optimizer.clipnorm = None  # clipped here, after the sum (Keras would clip each replica's share)
+
+    def replica_step(inputs, targets):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(inputs, training=True), tf.float32)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+            loss = tf.reduce_sum(losses) / tokens_per_step
+        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]  # the embedding's: dense
+        gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        model.optimizer.apply([tf.clip_by_norm(g, clip_norm) / replicas for g in gradients], variables)
+        return loss
+
+    @tf.function
+    def step(batch):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=batch), axis=None)
+
+    def run_in_scope(batch):
+        with strategy.scope():
+            return step(batch)
+
+    return run_in_scope
+
+
+def validation_loss(model, windows: np.ndarray, batch_size: int) -> float:
+    """The mean loss per token of ``model`` on the validation ``windows`` (each worker computes it whole,
+    so every worker takes the same early-stopping decision)."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def summed(inputs, targets):
+        logits = tf.cast(model(inputs, training=False), tf.float32)
+        return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
+
+    total = sum(float(summed(windows[begin:begin + batch_size, :-1], windows[begin:begin + batch_size, 1:]))
+                for begin in range(0, len(windows), batch_size))
+    return total / windows[:, 1:].size
+
+
+@contextlib.contextmanager
+def _worker_guard(placement: Placement):
+    """Another worker failing or vanishing (collectives time out after WORKER_TIMEOUT s) becomes a
+    TrainingError on this one."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError) as error:
+        if placement.workers == 1:
+            raise
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"worker {placement.worker} of {placement.workers}: the other workers stopped "
+                            f"answering ({first}); once all are running again, --resume continues from the "
+                            "last checkpoint") from None
 
 
 def _reseed_dropout(model, seed: int, epoch: int) -> None:
@@ -406,23 +515,6 @@ def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopp
                "best_val_perplexity": None if best is None else round(math.exp(best), 3),
                "unigram_val_nll": summary["unigram_val_nll"], "steps": state["step"],
                "training_seconds": round(state["seconds"], 1), "stopped": stopped}
-    bundle.save_metrics(out, metrics)
+    if out is not None:
+        bundle.save_metrics(out, metrics)
     return metrics
-
-
-def _progress_callback(report: Report, tokens_per_step: int):
-    """A Keras callback passing each finished batch to ``report`` with the running loss and tokens/s.
-    Set its ``first_step`` before each ``fit``."""
-    keras = load_keras()
-
-    def begin(logs=None):
-        callback.started = time.perf_counter()
-
-    def batch_end(batch, logs=None):
-        elapsed = max(time.perf_counter() - callback.started, 1e-9)
-        report.step(callback.first_step + batch + 1, float((logs or {}).get("loss", float("nan"))),
-                    (batch + 1) * tokens_per_step / elapsed)
-
-    callback = keras.callbacks.LambdaCallback(on_train_begin=begin, on_train_batch_end=batch_end)
-    callback.first_step = 0
-    return callback

@@ -1,0 +1,134 @@
+"""Where training runs: one device, this machine's GPUs, or several machines, through TensorFlow's
+own engine for it, ``tf.distribute``.
+
+Strategies (``melody train --strategy``):
+
+* ``one``: no distribution: TensorFlow's default strategy on this process's device.
+* ``mirrored``: ``tf.distribute.MirroredStrategy`` over this machine's GPUs (on a machine
+  without one it runs as a single replica on the CPU, and says so).
+* ``multiworker``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the processes the
+  standard ``TF_CONFIG`` names (``--cluster host:port,host:port --task-index i`` writes it).
+* ``auto``: ``multiworker`` when ``TF_CONFIG`` is set, ``mirrored`` with two or more GPUs,
+  else ``one``.
+
+However training is spread, it computes what one process would: every worker draws the
+same global batch from (seed, epoch, step) and each replica trains on its own rows of it
+(``local_rows``), so the replicas see disjoint windows; their gradients are summed across
+replicas before they are clipped and applied (``train.py``), as one process would. Only
+the chief (worker 0) writes the model folder, its checkpoints and metrics. Collective
+operations give up after ``worker_timeout()`` seconds, so a worker that dies ends the others
+with an error instead of a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from melody.errors import TrainingError
+
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+WORKER_TIMEOUT = 120  # seconds a collective operation waits for the other workers ($MELODY_WORKER_TIMEOUT)
+
+
+@dataclass
+class Placement:
+    """The strategy training runs under and this process's place in it."""
+
+    strategy: object  # a tf.distribute.Strategy
+    name: str         # "one", "mirrored" or "multiworker"
+    worker: int       # this process's index among the workers (0: the chief)
+    workers: int
+    replicas: int     # replicas in sync, over all workers
+
+    @property
+    def is_chief(self) -> bool:
+        return self.worker == 0
+
+    def describe(self) -> str:
+        if self.name == "one":
+            return "one process"
+        where = f"worker {self.worker} of {self.workers}, " if self.workers > 1 else ""
+        return f"{self.name}: {where}{self.replicas} replica{'s' if self.replicas > 1 else ''} in sync"
+
+
+def cluster_config(cluster: str, task_index: int) -> str:
+    """The TF_CONFIG text for ``--cluster host:port,host:port,... --task-index i``."""
+    workers = [address.strip() for address in cluster.split(",") if address.strip()]
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise TrainingError(f"--cluster: {address!r} is not host:port")
+    if not 0 <= task_index < len(workers):
+        raise TrainingError(f"--task-index {task_index} is not a worker of the {len(workers)} in --cluster "
+                            f"(0 to {len(workers) - 1})")
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": task_index}})
+
+
+def workers_in(tf_config: str | None) -> tuple[int, int] | None:
+    """(this worker's index, number of workers) from TF_CONFIG's text; None if unset.
+    TrainingError for a TF_CONFIG melody cannot use (only "worker" tasks take part)."""
+    if not tf_config:
+        return None
+    try:
+        config = json.loads(tf_config)
+        workers, task = config["cluster"]["worker"], config["task"]
+        index = int(task["index"])
+        if task.get("type") != "worker" or not isinstance(workers, list) or not 0 <= index < len(workers):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise TrainingError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
+                            '"task": {"type": "worker", "index": 0}}') from None
+    return index, len(workers)
+
+
+def place(requested: str) -> Placement:
+    """The strategy for ``requested`` (one of STRATEGIES) on this machine, created once per process."""
+    import tensorflow as tf
+
+    tf_config = workers_in(os.environ.get("TF_CONFIG"))
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    name = requested if requested != "auto" else \
+        "multiworker" if tf_config else "mirrored" if gpus >= 2 else "one"
+    if name == "multiworker":
+        if tf_config is None:
+            raise TrainingError("--strategy multiworker needs TF_CONFIG (or --cluster and --task-index)")
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout())
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        worker, workers = tf_config
+    elif name == "mirrored":
+        strategy, worker, workers = tf.distribute.MirroredStrategy(), 0, 1
+    else:
+        strategy, worker, workers = tf.distribute.get_strategy(), 0, 1
+    return Placement(strategy, name, worker, workers, strategy.num_replicas_in_sync)
+
+
+def worker_timeout() -> float:
+    """Seconds a collective operation waits for the other workers: $MELODY_WORKER_TIMEOUT, else WORKER_TIMEOUT."""
+    text = os.environ.get("MELODY_WORKER_TIMEOUT", "")
+    try:
+        seconds = float(text) if text else WORKER_TIMEOUT
+        if not 0 < seconds < 86_400:
+            raise ValueError
+    except ValueError:
+        raise TrainingError(f"MELODY_WORKER_TIMEOUT must be a number of seconds, got {text!r}") from None
+    return seconds
+
+
+def local_rows(batch: int, placement: Placement) -> list[slice]:
+    """For each replica on this worker, its rows of a global batch of ``batch`` windows."""
+    if batch % placement.replicas:
+        raise TrainingError(f"--batch-size {batch} does not split evenly over {placement.replicas} replicas")
+    share, local = batch // placement.replicas, placement.replicas // placement.workers
+    first = placement.worker * local
+    return [slice((first + index) * share, (first + index + 1) * share) for index in range(local)]
+
+
+def is_chief(requested: str) -> bool:
+    """Whether this process writes the model folder (known before TensorFlow loads): always, but for the
+    workers other than worker 0 of a multi-worker run."""
+    if requested in ("one", "mirrored"):
+        return True
+    found = workers_in(os.environ.get("TF_CONFIG"))
+    return found is None or found[0] == 0
