@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from melody import __version__
-from melody.distribute import STRATEGIES, cluster_config
+from melody.distribute import STRATEGIES, cluster_config, is_chief, workers_in
 from melody.errors import MelodyError, OutputExistsError
 
 USER_ERROR = 2
@@ -550,6 +550,10 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
     except KeyboardInterrupt:
         click.echo(f"Interrupted; continue with: melody train {source} --out {out} --resume", err=True)
         sys.exit(130)
+    if not is_chief(strategy):
+        click.echo(f"Worker {workers_in(os.environ['TF_CONFIG'])[0]} trained {metrics['steps']} steps in "
+                   f"{metrics['training_seconds']:.0f} s ({metrics['stopped']}); the chief, worker 0, wrote the model.")
+        return
     best = metrics["best_val_loss"]
     click.echo(f"Trained {metrics['steps']} steps in {metrics['training_seconds']:.0f} s ({metrics['stopped']}). "
                f"Best validation loss {best:.4f} nats/token (perplexity {metrics['best_val_perplexity']:.2f}) at "

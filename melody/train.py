@@ -434,13 +434,14 @@ def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
     """One step on a distributed batch; returns the batch's mean loss per token.
 
     Each replica computes the gradient of its rows' share of the global mean loss. The
-    shares are summed across replicas (one all-reduce) and each weight's gradient is
-    clipped to ``clip_norm``, as one process training on the whole batch would clip it;
-    the optimizer then sums what the replicas hand it, so each hands it 1/replicas of that.
+    shares are summed across replicas (one all-reduce; the embedding's gradient, rows of
+    the tokens seen, is gathered) and each weight's gradient is clipped to ``clip_norm``,
+    as one process training on the whole batch would clip it. The optimizer sums what the
+    replicas hand it, so the first replica hands it the gradient and the others zeros.
     """
     import tensorflow as tf
 
-    variables, replicas = model.trainable_variables, strategy.num_replicas_in_sync
+    variables = model.trainable_variables
     model.optimizer.clipnorm = None  # clipped here, after the sum (Keras would clip each replica's share)
 
     def replica_step(inputs, targets):
@@ -448,9 +449,10 @@ def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
             logits = tf.cast(model(inputs, training=True), tf.float32)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
             loss = tf.reduce_sum(losses) / tokens_per_step
-        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]  # the embedding's: dense
-        gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        model.optimizer.apply([tf.clip_by_norm(g, clip_norm) / replicas for g in gradients], variables)
+        context = tf.distribute.get_replica_context()
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(loss, variables))
+        share = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float32)  # 1 on the first, else 0
+        model.optimizer.apply([_scaled(tf.clip_by_norm(g, clip_norm), share) for g in gradients], variables)
         return loss
 
     @tf.function
@@ -462,6 +464,15 @@ def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
             return step(batch)
 
     return run_in_scope
+
+
+def _scaled(gradient, factor):
+    """``gradient`` times ``factor``, also where it is IndexedSlices (the embedding's)."""
+    import tensorflow as tf
+
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def validation_loss(model, windows: np.ndarray, batch_size: int) -> float:
