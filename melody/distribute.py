@@ -49,6 +49,8 @@ class Placement:
     def describe(self) -> str:
         if self.name == "one":
             return "one process"
+        if self.name == "mirrored" and self.replicas == 1:
+            return "mirrored: one replica, on the CPU (no GPU found)"
         where = f"worker {self.worker} of {self.workers}, " if self.workers > 1 else ""
         return f"{self.name}: {where}{self.replicas} replica{'s' if self.replicas > 1 else ''} in sync"
 

@@ -133,3 +133,15 @@ def test_a_worker_that_dies_ends_the_other_with_a_clear_error(tmp_path):
     lines = [line for line in err.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and "worker 0 of 2: the other workers stopped answering" in lines[0], err[-1500:]
     assert "--resume" in lines[0] and waited < 150
+
+
+def test_mirrored_on_a_machine_without_gpus_runs_one_replica_and_says_so(tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has GPUs")
+    result = subprocess.run(melody("train", CORPORA / "chorales", "--out", tmp_path / "m", *TINY, "--max-steps", 3,
+                                   "--strategy", "mirrored"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "Strategy: mirrored: one replica, on the CPU (no GPU found)" in result.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["steps"] == 3
