@@ -7,6 +7,12 @@ the optimizer state is written atomically; training stops early when the
 validation loss has not improved for ``patience`` epochs, or at ``max_steps``.
 ``resume=True`` continues from the last checkpoint and, because every batch is
 drawn from (seed, epoch, step), ends where an uninterrupted run would.
+
+Each step is ``_train_step``: the gradient of the mean loss per token, summed across
+the replicas of a ``tf.distribute`` strategy (``melody.distribute``), clipped per weight,
+applied by Adam. It is written here rather than left to Keras's ``fit``, which does not
+run under ``MultiWorkerMirroredStrategy`` in Keras 3 (keras-team/keras#20585); on one
+process it computes what ``fit`` did.
 """
 
 from __future__ import annotations
