@@ -16,14 +16,18 @@ same global batch from (seed, epoch, step) and each replica trains on its own ro
 (``local_rows``), so the replicas see disjoint windows; their gradients are summed across
 replicas before they are clipped and applied (``train.py``), as one process would. Only
 the chief (worker 0) writes the model folder, its checkpoints and metrics. Collective
-operations give up after ``worker_timeout()`` seconds, so a worker that dies ends the others
-with an error instead of a hang.
+operations give up after ``worker_timeout()`` seconds, and so does waiting for the workers
+to start (``meet``), so a worker that dies or never starts ends the others with an error
+instead of a hang.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import time
 from dataclasses import dataclass
 
 from melody.errors import TrainingError
@@ -96,14 +100,49 @@ def place(requested: str) -> Placement:
     if name == "multiworker":
         if tf_config is None:
             raise TrainingError("--strategy multiworker needs TF_CONFIG (or --cluster and --task-index)")
+        worker, workers = tf_config
+        meet(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"], worker, worker_timeout())
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout())
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        worker, workers = tf_config
     elif name == "mirrored":
         strategy, worker, workers = tf.distribute.MirroredStrategy(), 0, 1
     else:
         strategy, worker, workers = tf.distribute.get_strategy(), 0, 1
     return Placement(strategy, name, worker, workers, strategy.num_replicas_in_sync)
+
+
+def meet(addresses: list[str], me: int, seconds: float) -> None:
+    """Wait until every worker of the cluster is up; TrainingError after ``seconds``.
+
+    TensorFlow's own start-up waits for the cluster without a limit, inside a call that
+    answers no signal, so the workers meet first: each listens on its own address and
+    connects to every other one, and goes on once it has reached them all and been reached
+    by them all. Then the listener closes and TensorFlow takes the port.
+    """
+    port = int(addresses[me].rpartition(":")[2])
+    others = {index for index in range(len(addresses)) if index != me}
+    unreached, heard, deadline = set(others), 0, time.monotonic() + seconds
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("", port))
+        except OSError as error:
+            raise TrainingError(f"worker {me}: cannot listen on port {port} ({error.strerror or error})") from None
+        listener.listen(len(addresses))
+        listener.settimeout(0.2)
+        while unreached or heard < len(others):
+            if time.monotonic() > deadline:
+                missing = ", ".join(addresses[index] for index in sorted(unreached)) or "some of them"
+                raise TrainingError(f"worker {me} of {len(addresses)}: the other workers did not join within "
+                                    f"{seconds:.0f} s (not reached: {missing}); start melody train with the "
+                                    "same --cluster (or TF_CONFIG) on every one of them")
+            for index in sorted(unreached):
+                host, _, other_port = addresses[index].rpartition(":")
+                with contextlib.suppress(OSError), socket.create_connection((host, int(other_port)), timeout=0.5):
+                    unreached.discard(index)
+            with contextlib.suppress(socket.timeout):
+                listener.accept()[0].close()
+                heard += 1
 
 
 def worker_timeout() -> float:

@@ -145,3 +145,17 @@ def test_mirrored_on_a_machine_without_gpus_runs_one_replica_and_says_so(tmp_pat
     assert result.returncode == 0, result.stderr[-1500:]
     assert "Strategy: mirrored: one replica, on the CPU (no GPU found)" in result.stderr
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["steps"] == 3
+
+
+@pytest.mark.slow
+def test_a_worker_that_never_starts_ends_the_other_with_a_clear_error(tmp_path):
+    """TensorFlow waits for the cluster without a limit; melody's workers meet first, within the timeout."""
+    cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
+    result = subprocess.run(melody("train", CORPORA / "chorales", "--out", tmp_path / "alone", *TINY, "--max-steps", 3,
+                                   "--cluster", cluster, "--task-index", 0), cwd=ROOT, capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "MELODY_WORKER_TIMEOUT": "10"})
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-1500:]
+    assert lines[0].startswith("Error: worker 0 of 2: the other workers did not join within 10 s (not reached: "
+                               f"{cluster.split(',')[1]})")
+    assert not (tmp_path / "alone" / ".melody.lock").exists()
