@@ -8,7 +8,9 @@ The network has random weights (speed does not depend on what it learned) and me
 608-token vocabulary; the primer is the first 100 tokens of a shipped folk song; sampling
 keeps the meter and the note grammar as ``melody generate`` does but never stops early (no
 bar limit), so every run draws exactly ``--tokens`` tokens. Also printed: the network step
-alone (no masking or drawing), to show what the loop around it costs.
+alone (no masking or drawing), to show what the loop around it costs, and the lookback
+model of the same size (``ModelConfig.lookback`` 1, 2, 4, 8 bars) against the plain one,
+measured in alternating rounds (ratio of the medians; issue 14's bar: at least 0.70).
 
 Sampling runs in float32 on every machine: NumPy has no bfloat16 matrix product, and a model
 trained under bfloat16 saves float32 weights. The CPU's flags are printed with the results.
@@ -62,7 +64,7 @@ def ours(sampler, primer, samples, tokens, rounds=3):
 def steps_only(network, primer, samples, tokens, rounds=3):
     """The network's step alone, ``tokens`` times, for ``samples`` rows: tokens/s."""
     _, state = network.prime(primer)
-    state = [(np.repeat(h, samples, 0), np.repeat(c, samples, 0)) for h, c in state]
+    state = [tuple(np.repeat(part, samples, 0) for part in layer) for layer in state]
     token = np.full(samples, primer[-1])
     best = 0.0
     for _ in range(rounds):
@@ -96,9 +98,13 @@ def main():
     args = parser.parse_args()
     tokenizer = Tokenizer()
     vocabulary = len(tokenizer)
-    model = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0), vocabulary)
+    model = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0, lookback=()), vocabulary)
     network = NumpyLSTM(network_weights(model))
     sampler = Sampler(network, tokenizer.token_table())
+    lookback = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0), vocabulary,
+                           bar_tokens=tokenizer.bar_tokens())
+    lookback_sampler = Sampler(NumpyLSTM(network_weights(lookback), (1, 2, 4, 8), tokenizer.bar_tokens()),
+                               tokenizer.token_table())
     primer = tokenizer.encode(read_midi(ROOT / "corpora" / "folk" / "altdeu10-1.mid"))[:100].astype(np.intp)
     print(f"# {platform.machine()}, {os.cpu_count()} cores, {cpu_flags()}; numpy {np.__version__}, "
           f"keras {keras.__version__}; {args.layers} x {args.units} units, embedding {args.embedding}, "
@@ -112,6 +118,14 @@ def main():
     for name, rate in rows:
         print(f"{name:<40} {rate:10,.0f} {rate / window:17,.0f}")
     print(f"{'sliding-window model.predict, 1 sample':<40} {window:10,.1f} {1:17,.0f}")
+    print(f"\n{'same size, 5 alternating rounds':<40} {'plain':>10} {'lookback':>10} {'ratio':>7}")
+    for samples in (1, 32):
+        plain, looking = [], []
+        for _ in range(5):
+            plain.append(ours(sampler, primer, samples, args.tokens, rounds=1))
+            looking.append(ours(lookback_sampler, primer, samples, args.tokens, rounds=1))
+        plain, looking = float(np.median(plain)), float(np.median(looking))
+        print(f"{f'{samples} sample(s), tokens/s':<40} {plain:10,.0f} {looking:10,.0f} {looking / plain:7.2f}")
 
 
 if __name__ == "__main__":

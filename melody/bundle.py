@@ -81,7 +81,7 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
                           f"{FORMAT_VERSION}. Train the model again with this melody")
     tokenizer = Tokenizer.load(folder / "tokenizer.json")  # a TokenizerError names the file
     try:
-        model_config = ModelConfig(**config["model"])
+        model_config = ModelConfig(**_model_settings(config["model"]))
         programs = [int(program) for program in config["programs"]]
         if not isinstance(config["train"], dict) or not all(-1 <= p <= 127 for p in programs):
             raise ValueError("bad train settings or programs")
@@ -105,7 +105,7 @@ def load_bundle(folder: str | os.PathLike) -> Bundle:
 
 
 MAX_ARCHIVE_BYTES = 2 * 1024**3  # a 2 x 2048 network is under 300 MB; anything past this is not ours
-ALLOWED_LAYERS = {"InputLayer", "Embedding", "Dropout", "LSTM", "Dense"}
+ALLOWED_LAYERS = {"InputLayer", "Embedding", "Dropout", "LSTM", "Dense", "Lookback", "Concatenate", "Repeat"}
 
 
 def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
@@ -126,6 +126,8 @@ def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
         sizes = {layer["config"]["name"]: layer["config"] for layer in layers}
         expected = {"embedding": ("input_dim", vocabulary), "logits": ("units", vocabulary)}
         expected.update({f"lstm_{k}": ("units", config.units) for k in range(config.layers)})
+        if config.lookback:
+            expected["repeat"] = ("distances", len(config.lookback))
         wrong = [f"{name}.{key} = {sizes.get(name, {}).get(key)!r}, expected {value}"
                  for name, (key, value) in expected.items() if sizes.get(name, {}).get(key) != value]
     except BundleError:
@@ -141,7 +143,8 @@ def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
 def load_weights(manifest: Manifest) -> dict[str, np.ndarray]:
     """The network's weights, read from model.keras without TensorFlow, as float32 arrays named
     ``embedding``, ``lstm_<k>/kernel``, ``lstm_<k>/recurrent_kernel``, ``lstm_<k>/bias``, ``logits/kernel``,
-    ``logits/bias`` (the names ``model.network_weights`` gives a Keras model's). Each array's shape is
+    ``logits/bias`` and, with lookback, ``repeat/kernel``, ``repeat/bias`` (the names
+    ``model.network_weights`` gives a Keras model's). Each array's shape is
     checked against config.json and the tokenizer before it is read; BundleError otherwise."""
     import zipfile
 
@@ -156,8 +159,12 @@ def load_weights(manifest: Manifest) -> dict[str, np.ndarray]:
     shapes = {"embedding": ("embedding/vars/0", (vocabulary, config.embedding)),
               "logits/kernel": ("dense/vars/0", (config.units, vocabulary)),
               "logits/bias": ("dense/vars/1", (vocabulary,))}
+    distances = len(config.lookback)
+    if distances:
+        shapes.update({"repeat/kernel": ("repeat/vars/0", (config.units, distances)),
+                       "repeat/bias": ("repeat/vars/1", (distances,))})
     for k in range(config.layers):
-        group, inputs = "lstm" if k == 0 else f"lstm_{k}", config.embedding if k == 0 else config.units
+        group, inputs = "lstm" if k == 0 else f"lstm_{k}", config.embedding + distances if k == 0 else config.units
         for index, (name, shape) in enumerate((("kernel", (inputs, 4 * config.units)),
                                                ("recurrent_kernel", (config.units, 4 * config.units)),
                                                ("bias", (4 * config.units,)))):
@@ -259,7 +266,12 @@ def saved_configs(folder: Path) -> tuple[dict, dict]:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
             or not isinstance(config.get("train"), dict):
         raise BundleError(f"{folder}/config.json: no model and train settings")
-    return config["model"], config["train"]
+    return _model_settings(config["model"]), config["train"]
+
+
+def _model_settings(saved: dict) -> dict:
+    """config.json's model settings; a folder written before the lookback existed holds a plain LSTM."""
+    return {"lookback": [], **saved} if isinstance(saved, dict) else saved
 
 
 def save_metrics(folder: Path, metrics: dict) -> None:

@@ -477,6 +477,16 @@ class _TrainReport:
         click.echo(line, err=True)
 
 
+def _bar_distances(value: str | None) -> list[int] | None:
+    """--lookback's '1,2,4,8' (or 'none') as a list of bar distances."""
+    if value is None or value.strip().lower() == "none":
+        return None if value is None else []
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected bar distances such as 1,2,4,8 or 'none', got {value!r}") from None
+
+
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Model folder to write.")
@@ -487,6 +497,9 @@ class _TrainReport:
 @click.option("--layers", type=int, default=None, help="Stacked LSTM layers.  [default: 2]")
 @click.option("--embedding", type=int, default=None, help="Token embedding width.  [default: 128]")
 @click.option("--dropout", type=float, default=None, help="Dropout between layers.  [default: 0.2]")
+@click.option("--lookback", default=None, metavar="BARS", callback=lambda _, __, value: _bar_distances(value),
+              help="Bar distances the model looks back to bring phrases back (comma-separated), or 'none' for "
+                   "the plain LSTM.  [default: 1,2,4,8]")
 @click.option("--learning-rate", type=float, default=None, help="Adam learning rate.  [default: 0.002]")
 @click.option("--val-split", type=float, default=None, help="Share of files held out.  [default: 0.1]")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all (quick runs).")
@@ -529,7 +542,7 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
     from melody.train import TrainConfig, train as train_model
 
     given = {name: value for name, value in options.items() if value is not None}
-    model_names = {"units", "layers", "embedding", "dropout"}
+    model_names = {"units", "layers", "embedding", "dropout", "lookback"}
     try:
         model_config = ModelConfig(**{k: v for k, v in given.items() if k in model_names})
         config = TrainConfig(**{k: v for k, v in given.items() if k not in model_names | {"melody_only"}})

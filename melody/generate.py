@@ -71,7 +71,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
              num_samples: int = 1, random_seed: int | None = None, primer_bars: int | None = None,
              continuation_only: bool = False, force: bool = False, write: bool = True, key: str | None = None,
              time_signature: tuple[int, int] | None = None, density: float | None = None,
-             accompaniment: str = "loop", key_strength: float = KEY_STRENGTH) -> Generation:
+             accompaniment: str = "loop", key_strength: float = KEY_STRENGTH, network=None) -> Generation:
     """Continue ``seed`` (a MIDI file; None starts from scratch) with ``num_samples`` samples of ``bars`` bars.
 
     Without a seed, ``key`` (a key name such as 'Eb' or 'F#m') and ``time_signature`` ((4, 4))
@@ -86,7 +86,8 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     music, ``tokens``, ``tokens_per_second`` of sampling, ``wall_seconds`` of each stage: read,
     load, prime, sample, write; ``random_seed``). A sample that comes out without a note is
     drawn again (``RETRIES`` times, with the random seed plus 1, 2, 3), and counted in
-    ``silent_samples`` if it stays silent.
+    ``silent_samples`` if it stays silent. ``network``: a model with ``prime`` and ``step`` (``melody.sampler``)
+    to sample from instead of the folder's network (benchmarks compare other networks this way).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
     _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment, key_strength)
@@ -105,7 +106,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
         primer = primer_from_opening(opening, tokenizer)
     clock.lap("read")
 
-    sampler = _sampler(manifest)
+    sampler = _sampler(manifest) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
     primed = sampler.prime(primer.tokens)
     clock.lap("prime")
@@ -206,7 +207,12 @@ class _Clock:
 @functools.lru_cache(maxsize=4)
 def _network(path: Path, stamp: tuple) -> NumpyLSTM:
     """The network of a model folder, read once per version of its model.keras (``stamp``)."""
-    return NumpyLSTM(load_weights(read_manifest(path)))
+    return numpy_network(read_manifest(path))
+
+
+def numpy_network(manifest: Manifest) -> NumpyLSTM:
+    """The network of a model folder, in NumPy (``numpy_lstm``)."""
+    return NumpyLSTM(load_weights(manifest), manifest.model_config.lookback, manifest.tokenizer.bar_tokens())
 
 
 def _sampler(manifest: Manifest) -> Sampler:
@@ -216,5 +222,5 @@ def _sampler(manifest: Manifest) -> Sampler:
     except OSError:
         status = None
     stamp = (status.st_mtime_ns, status.st_size, status.st_ino) if status else None
-    network = _network(manifest.path, stamp) if stamp else NumpyLSTM(load_weights(manifest))
+    network = _network(manifest.path, stamp) if stamp else numpy_network(manifest)
     return Sampler(network, manifest.tokenizer.token_table())

@@ -12,6 +12,11 @@ and steps the same network here, in plain NumPy:
                  h = output_gate * tanh(c); the next layer's x_t is this h
     logits       h W_out + b_out of the last layer
 
+The structured model (``lookback`` distances, ``melody.cell.Lookback`` and ``Repeat``) adds,
+per token, what ``Lookback`` computes over a whole sequence, here kept up to date one
+token at a time (``remember``): the first layer's z gains matched_k W_matched, and
+the logits are mixed with exp(s_k), s_k = h W_repeat + b_repeat, at the token ahead_k.
+
 ``melody.cell`` is the definition; this is a second implementation of the same
 step, and ``tests/test_generate.py`` pins the two together (the same logits as the
 Keras model, to 1e-5, on real sequences). Dropout is not applied: it is off at
@@ -46,14 +51,24 @@ def lstm_step(z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class NumpyLSTM:
-    """The network of ``melody.model.build_model`` from its named weights (``bundle.load_weights``)."""
+    """The network of ``melody.model.build_model`` from its named weights (``bundle.load_weights``);
+    with ``lookback`` (the model's distances in bars) also the ids of the bar lines, ``bar_tokens``."""
 
-    def __init__(self, weights: dict[str, np.ndarray]):
+    def __init__(self, weights: dict[str, np.ndarray], lookback=(), bar_tokens=()):
         embedding = weights["embedding"]
         layers = sum(name.endswith("/recurrent_kernel") for name in weights)
         self.units = weights["lstm_0/recurrent_kernel"].shape[0]
+        self.lookback = tuple(lookback)
+        self.is_bar = np.zeros(len(embedding), bool)
+        self.is_bar[list(bar_tokens)] = True
+        if self.lookback and not self.is_bar.any():
+            raise ValueError("a lookback model needs the ids of the bar lines")
+        width = embedding.shape[1]
+        # The rows of the first kernel past the embedding's take the lookback's ``matched``.
+        self.matched_kernel = weights["lstm_0/kernel"][width:]
+        self.repeat = (weights["repeat/kernel"], weights["repeat/bias"]) if self.lookback else None
         # First layer: x_t W + b for every token of the vocabulary, looked up per step.
-        self.first_projection = embedding @ weights["lstm_0/kernel"] + weights["lstm_0/bias"]
+        self.first_projection = embedding @ weights["lstm_0/kernel"][:width] + weights["lstm_0/bias"]
         self.first_recurrent = weights["lstm_0/recurrent_kernel"]
         # Deeper layers: one product of [x_t, h] with [W; U].
         self.stacked = [(np.concatenate([weights[f"lstm_{k}/kernel"], weights[f"lstm_{k}/recurrent_kernel"]]),
@@ -67,6 +82,12 @@ class NumpyLSTM:
         if tokens.ndim != 1 or not len(tokens):
             raise ValueError("prime needs a non-empty sequence of tokens")
         projected, recurrent, state = self.first_projection[tokens], self.first_recurrent, []
+        if self.lookback:
+            history, matched = empty_history(len(self.lookback)), []
+            for token in tokens:
+                history, matched_now, ahead = remember(history, token[None], self.is_bar, self.lookback)
+                matched.append(matched_now[0])
+            projected = projected + np.array(matched, np.float32) @ self.matched_kernel
         # [W; U] split back into views: a deeper layer's W is its first ``units`` rows.
         deeper = [(stacked[:self.units], stacked[self.units:], bias) for stacked, bias in self.stacked]
         for kernel, next_recurrent, bias in [*deeper, (None, None, None)]:
@@ -78,14 +99,73 @@ class NumpyLSTM:
             state.append((h, c))
             if kernel is not None:  # the next layer's inputs, all steps in one product
                 projected, recurrent = outputs @ kernel + bias, next_recurrent
-        return h @ self.logits_kernel + self.logits_bias, state
+        if self.lookback:
+            return self._logits(h, ahead), [*state, history]
+        return self._logits(h, None), state
 
     def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
-        """One token per row (batch,) through the network, carrying each layer's (h, c): (logits, new state)."""
+        """One token per row (batch,) through the network, carrying each layer's (h, c) (and, with lookback,
+        the tokens so far: a state is stepped once, its history grows in place): (logits, new state)."""
+        ahead = None
+        if self.lookback:
+            *state, history = state
+            history, matched, ahead = remember(history, tokens, self.is_bar, self.lookback)
         (h, c), *deeper = state
-        h, c = lstm_step(self.first_projection[tokens] + h @ self.first_recurrent, c)
+        projected = self.first_projection[tokens]
+        if self.lookback:
+            projected = projected + matched @ self.matched_kernel
+        h, c = lstm_step(projected + h @ self.first_recurrent, c)
         new_state = [(h, c)]
         for (stacked, bias), (h_before, c_before) in zip(self.stacked, deeper):
             h, c = lstm_step(np.concatenate([h, h_before], axis=1) @ stacked + bias, c_before)
             new_state.append((h, c))
-        return h @ self.logits_kernel + self.logits_bias, new_state
+        return self._logits(h, ahead), new_state + ([history] if self.lookback else [])
+
+    def _logits(self, h: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
+        """h W_out + b_out, mixed (with lookback) with exp(s_k) at each row's token ``ahead_k``."""
+        logits = h @ self.logits_kernel + self.logits_bias
+        if ahead is None:
+            return logits
+        scores = h @ self.repeat[0] + self.repeat[1]
+        rows = np.arange(len(h))
+        for k in range(ahead.shape[1]):
+            there = ahead[:, k] >= 0
+            row, token = rows[there], ahead[there, k]
+            logits[row, token] = np.logaddexp(logits[row, token], scores[there, k])
+        return logits
+
+
+def empty_history(distances: int, batch: int = 1, capacity: int = 256) -> tuple:
+    """No tokens yet: (tokens (batch, capacity), bar line places (batch, capacity), length (batch,),
+    bar lines so far (batch,)); ``remember`` grows it."""
+    return (np.zeros((batch, capacity), np.int32), np.zeros((batch, capacity), np.int64),
+            np.zeros(batch, np.int64), np.zeros(batch, np.int64))
+
+
+def remember(history: tuple, tokens: np.ndarray, is_bar: np.ndarray, distances) -> tuple:
+    """Append one token per row (batch,) to ``history``; returns (history, matched float32 (batch, K),
+    ahead int (batch, K), -1: nothing there), as ``melody.cell.Lookback`` defines them for that token."""
+    buffer, lines, length, bars = history
+    rows, place = np.arange(len(tokens)), int(length[0])
+    if place == buffer.shape[1]:  # full: double (writes stay in place otherwise)
+        buffer = np.concatenate([buffer, np.zeros_like(buffer)], axis=1)
+    buffer[:, place] = tokens
+    opened = is_bar[tokens]
+    if opened.any():
+        if bars.max() == lines.shape[1]:
+            lines = np.concatenate([lines, np.zeros_like(lines)], axis=1)
+        lines[rows[opened], bars[opened]] = place
+    bars = bars + opened
+    bar = bars - 1
+    start = lines[rows, np.maximum(bar, 0)]
+    matched = np.zeros((len(tokens), len(distances)), np.float32)
+    ahead = np.full((len(tokens), len(distances)), -1, np.int64)
+    for k, distance in enumerate(distances):
+        there = bar - distance >= 0
+        aligned = lines[rows, np.maximum(bar - distance, 0)] + place - start
+        end = lines[rows, np.maximum(bar - distance + 1, 0)]
+        same = buffer[rows, np.clip(aligned, 0, place)] == tokens
+        matched[:, k] = there & (aligned <= end) & same
+        following = there & (aligned + 1 <= end)
+        ahead[following, k] = buffer[rows[following], aligned[following] + 1]
+    return (buffer, lines, length + 1, bars), matched, ahead

@@ -314,6 +314,10 @@ class Tokenizer:
         tokens[:len(header)] = header
         return tokens
 
+    def bar_tokens(self) -> tuple[int, ...]:
+        """The ids of every bar line (``Bar_n_d``)."""
+        return tuple(range(self.bar, self.bar + len(self.meters)))
+
     def bar_steps(self, numerator: int, denominator: int) -> int:
         """Steps in one bar of ``numerator``/``denominator`` time (at least one)."""
         return TimeSignature(0, numerator, denominator).bar_ticks(self.config.steps_per_quarter)

@@ -268,26 +268,26 @@ def _train(source, out: Path, model_config, config, tokenizer, resume, force, re
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
         with placement.strategy.scope():  # variables (the optimizer's too) are created under the strategy
-            model, state = _network(out, state, model_config, config, vocabulary, init_from, cache, precision, why)
+            model, state = _network(out, state, model_config, config, init_from, cache, precision, why)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if writes:
         bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
         bundle.save_corpus(out, *data.pieces, names=data.names)
-    best_copy = build_model(model_config, vocabulary)  # float32, no optimizer: what model.keras holds
+    best_copy = build_model(model_config, vocabulary, bar_tokens=cache.tokenizer.bar_tokens())  # what model.keras holds
     with _memory_guard(model_config, config), _worker_guard(placement):
         return _epochs(Run(model, placement, rows, out if writes else None), best_copy, data, config, state, report,
                        parameter_count(best_copy))
 
 
-def _network(out: Path, state, model_config, config, vocabulary: int, init_from, cache, precision, why):
+def _network(out: Path, state, model_config, config, init_from, cache, precision, why):
     """(the network to train, the run's state): from the checkpoint in ``out`` if ``state``, else new."""
     keras = load_keras()
     if state:
         model = bundle.load_checkpoint(out, state)
     else:
         with _memory_guard(model_config, config):
-            model = build_model(model_config, vocabulary)
+            model = build_model(model_config, len(cache.tokenizer), bar_tokens=cache.tokenizer.bar_tokens())
         if init_from is not None:
             initialise_from(model, init_from, cache.tokenizer.vocabulary)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),  # clipped in ``_train_step``
@@ -333,11 +333,11 @@ def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig
 def initialise_from(model, folder, vocabulary: tuple[str, ...]) -> int:
     """Copy weights from the model in ``folder`` into ``model``; returns how many tokens were matched.
 
-    Layers of the same name and shape are copied whole. The embedding's rows and the logits'
-    columns are matched by token name, so a model on another vocabulary passes on what it
-    knows of the tokens both have; a token with no namesake takes the row of the plain token of
-    its kind if the source has one (an older vocabulary's ``Bar`` for every ``Bar_n_d``), else
-    keeps its fresh initial value.
+    Layers of the same name and shape are copied whole (a kernel with more input rows takes the rows
+    both have, see ``_takes_rows``). The embedding's rows and the logits' columns are matched by token
+    name, so a model on another vocabulary passes on what it knows of the tokens both have; a token
+    with no namesake takes the row of the plain token of its kind if the source has one (an older
+    vocabulary's ``Bar`` for every ``Bar_n_d``), else keeps its fresh initial value.
     """
     source, names = bundle.load_for_initialising(folder)
     index = {name: position for position, name in enumerate(names)}
@@ -355,9 +355,18 @@ def initialise_from(model, folder, vocabulary: tuple[str, ...]) -> int:
                 if np.delete(mine.shape, axis).tolist() == np.delete(other.shape, axis).tolist():
                     np.moveaxis(mine, axis, 0)[known] = np.moveaxis(other, axis, 0)[rows[known]]
             layer.set_weights(ours)
-        elif [w.shape for w in ours] == [w.shape for w in theirs]:
-            layer.set_weights(theirs)
+        elif all(_takes_rows(mine, other) for mine, other in zip(ours, theirs)) and len(ours) == len(theirs):
+            layer.set_weights([np.concatenate([other, np.zeros_like(mine[len(other):])])
+                               for mine, other in zip(ours, theirs)])
     return int(known.sum())
+
+
+def _takes_rows(mine: np.ndarray, other: np.ndarray) -> bool:
+    """Whether weight ``mine`` can take ``other``: the same shape, or a kernel with more input rows (a plain
+    LSTM's first kernel into a lookback model's, whose extra rows take ``matched``). Extra rows start at
+    zero, so the network computes what the one copied from did."""
+    same_kind = mine.ndim == other.ndim and mine.shape[1:] == other.shape[1:]
+    return same_kind and (mine.shape == other.shape or (mine.ndim == 2 and len(mine) > len(other)))
 
 
 def _check_output(out: Path, resume: bool, force: bool) -> dict | None:

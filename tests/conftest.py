@@ -129,8 +129,9 @@ def corpus_files(name: str) -> list[Path]:
     return sorted((CORPORA / name).glob("*.mid"))
 
 
-def _tiny_bundle(tmp_path_factory, name, files, melody_only=False, units=32, epochs=2, steps=40):
-    """A small model really trained for a few seconds on ``files``."""
+def _tiny_bundle(tmp_path_factory, name, files, melody_only=False, units=32, epochs=2, steps=40,
+                 lookback=(1, 2, 4, 8)):
+    """A small model really trained for a few seconds on ``files`` (a lookback model unless ``lookback=()``)."""
     from melody.bundle import load_bundle
     from melody.model import ModelConfig
     from melody.tokenizer import TokenizerConfig
@@ -141,7 +142,7 @@ def _tiny_bundle(tmp_path_factory, name, files, melody_only=False, units=32, epo
         shutil.copy(path, folder)
     out = tmp_path_factory.mktemp(name + "-model") / "model"
     config = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=16, seq_len=32, learning_rate=0.01)
-    train(folder, out, ModelConfig(units=units, layers=2, embedding=16, dropout=0.0), config,
+    train(folder, out, ModelConfig(units=units, layers=2, embedding=16, dropout=0.0, lookback=lookback), config,
           TokenizerConfig(melody_only=melody_only))
     return load_bundle(out)
 
@@ -155,5 +156,5 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def melody_bundle(tmp_path_factory):
-    """A tiny melody-only model on 30 chorales."""
-    return _tiny_bundle(tmp_path_factory, "lead", corpus_files("chorales")[:30], melody_only=True)
+    """A tiny melody-only plain LSTM (no lookback) on 30 chorales."""
+    return _tiny_bundle(tmp_path_factory, "lead", corpus_files("chorales")[:30], melody_only=True, lookback=())

@@ -17,16 +17,15 @@ from melody.cli import cli
 from melody.continuation import make_primer
 from melody.keys import scale
 from melody.metrics import continuation_fit
-from melody.generate import DEFAULT_MODEL, generate
+from melody.generate import DEFAULT_MODEL, generate, numpy_network
 from melody.model import network_weights
-from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.midi_read import read_midi
 from melody.midi_write import validate_midi, write_midi
 from melody.score import Instrument, Note, Score, TimeSignature
 
 def stepper_and_sampler(bundle):
-    network = NumpyLSTM(load_weights(bundle))
+    network = numpy_network(bundle)
     return network, Sampler(network, bundle.tokenizer.token_table())
 
 
@@ -43,12 +42,14 @@ def assert_same_predictions(keras_logits, numpy_logits, where):
     np.testing.assert_allclose(probabilities[1], probabilities[0], rtol=0, atol=1e-5, err_msg=where)
 
 
-@pytest.mark.parametrize("which", ["tiny", "default"])
-def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, which):
-    """The gate equations live in melody.cell (training) and melody.numpy_lstm (generation): pinned together
-    on real sequences, for a freshly trained model and for the shipped one, token by token and whole."""
-    bundle = bundle if which == "tiny" else load_bundle(DEFAULT_MODEL)
-    network = NumpyLSTM(load_weights(bundle))
+@pytest.mark.parametrize("which", ["tiny lookback", "tiny plain", "default"])
+def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, melody_bundle, which):
+    """The gate equations and the lookback live in melody.cell (training) and melody.numpy_lstm (generation):
+    pinned together on real sequences, for freshly trained models with and without lookback and for the
+    shipped one, token by token and whole."""
+    bundle = {"tiny lookback": bundle, "tiny plain": melody_bundle}.get(which) or load_bundle(DEFAULT_MODEL)
+    assert bool(bundle.model_config.lookback) == (which == "tiny lookback") or which == "default"
+    network = numpy_network(bundle)
     for path in (corpus_files("folk")[0], corpus_files("chorales")[0]):
         tokens = bundle.tokenizer.encode(read_midi(path))[:300].astype(np.int64)
         expected = bundle.model(tokens[None].astype("int32")).numpy()[0]
@@ -63,7 +64,8 @@ def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, which)
 def test_weights_read_from_the_folder_are_the_keras_models(bundle):
     """bundle.load_weights (model.keras read without TensorFlow) gives the arrays Keras holds, by name."""
     from_folder, from_keras = load_weights(bundle), network_weights(bundle.model)
-    assert from_folder.keys() == from_keras.keys() and len(from_folder) == 2 * 3 + 3
+    assert bundle.model_config.lookback  # the lookback's weights too: the first kernel's extra rows, repeat/*
+    assert from_folder.keys() == from_keras.keys() and len(from_folder) == 2 * 3 + 3 + 2
     for name in from_folder:
         np.testing.assert_array_equal(from_folder[name], from_keras[name], err_msg=name)
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -170,16 +171,18 @@ def test_resume_refuses_changed_settings_and_names_them(folk, tmp_path):
 
 
 def test_init_from_copies_weights_by_token_name(folk, tmp_path):
-    """A model started from another keeps its LSTM weights and, token by token, its embedding and logits."""
+    """A model started from another keeps its LSTM weights and, token by token, its embedding and logits;
+    a plain LSTM starts a lookback model: the first kernel's rows for ``matched`` start at zero."""
     from melody.tokenizer import Tokenizer, TokenizerConfig
     from melody.train import initialise_from
     from melody.model import build_model
 
     source = tmp_path / "source"
-    train(folk, source, TINY, quick(epochs=1, steps_per_epoch=3))
+    train(folk, source, replace(TINY, lookback=()), quick(epochs=1, steps_per_epoch=3))
     trained = load_bundle(source)
     other = Tokenizer(TokenizerConfig(velocity_bins=4, max_tracks=40))  # 4 velocities fewer, 8 tracks more
-    model = build_model(TINY, len(other))
+    model = build_model(TINY, len(other), bar_tokens=other.bar_tokens())
+    assert TINY.lookback == (1, 2, 4, 8)
     fresh = model.get_layer("embedding").get_weights()[0][other.ids["Track_35"]].copy()
     matched = initialise_from(model, source, other.vocabulary)
     assert matched == len(other) - 8  # Track_32..Track_39 have no namesake and keep their initial values
@@ -190,6 +193,11 @@ def test_init_from_copies_weights_by_token_name(folk, tmp_path):
     np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0][:, other.ids["Note_60"]],
                                   trained.model.get_layer("logits").get_weights()[0][:, trained.tokenizer.ids["Note_60"]])
     for a, b in zip(model.get_layer("lstm_1").get_weights(), trained.model.get_layer("lstm_1").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    (kernel, *rest), (plain_kernel, *plain_rest) = (m.get_layer("lstm_0").get_weights() for m in (model, trained.model))
+    np.testing.assert_array_equal(kernel[:16], plain_kernel)
+    np.testing.assert_array_equal(kernel[16:], np.zeros((4, kernel.shape[1])))
+    for a, b in zip(rest, plain_rest):
         np.testing.assert_array_equal(a, b)
 
 
@@ -214,11 +222,11 @@ def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, 
     saved = load_bundle(tmp_path / "bfloat16").model
     assert {w.dtype for w in saved.get_weights()} == {np.dtype("float32")}
     # ... so generation's NumPy network runs it, predicting what Keras predicts
-    from melody.bundle import load_weights, read_manifest
-    from melody.numpy_lstm import NumpyLSTM
+    from melody.bundle import read_manifest
+    from melody.generate import numpy_network
     tokens = np.arange(1, 40) % 600
     expected = saved(tokens[None].astype("int32")).numpy()[0, -1]
-    logits = NumpyLSTM(load_weights(read_manifest(tmp_path / "bfloat16"))).prime(tokens)[0][0]
+    logits = numpy_network(read_manifest(tmp_path / "bfloat16")).prime(tokens)[0][0]
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
     assert {layer.dtype_policy.name for layer in saved.layers if hasattr(layer, "dtype_policy")} == {"float32"}
     import keras
