@@ -111,14 +111,17 @@ def _file_text(d: dict) -> str:
     return "\n".join(lines)
 
 
+def _lookback_text(distances) -> str:
+    return f"lookback {', '.join(map(str, distances))} bars" if distances else "no lookback"
+
+
 def _model_text(d: dict) -> str:
     model, corpus = d["model"] or {}, d["corpus"]
     minutes = (d["training_seconds"] or 0) / 60
     lines = [f"{d['path']}: melody model (format {d['version']}), {'melody only' if d['melody_only'] else 'full score'}",
              f"  network: {model.get('layers')} LSTM layers x {model.get('units')} units, embedding "
              f"{model.get('embedding')}, dropout {model.get('dropout')}; "
-             f"{'lookback ' + ', '.join(map(str, model['lookback'])) + ' bars' if model.get('lookback') else 'no lookback'}"
-             f"; {d['parameters'] or 0:,} parameters",
+             f"{_lookback_text(model.get('lookback'))}; {d['parameters'] or 0:,} parameters",
              f"  vocabulary: {d['vocabulary']} tokens; instruments learned: {_instrument_names(d['programs'])}",
              f"  corpus: {corpus.get('ok')} files ({corpus.get('skipped')} skipped), {corpus.get('tokens') or 0:,} "
              f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
