@@ -282,11 +282,17 @@ class Repeat(keras.layers.Layer):
     def call(self, h, logits, ahead):
         scores = ops.matmul(ops.cast(h, self.compute_dtype), self.kernel) + self.bias   # s_k: (batch, time, K)
         logits = ops.cast(logits, self.compute_dtype)
-        vocabulary = ops.arange(ops.shape(logits)[-1], dtype="int32")
-        for k in range(self.distances):
-            there = ahead[..., k:k + 1] == vocabulary                                    # (batch, time, vocabulary)
-            logits = ops.where(there, ops.logaddexp(logits, scores[..., k:k + 1]), logits)
-        return logits
+        there, token = ahead >= 0, ops.maximum(ahead, 0)
+        # Several distances may point at one token: its copy mass is the sum of their exp(s_k), added once.
+        same = (ahead[..., :, None] == ahead[..., None, :]) & there[..., None, :]      # (batch, time, K, K)
+        mass = ops.logsumexp(ops.where(same, scores[..., None, :], -1e9), axis=-1)    # log of that sum, per k
+        order = ops.arange(self.distances)
+        counted = ops.any(same & (order[None, :] < order[:, None]), axis=-1)          # an earlier k points there
+        at_token = ops.take_along_axis(logits, token, axis=-1)                          # logit_y at y = ahead_k
+        raise_by = ops.where(there & ~counted, ops.logaddexp(at_token, mass) - at_token, 0.0)
+        # Only K logits per position change: a (K, vocabulary) one-hot spreads the raises, no exp over the vocabulary.
+        spread = ops.one_hot(token, ops.shape(logits)[-1], dtype=self.compute_dtype)
+        return logits + ops.einsum("btk,btkv->btv", raise_by, spread)
 
     def compute_output_shape(self, h_shape, logits_shape=None, ahead_shape=None):
         return logits_shape
