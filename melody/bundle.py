@@ -297,10 +297,11 @@ def save_best(model, folder: Path) -> None:
 
 
 def save_checkpoint(model, state: dict, folder: Path) -> None:
-    """Model with optimizer state to checkpoint/epoch-N.keras, then state.json naming it, then drop the old."""
+    """Model with optimizer state to checkpoint/epoch-N.keras (epoch-N-step-S.keras when interrupted in the epoch
+    after N, at step S), then state.json naming it, then drop the old."""
     checkpoints = folder / CHECKPOINT
     checkpoints.mkdir(exist_ok=True)
-    name = f"epoch-{state['epoch']}.keras"
+    name = f"epoch-{state['epoch']}" + (f"-step-{state['step']}" if state.get("epoch_losses") else "") + ".keras"
     save_model(model, checkpoints / name)
     state["checkpoint"] = name
     atomic_write(checkpoints / "state.json", json.dumps(state, indent=1) + "\n", force=True)

@@ -537,6 +537,7 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
       melody train corpora/folk --out folk-model --resume
       melody train corpora/folk --out m --cluster a:2222,b:2222 --task-index 0   (on a; index 1 on b)
     """
+    from melody.interrupts import Interrupted
     from melody.model import ModelConfig
     from melody.tokenizer import TokenizerConfig
     from melody.train import TrainConfig, train as train_model
@@ -560,9 +561,13 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
                               report=_TrainReport(quiet), changes=given, init_from=init_from, strategy=strategy)
     except OutputExistsError as error:
         raise MelodyError(f"{error}; use --resume to continue training or --force to start over") from None
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted; continue with: melody train {source} --out {out} --resume", err=True)
-        sys.exit(130)
+    except Interrupted as interrupted:
+        again = f"melody train {source} --out {out} --resume" if interrupted.checkpoint else \
+            "the same command (no checkpoint was written yet)"
+        if not quiet and sys.stderr.isatty():
+            click.echo("", err=True)  # below the progress bar
+        click.echo(f"Interrupted; continue with: {again}", err=True)
+        sys.exit(interrupted.exit_code)
     if not is_chief(strategy):
         click.echo(f"Worker {workers_in(os.environ['TF_CONFIG'])[0]} trained {metrics['steps']} steps in "
                    f"{metrics['training_seconds']:.0f} s ({metrics['stopped']}); the chief, worker 0, wrote the model.")

@@ -36,6 +36,7 @@ from melody.dataset import WindowSampler, split_pieces, training_dataset, valida
 from melody.distribute import STRATEGIES, Placement, is_chief, local_rows, place
 from melody.errors import CorpusError, OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
+from melody.interrupts import Interrupted, Stop
 from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
 from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
@@ -222,11 +223,22 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     out, report = Path(out), report or Report()
     if strategy not in STRATEGIES:
         raise TrainingError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    if not is_chief(strategy):  # another worker: the chief checks, locks and writes the folder
-        if init_from is not None:
-            bundle.initialising_vocabulary(init_from)
-        return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from,
-                      strategy)
+    arguments = (source, out, model_config, config, tokenizer, resume, force, report, changes, init_from, strategy)
+    try:
+        with Stop() as stop:
+            if not is_chief(strategy):  # another worker: the chief checks, locks and writes the folder
+                if init_from is not None:
+                    bundle.initialising_vocabulary(init_from)
+                return _train(*arguments, stop)
+            return _train_locked(*arguments, stop)
+    except Interrupted as interrupted:
+        interrupted.checkpoint = is_chief(strategy) and bundle.checkpoint_state(out) is not None
+        raise
+
+
+def _train_locked(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from,
+                  strategy: str, stop: Stop) -> dict:
+    """``_train`` holding the model folder's lock (the chief's run)."""
     created = not out.exists()
     _check_output(out, resume, force)  # at once, before any work; again below under the folder's lock
     if init_from is not None:
@@ -234,7 +246,7 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     try:
         with folder_lock(out, "train"):  # a second run into the same folder is refused
             return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from,
-                          strategy)
+                          strategy, stop)
     finally:
         if created:
             with contextlib.suppress(OSError):
@@ -242,7 +254,7 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
 
 
 def _train(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from,
-           strategy: str) -> dict:
+           strategy: str, stop: Stop) -> dict:
     writes = is_chief(strategy)
     state = _check_output(out, resume, force or not writes)
     if writes:
@@ -276,8 +288,8 @@ def _train(source, out: Path, model_config, config, tokenizer, resume, force, re
         bundle.save_corpus(out, *data.pieces, names=data.names)
     best_copy = build_model(model_config, vocabulary, bar_tokens=cache.tokenizer.bar_tokens())  # what model.keras holds
     with _memory_guard(model_config, config), _worker_guard(placement):
-        return _epochs(Run(model, placement, rows, out if writes else None), best_copy, data, config, state, report,
-                       parameter_count(best_copy))
+        run = Run(model, placement, rows, out if writes else None, stop)
+        return _epochs(run, best_copy, data, config, state, report, parameter_count(best_copy))
 
 
 def _network(out: Path, state, model_config, config, init_from, cache, precision, why):
@@ -389,6 +401,7 @@ class Run:
     placement: Placement
     rows: list[slice]  # this worker's replicas' rows of each global batch
     out: Path | None
+    stop: Stop  # Ctrl-C and SIGTERM: answered between steps
 
 
 def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state: dict, report: Report,
@@ -398,38 +411,28 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
     total = steps_per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
     report.start(total, state["step"], data.summary)
-    tokens_per_step = config.batch_size * config.seq_len
-    train_step = _train_step(run.model, run.placement.strategy, tokens_per_step, config.clip_norm)
+    train_step = _train_step(run.model, run.placement.strategy, config.batch_size * config.seq_len, config.clip_norm)
+    validate = _validation(run.model, data.validation, config.batch_size)
     stopped = "finished all epochs"
     for epoch in range(state["epoch"], config.epochs):
-        steps = min(steps_per_epoch, total - state["step"])
+        losses = state.setdefault("epoch_losses", [])  # steps of this epoch already trained (a resumed epoch)
+        steps = min(steps_per_epoch, total - (state["step"] - len(losses)))
         if steps <= 0:
             stopped = f"reached --max-steps {config.max_steps}"
             break
-        started = time.perf_counter()
-        _reseed_dropout(run.model, config.random_seed, epoch)
-        batches = run.placement.strategy.distribute_datasets_from_function(
-            lambda _: training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch,
-                                       rows=run.rows))
-        losses = []
-        for batch in batches:
-            losses.append(float(train_step(batch)))
-            report.step(state["step"] + len(losses), float(np.mean(losses)),
-                        len(losses) * tokens_per_step / max(time.perf_counter() - started, 1e-9))
-        val_loss = validation_loss(run.model, data.validation, config.batch_size)
-        seconds = time.perf_counter() - started
-        state["step"] += steps
-        state["seconds"] += seconds
+        val_loss = _epoch(run, train_step, validate, data, config, state, epoch, steps, report)
         entry = {"epoch": epoch + 1, "step": state["step"], "loss": round(float(np.mean(losses)), 5),
-                 "val_loss": round(val_loss, 5), "tokens_seen": state["step"] * tokens_per_step,
-                 "seconds": round(seconds, 2)}
+                 "val_loss": round(val_loss, 5), "tokens_seen": state["step"] * config.batch_size * config.seq_len,
+                 "seconds": round(state["epoch_seconds"], 2)}
         state["epochs"].append(entry)
+        state["seconds"] += state.pop("epoch_seconds")
+        state["epoch_losses"], state["epoch"] = [], epoch + 1
+        state.pop("dropout", None)
         improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"] - 1e-4
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best_val_loss"] = val_loss
             best_copy.set_weights(run.model.get_weights())
-        state["epoch"] = epoch + 1
         if run.out is not None:
             if improved:
                 bundle.save_best(best_copy, run.out)
@@ -443,6 +446,37 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
         if config.max_steps and state["step"] >= config.max_steps:
             stopped = f"reached --max-steps {config.max_steps}"
     return _write_metrics(run.out, state, data.summary, parameters, stopped=stopped)
+
+
+def _epoch(run: Run, train_step, validate, data: TrainingData, config: TrainConfig, state: dict, epoch: int,
+           steps: int, report: Report) -> float:
+    """Train ``epoch``'s steps not yet trained (``state["epoch_losses"]`` holds the losses of those that were),
+    then return the validation loss. On Ctrl-C or SIGTERM the data pipeline is closed, a checkpoint is written
+    where training stopped (the next step, or the validation) and ``Interrupted`` is raised."""
+    losses, first = state["epoch_losses"], len(state["epoch_losses"])
+    state.setdefault("epoch_seconds", 0.0)
+    _reseed_dropout(run.model, config.random_seed, epoch, state.get("dropout"))
+    started, tokens_per_step = time.perf_counter(), config.batch_size * config.seq_len
+    with run.stop.deferred():
+        batches = iter(run.placement.strategy.distribute_datasets_from_function(
+            lambda _: training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch,
+                                       first_step=first, rows=run.rows)))
+        for batch in batches:
+            losses.append(float(train_step(batch)))
+            state["step"] += 1
+            report.step(state["step"], float(np.mean(losses)),
+                        (len(losses) - first) * tokens_per_step / max(time.perf_counter() - started, 1e-9))
+            if run.stop.requested:
+                break
+        del batches  # closes the pipeline and its threads before anything else happens
+        val_loss = None if run.stop.requested else validate(run.stop)
+    state["epoch_seconds"] += time.perf_counter() - started
+    if run.stop.requested:
+        state["dropout"] = _dropout_states(run.model)
+        if run.out is not None:
+            bundle.save_checkpoint(run.model, state, run.out)
+        run.stop.check()
+    return val_loss
 
 
 def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
@@ -490,9 +524,10 @@ def _scaled(gradient, factor):
     return gradient * factor
 
 
-def validation_loss(model, windows: np.ndarray, batch_size: int) -> float:
-    """The mean loss per token of ``model`` on the validation ``windows`` (each worker computes it whole,
-    so every worker takes the same early-stopping decision)."""
+def _validation(model, windows: np.ndarray, batch_size: int):
+    """A function (stop) -> the mean loss per token of ``model`` on the validation ``windows``, or None when
+    ``stop`` (``melody.interrupts.Stop``) was requested before it finished. Each worker computes it whole, so
+    every worker takes the same early-stopping decision; one ``tf.function`` serves every epoch."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -500,9 +535,15 @@ def validation_loss(model, windows: np.ndarray, batch_size: int) -> float:
         logits = tf.cast(model(inputs, training=False), tf.float32)
         return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
 
-    total = sum(float(summed(windows[begin:begin + batch_size, :-1], windows[begin:begin + batch_size, 1:]))
-                for begin in range(0, len(windows), batch_size))
-    return total / windows[:, 1:].size
+    def validate(stop=None) -> float | None:
+        total = 0.0
+        for begin in range(0, len(windows), batch_size):
+            if stop is not None and stop.requested:
+                return None
+            total += float(summed(windows[begin:begin + batch_size, :-1], windows[begin:begin + batch_size, 1:]))
+        return total / windows[:, 1:].size
+
+    return validate
 
 
 @contextlib.contextmanager
@@ -523,12 +564,23 @@ def _worker_guard(placement: Placement):
                             "last checkpoint") from None
 
 
-def _reseed_dropout(model, seed: int, epoch: int) -> None:
-    """Dropout masks drawn from (seed, epoch, layer): a resumed epoch drops what the original would have."""
-    for index, layer in enumerate(model.layers):
-        generator = getattr(layer, "seed_generator", None)
-        if generator is not None:
-            generator.state.assign(np.array([seed * 1_000_003 + epoch * 1_009 + index, 0], dtype="int64"))
+def _reseed_dropout(model, seed: int, epoch: int, states: list | None = None) -> None:
+    """Dropout masks drawn from (seed, epoch, layer): a resumed epoch drops what the original would have.
+    ``states``: the generators' states where an interrupted epoch stopped (``_dropout_states``)."""
+    generators = _dropout_generators(model)
+    for (index, generator), saved in zip(generators, states or [None] * len(generators)):
+        start = [seed * 1_000_003 + epoch * 1_009 + index, 0] if saved is None else saved
+        generator.state.assign(np.array(start, dtype="int64"))
+
+
+def _dropout_states(model) -> list[list[int]]:
+    """Each dropout generator's state (seed, draws so far), to continue an epoch where it stopped."""
+    return [[int(value) for value in generator.state.numpy()] for _, generator in _dropout_generators(model)]
+
+
+def _dropout_generators(model) -> list[tuple[int, object]]:
+    return [(index, layer.seed_generator) for index, layer in enumerate(model.layers)
+            if getattr(layer, "seed_generator", None) is not None]
 
 
 def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopped: str) -> dict:
