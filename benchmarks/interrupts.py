@@ -20,6 +20,7 @@ loaded as a user's would be). Prints one row per run and the totals; exits 1 on 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+print = functools.partial(print, flush=True)  # rows as they come, also into a file
 NETWORK = ["--units", "32", "--embedding", "16", "--batch-size", "16", "--seq-len", "32", "--epochs", "4",
            "--val-split", "0.25", "--quiet"]
 PATIENCE = 10.0  # seconds an interrupted run may take to exit
@@ -56,11 +58,14 @@ def interrupt_once(corpus: Path, out: Path, delay: float, number: int, env: dict
     process.send_signal(number)
     sent = time.perf_counter()
     try:
-        _, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         process.kill()
         return {"outcome": "HANG", "seconds": 120.0}
     seconds = time.perf_counter() - sent
+    if "Trained" in stdout:  # the run was over; the signal came while the process shut down
+        return {"outcome": f"finished before the signal took effect (exit {process.returncode})",
+                "code": process.returncode}
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     state_path = out / "checkpoint" / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else None
@@ -108,7 +113,7 @@ def main() -> int:
             result = interrupt_once(corpus, work / f"run{run}", delay, number, env)
             if result["outcome"] != "ok":
                 print(f"{run:2d} {number.name:7s} at {delay:5.1f} s: {result['outcome']}")
-                failures += result["outcome"] == "HANG"
+                failures += result["outcome"] == "HANG" or result.get("code") not in (None, 0, 128 + number)
                 continue
             done += 1
             good = (result["code"] == 128 + number and result["seconds"] <= PATIENCE and result["line"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -20,6 +21,7 @@ import click
 from melody import __version__
 from melody.distribute import STRATEGIES, cluster_config, is_chief, workers_in
 from melody.errors import MelodyError, OutputExistsError
+from melody.interrupts import SIGNALS
 
 USER_ERROR = 2
 _IMPORTED = time.perf_counter()
@@ -579,7 +581,11 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
 
 
 def main() -> None:
-    cli.main()
+    try:
+        cli.main()
+    finally:  # the command is over: a signal during the interpreter's shutdown exits with its code at once
+        for number in SIGNALS:
+            signal.signal(number, lambda number, frame: os._exit(128 + number))
 
 
 if __name__ == "__main__":

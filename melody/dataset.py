@@ -42,7 +42,7 @@ class Pieces:
         pieces = np.asarray(pieces, dtype=np.int64)
         self.starts = cache.offsets[pieces].astype(np.int64)
         self.ends = cache.offsets[pieces + 1].astype(np.int64)
-        self.headers = np.array([cache.tokenizer.header_length(cache.tokens[start:min(end, start + 512)])
+        self.headers = np.array([cache.tokenizer.header_length(cache.tokens[start:end])
                                  for start, end in zip(self.starts, self.ends)], dtype=np.int64)
         run_end = self.ends.copy()  # the end of the run of adjacent pieces each piece belongs to
         for index in range(len(pieces) - 2, -1, -1):

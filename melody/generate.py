@@ -33,7 +33,6 @@ from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
 from melody.score import Score
-from melody.tokenizer import DENOMINATORS, MAX_NUMERATOR
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
@@ -163,11 +162,6 @@ def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, de
             parse_key(key)
         except ValueError as error:
             raise MelodyError(str(error)) from None
-    if time_signature is not None:
-        numerator, denominator = time_signature
-        if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
-            raise MelodyError(f"time signature {numerator}/{denominator} is not one melody writes (numerators "
-                              f"1..{MAX_NUMERATOR}, denominators {', '.join(map(str, DENOMINATORS))})")
     if density is not None and not (0 < density <= 16):
         raise MelodyError(f"density must be above 0 and at most 16 note onsets per quarter note, got {density}")
     if accompaniment not in ACCOMPANIMENTS:

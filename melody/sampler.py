@@ -88,11 +88,7 @@ class Sampler:
         self.vocabulary = int(len(table["bar_steps"]))
         table = self.table
         self.is_bar, self.shift_steps, self.track_of = table["bar_steps"] > 0, table["shift_steps"], table["track_of"]
-        is_note, is_duration, is_velocity = table["is_note"], table["is_duration"], table["is_velocity"]
-        # What may follow each token (the note grammar), as a (vocabulary, vocabulary) table.
-        self.follows = np.where(is_note[:, None], is_duration[None, :],
-                                np.where((self.track_of >= 0)[:, None], (is_note | is_velocity)[None, :],
-                                         np.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
+        self.follows = table["follows"]  # the note grammar: which token may come right after which
 
     def prime(self, primer: np.ndarray) -> Primed:
         """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here."""

@@ -4,18 +4,27 @@ Time is beat-relative: it moves in steps of 1/``steps_per_quarter`` of a quarter
 note (12 by default, so 16ths are 3 steps and eighth triplets 4), which puts
 generated music on a DAW's grid whatever the tempo.
 
-Token layout (ids in this order; ``Tokenizer.vocabulary`` lists every name):
+Token layout: the kinds are declared once, in ``Tokenizer.__init__`` (a ``melody.vocabulary``
+table); every id, name, test and the sampler's note grammar derive from that declaration.
+For the default configuration (``melody info MODEL --vocabulary`` prints a model's):
 
-    0 Pad, 1 Begin, 2 End                padding (never produced by encode), start and end of a piece
-    Bar_<n>_<d>                          a bar line opening a bar of n/d time (n 1..32, d 1..32, powers of 2)
-    TimeShift_1 .. TimeShift_48          move time forward 1..48 steps (48 = a 4/4 bar)
-    Note_0 .. Note_127                   a note of this MIDI pitch starts now ...
-    Duration_1 .. Duration_768           ... and lasts this many steps (36 values, coarser as notes get longer)
-    Velocity_1 .. Velocity_8             loudness bin of the notes that follow
-    Track_0 .. Track_31                  the track (part) of the notes that follow
-    Program_0 .. Program_127, Drums      what a track plays (in the header only)
-    Key_C .. Key_B, Key_Cm .. Key_Bm     the piece's key (in the header only)
-    Density_1 .. Density_8               how busy the piece is: note onsets per quarter note, binned (header only)
+          ids  tokens                       count  section  meaning
+            0  Pad                              1  special  padding (never produced by encode)
+            1  Begin                            1  special  the start of a piece
+            2  End                              1  special  the end of a piece
+        3-194  Bar_1_1 .. Bar_32_32           192  body     a bar line opening a bar of n/d time
+      195-242  TimeShift_1 .. TimeShift_48     48  body     move time forward this many steps
+      243-370  Note_0 .. Note_127             128  body     a note of this MIDI pitch starts now ...
+      371-406  Duration_1 .. Duration_768      36  body     ... and lasts this many steps
+      407-414  Velocity_1 .. Velocity_8         8  body     loudness bin of the notes that follow
+      415-446  Track_0 .. Track_31             32  body     the track (part) of the notes that follow
+      447-574  Program_0 .. Program_127       128  header   what a track plays: a General MIDI program
+          575  Drums                            1  header   what a track plays: drums
+      576-599  Key_C .. Key_Bm                 24  header   the piece's key
+      600-607  Density_1 .. Density_8           8  header   note onsets per quarter note, binned
+
+Bar_<n>_<d> exists for n 1..32 and d 1, 2, 4, 8, 16, 32; a step is 1/12 of a quarter
+note, so TimeShift_48 is a 4/4 bar and Duration_768 is 64 quarters.
 
 A piece is a header, then its body:
 
@@ -43,9 +52,10 @@ Why pitch + duration rather than note-on/note-off pairs: every note is closed
 the moment it is written, so whatever a model samples decodes to a valid file;
 chords cost half the tokens; and a duration token lands on the same grid as the
 onsets. Durations run to 64 quarters (16 bars of 4/4: a pedal note under a whole
-phrase), every step up to a quarter and ever coarser after (16ths up to 2
-quarters, 8ths up to 4, ... whole 4/4 bars from 32 quarters on); longer notes are
-cut to 64 quarters.
+phrase): every step (a 48th note) up to a quarter, then four values per doubling,
+so 16ths up to 2 quarters, 8ths up to 4, quarters up to 8, half notes up to 16,
+whole 4/4 bars up to 32 and two bars up to 64 (36 values); a note is snapped to
+the nearest, and longer notes are cut to 64 quarters.
 
 ``prepare`` is the one step from a Score to what the model sees: the lead line
 only (``melody_only``), the key chosen, notes on the grid. ``encode`` runs it, so
@@ -66,10 +76,11 @@ import numpy as np
 from melody.errors import TokenizerError
 from melody.files import atomic_write
 from melody.keys import MAJOR_NAMES, MINOR_NAMES, estimate_key, in_key_share, key_name, parse_key, scale
+from melody.vocabulary import Vocabulary
 from melody.score import (Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick, lead_index,
                           melody_line)
 
-PAD, BEGIN, END = range(3)
+PAD, BEGIN, END = range(3)  # the first three kinds below; fixed ids, also for padding and the n-gram
 FORMAT = "melody-tokenizer"
 FORMAT_VERSION = 2
 DENOMINATORS = (1, 2, 4, 8, 16, 32)
@@ -143,30 +154,25 @@ class Tokenizer:
         self.velocities = self.config.velocities
         self.meters = _meters()
         self.max_shift = self.config.max_shift_quarters * self.config.steps_per_quarter
-        self.vocabulary: tuple[str, ...] = (
-            ("Pad", "Begin", "End")
-            + tuple(f"Bar_{n}_{d}" for n, d in self.meters)
-            + tuple(f"TimeShift_{steps}" for steps in range(1, self.max_shift + 1))
-            + tuple(f"Note_{pitch}" for pitch in range(128))
-            + tuple(f"Duration_{steps}" for steps in self.durations)
-            + tuple(f"Velocity_{number}" for number in range(1, self.config.velocity_bins + 1))
-            + tuple(f"Track_{index}" for index in range(self.config.max_tracks))
-            + tuple(f"Program_{program}" for program in range(128)) + ("Drums",)
-            + tuple(f"Key_{name}" for name in KEY_NAMES)
-            + tuple(f"Density_{index}" for index in range(1, len(DENSITIES) + 1))
-        )
-        self.ids = {name: index for index, name in enumerate(self.vocabulary)}
-        # First id of each kind: the id of Kind_k is first + (k's place in its kind).
-        self.bar = self.ids["Bar_1_1"]
-        self.time_shift = self.ids["TimeShift_1"]
-        self.note = self.ids["Note_0"]
-        self.duration = self.ids[f"Duration_{self.durations[0]}"]
-        self.velocity = self.ids["Velocity_1"]
-        self.track = self.ids["Track_0"]
-        self.program = self.ids["Program_0"]
-        self.drums = self.ids["Drums"]
-        self.key = self.ids["Key_C"]
-        self.density = self.ids["Density_1"]
+        self.kinds = Vocabulary([
+            ("Pad", (), "special", "padding (never produced by encode)"),
+            ("Begin", (), "special", "the start of a piece"),
+            ("End", (), "special", "the end of a piece"),
+            ("Bar", [f"{n}_{d}" for n, d in self.meters], "body", "a bar line opening a bar of n/d time"),
+            ("TimeShift", range(1, self.max_shift + 1), "body", "move time forward this many steps"),
+            ("Note", range(128), "body", "a note of this MIDI pitch starts now ..."),
+            ("Duration", self.durations, "body", "... and lasts this many steps"),
+            ("Velocity", range(1, self.config.velocity_bins + 1), "body", "loudness bin of the notes that follow"),
+            ("Track", range(self.config.max_tracks), "body", "the track (part) of the notes that follow"),
+            ("Program", range(128), "header", "what a track plays: a General MIDI program"),
+            ("Drums", (), "header", "what a track plays: drums"),
+            ("Key", KEY_NAMES, "header", "the piece's key"),
+            ("Density", range(1, len(DENSITIES) + 1), "header", "note onsets per quarter note, binned"),
+        ])
+        self.vocabulary: tuple[str, ...] = self.kinds.names
+        self.ids = self.kinds.ids
+        # Begin, Key, Density and a (Track, Program or Drums) pair per track at most.
+        self.max_header_length = 3 + 2 * self.config.max_tracks
         self._meter_index = {meter: index for index, meter in enumerate(self.meters)}
 
     def __len__(self) -> int:
@@ -183,29 +189,27 @@ class Tokenizer:
 
     def is_note(self, tokens) -> np.ndarray:
         """True where a token starts a note (drums included)."""
-        tokens = np.asarray(tokens)
-        return (tokens >= self.note) & (tokens < self.note + 128)
+        return self.kinds["Note"].holds(tokens)
 
     def is_bar(self, tokens) -> np.ndarray:
         """True where a token is a bar line."""
-        tokens = np.asarray(tokens)
-        return (tokens >= self.bar) & (tokens < self.bar + len(self.meters))
+        return self.kinds["Bar"].holds(tokens)
 
     def bar_token(self, numerator: int, denominator: int) -> int:
         """The id of the bar line opening a bar of ``numerator``/``denominator`` time."""
         try:
-            return self.bar + self._meter_index[numerator, denominator]
+            return self.kinds["Bar"].token(self._meter_index[numerator, denominator])
         except KeyError:
-            raise TokenizerError(f"no bar token for {numerator}/{denominator} time (numerators 1..{MAX_NUMERATOR}, "
-                                 f"denominators {', '.join(map(str, DENOMINATORS))})") from None
+            raise TokenizerError(f"time signature {numerator}/{denominator} is not one melody writes (numerators "
+                                 f"1..{MAX_NUMERATOR}, denominators {', '.join(map(str, DENOMINATORS))})") from None
 
     def header_length(self, tokens) -> int:
         """How many tokens at the start of a piece form its header (Begin, Key, Density, Track/Program pairs)."""
-        tokens = np.asarray(tokens)
+        tokens = np.asarray(tokens[:self.max_header_length])
         index = 1 if len(tokens) and tokens[0] == BEGIN else 0
-        if index < len(tokens) and self.key <= tokens[index] < self.key + len(KEY_NAMES):
+        if index < len(tokens) and tokens[index] in self.kinds["Key"]:
             index += 1
-        if index < len(tokens) and self.density <= tokens[index] < self.density + len(DENSITIES):
+        if index < len(tokens) and tokens[index] in self.kinds["Density"]:
             index += 1
         while index + 1 < len(tokens) and self._is_track(tokens[index]) and self._is_instrument(tokens[index + 1]):
             index += 2
@@ -217,46 +221,47 @@ class Tokenizer:
         declared: dict[int, tuple[bool, int]] = {}
         for position in range(self.header_length(tokens) - 1):
             if self._is_track(tokens[position]) and self._is_instrument(tokens[position + 1]):
-                declared.setdefault(int(tokens[position]) - self.track, self._instrument(tokens[position + 1]))
+                declared.setdefault(self.kinds["Track"].value_index(tokens[position]),
+                                    self._instrument(tokens[position + 1]))
         return [declared[index] for index in range(len(declared)) if index in declared]
 
     def density_token(self, onsets_per_quarter: float) -> int:
         """The Density token nearest (in log scale) to ``onsets_per_quarter``."""
         value = max(onsets_per_quarter, 1e-3)
-        return self.density + int(np.argmin([abs(np.log(value / level)) for level in DENSITIES]))
+        return self.kinds["Density"].token(int(np.argmin([abs(np.log(value / level)) for level in DENSITIES])))
 
     def sampling_mask(self, track_count: int) -> np.ndarray:
         """Bool (vocabulary,): the tokens a continuation of a piece with ``track_count`` tracks may hold:
         bar lines, time shifts, notes, durations, velocities and its own tracks; never a header
         token, Pad, Begin or End."""
-        allowed = np.zeros(len(self), dtype=bool)
-        allowed[self.bar:self.track + min(track_count, self.config.max_tracks)] = True
+        allowed = self.kinds.mask("Bar", "TimeShift", "Note", "Duration", "Velocity")
+        allowed[self.kinds["Track"].ids[:track_count]] = True
         return allowed
 
     def programs(self, tokens) -> set[int]:
         """Every instrument the headers in ``tokens`` declare: programs 0..127, and -1 for drums."""
         tokens = np.asarray(tokens)
-        found = np.unique(tokens[(tokens >= self.program) & (tokens <= self.drums)])
-        return {-1 if token == self.drums else int(token) - self.program for token in found}
+        found = np.unique(tokens[self.kinds["Program"].holds(tokens) | self.kinds["Drums"].holds(tokens)])
+        return {-1 if drums else program for drums, program in map(self._instrument, found)}
 
     def drum_mask(self, tokens) -> np.ndarray:
         """Bool per position of one piece: whether the track in force there is a drum track."""
         tokens = np.asarray(tokens)
         drum_tracks = np.array([is_drum for is_drum, _ in self.tracks(tokens)] + [False] * self.config.max_tracks)
-        is_track = (tokens >= self.track) & (tokens < self.track + self.config.max_tracks)
+        is_track = self.kinds["Track"].holds(tokens)
         last = np.maximum.accumulate(np.where(is_track, np.arange(len(tokens)), -1)) if len(tokens) else \
             np.zeros(0, dtype=np.int64)
-        current = np.where(last >= 0, tokens[np.maximum(last, 0)].astype(np.int64) - self.track, -1)
+        current = np.where(last >= 0, self.kinds["Track"].value_index(tokens[np.maximum(last, 0)]), -1)
         return (current >= 0) & drum_tracks[np.maximum(current, 0)]
 
     def _is_track(self, token) -> bool:
-        return self.track <= token < self.track + self.config.max_tracks
+        return token in self.kinds["Track"]
 
     def _is_instrument(self, token) -> bool:
-        return self.program <= token <= self.drums
+        return token in self.kinds["Program"] or token in self.kinds["Drums"]
 
     def _instrument(self, token) -> tuple[bool, int]:
-        return (True, 0) if token == self.drums else (False, int(token) - self.program)
+        return (True, 0) if token in self.kinds["Drums"] else (False, self.kinds["Program"].value_index(token))
 
     # ------------------------------------------------------------------------- prepare
 
@@ -308,15 +313,15 @@ class Tokenizer:
         header = tokens[:self.header_length(tokens)]
         if key is not None:
             tonic, minor = parse_key(key)
-            header[(header >= self.key) & (header < self.key + len(KEY_NAMES))] = self.key + tonic + 12 * minor
+            header[self.kinds["Key"].holds(header)] = self.kinds["Key"].token(tonic + 12 * minor)
         if density is not None:
-            header[(header >= self.density) & (header < self.density + len(DENSITIES))] = self.density_token(density)
+            header[self.kinds["Density"].holds(header)] = self.density_token(density)
         tokens[:len(header)] = header
         return tokens
 
     def bar_tokens(self) -> tuple[int, ...]:
         """The ids of every bar line (``Bar_n_d``)."""
-        return tuple(range(self.bar, self.bar + len(self.meters)))
+        return tuple(self.kinds["Bar"].ids)
 
     def bar_steps(self, numerator: int, denominator: int) -> int:
         """Steps in one bar of ``numerator``/``denominator`` time (at least one)."""
@@ -325,29 +330,34 @@ class Tokenizer:
     def token_table(self) -> dict[str, np.ndarray]:
         """What the sampler needs to know of every token id, as arrays over the vocabulary:
         ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
-        time shift moves; 0 for others), ``is_note``, ``is_duration``, ``is_velocity``, and ``track_of`` (k
-        for Track_k, -1 for other tokens)."""
-        ids = np.arange(len(self))
+        time shift moves; 0 for others), ``track_of`` (k for Track_k, -1 for other tokens) and ``follows``
+        ((vocabulary, vocabulary) bool: the note grammar, which token may come right after which: after a
+        track, a velocity or a note; after a velocity, a note; after a note, its duration, and a duration
+        nowhere else)."""
+        kinds = self.kinds
         bar_steps = np.zeros(len(self), dtype=np.int32)
-        bar_steps[self.bar:self.bar + len(self.meters)] = [self.bar_steps(n, d) for n, d in self.meters]
-        shifts = (ids >= self.time_shift) & (ids < self.time_shift + self.max_shift)
-        tracks = (ids >= self.track) & (ids < self.track + self.config.max_tracks)
-        return {"bar_steps": bar_steps, "shift_steps": np.where(shifts, ids - self.time_shift + 1, 0).astype(np.int32),
-                "is_note": self.is_note(ids),
-                "is_duration": (ids >= self.duration) & (ids < self.duration + len(self.durations)),
-                "is_velocity": (ids >= self.velocity) & (ids < self.velocity + self.config.velocity_bins),
-                "track_of": np.where(tracks, ids - self.track, -1).astype(np.int32)}
+        bar_steps[kinds["Bar"].ids] = [self.bar_steps(n, d) for n, d in self.meters]
+        shift_steps = np.zeros(len(self), dtype=np.int32)
+        shift_steps[kinds["TimeShift"].ids] = range(1, self.max_shift + 1)
+        track_of = np.full(len(self), -1, dtype=np.int32)
+        track_of[kinds["Track"].ids] = range(self.config.max_tracks)
+        is_note, is_duration, is_velocity, is_track = (kinds.mask(kind) for kind in ("Note", "Duration", "Velocity",
+                                                                                     "Track"))
+        follows = np.where(is_note[:, None], is_duration[None, :],
+                           np.where(is_track[:, None], (is_note | is_velocity)[None, :],
+                                    np.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
+        return {"bar_steps": bar_steps, "shift_steps": shift_steps, "track_of": track_of, "follows": follows}
 
     def out_of_key(self, tokens) -> np.ndarray:
         """Bool (vocabulary,): the Note tokens whose pitch class is outside the scale of the key in the header
         of ``tokens`` (none without a key)."""
         tokens = np.asarray(tokens)
         header = tokens[:self.header_length(tokens)]
-        keys = header[(header >= self.key) & (header < self.key + len(KEY_NAMES))]
+        keys = header[self.kinds["Key"].holds(header)]
         result = np.zeros(len(self), dtype=bool)
         if len(keys):
-            members = scale(*parse_key(KEY_NAMES[int(keys[0]) - self.key]))
-            result[self.note:self.note + 128] = [pitch % 12 not in members for pitch in range(128)]
+            members = scale(*parse_key(KEY_NAMES[self.kinds["Key"].value_index(keys[0])]))
+            result[self.kinds["Note"].ids] = [pitch % 12 not in members for pitch in range(128)]
         return result
 
     def trusted_key(self, score: Score) -> KeySignature | None:
@@ -425,12 +435,12 @@ class Tokenizer:
             if index < 0:  # ``until``: time has run on to it
                 break
             if index != track:
-                tokens.append(self.track + index)
+                tokens.append(self.kinds["Track"].token(index))
                 track = index
             if note_velocity != velocity:
-                tokens.append(self.velocity + self.config.velocity_bin(note_velocity))
+                tokens.append(self.kinds["Velocity"].token(self.config.velocity_bin(note_velocity)))
                 velocity = note_velocity
-            tokens += [self.note + pitch, self.duration + self.durations.index(duration)]
+            tokens += [self.kinds["Note"].token(pitch), self.kinds["Duration"].token(self.durations.index(duration))]
         if end:
             tokens.append(END)
         return np.asarray(tokens, dtype=np.uint16)
@@ -442,16 +452,17 @@ class Tokenizer:
         tokens = [BEGIN]
         if keys:
             tonic, minor = parse_key(keys[-1].key)
-            tokens.append(self.key + tonic + 12 * minor)
+            tokens.append(self.kinds["Key"].token(tonic + 12 * minor))
         tokens.append(self.density_token(onset_density(prepared)))
         for index, part in enumerate(prepared.instruments):
-            tokens += [self.track + index, self.drums if part.is_drum else self.program + part.program]
+            instrument = self.kinds["Drums"].first if part.is_drum else self.kinds["Program"].token(part.program)
+            tokens += [self.kinds["Track"].token(index), instrument]
         return tokens
 
     def _shift(self, tokens: list[int], steps: int) -> None:
         while steps > 0:
             step = min(steps, self.max_shift)
-            tokens.append(self.time_shift + step - 1)
+            tokens.append(self.kinds["TimeShift"].token(step - 1))
             steps -= step
 
     # ------------------------------------------------------------------------- decode
@@ -470,6 +481,8 @@ class Tokenizer:
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(self)):
             tokens = np.where((tokens >= 0) & (tokens < len(self)), tokens, PAD)
         declared = self.tracks(tokens)
+        bar, shift, note, duration, velocity_kind, track_kind = (
+            self.kinds[name] for name in ("Bar", "TimeShift", "Note", "Duration", "Velocity", "Track"))
         parts: list[dict] = [{} for _ in declared]
         meters: list[TimeSignature] = []
         now, track, velocity = 0, 0, self.velocities[self.config.velocity_bin(64)]
@@ -477,28 +490,28 @@ class Tokenizer:
         for token in map(int, tokens[self.header_length(tokens):]):
             if token == END:
                 break
-            if pending and self.duration <= token < self.duration + len(self.durations):
-                self._add(parts, pending, self.durations[token - self.duration])
+            if pending and token in duration:
+                self._add(parts, pending, self.durations[duration.value_index(token)])
                 pending = None
                 continue
-            if pending and (self.time_shift <= token < self.note + 128):
+            if pending and (token in shift or token in note):  # a note without its duration: a quarter
                 self._add(parts, pending, self.config.steps_per_quarter)
                 pending = None
-            if self.bar <= token < self.bar + len(self.meters):
-                meter = self.meters[token - self.bar]
+            if token in bar:
+                meter = self.meters[bar.value_index(token)]
                 if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
                     meters.append(TimeSignature(now, *meter))
-            elif self.time_shift <= token < self.time_shift + self.max_shift:
-                now += token - self.time_shift + 1
-            elif self.note <= token < self.note + 128:
-                pending = (now, token - self.note, track, velocity)
+            elif token in shift:
+                now += shift.value_index(token) + 1
+            elif token in note:
+                pending = (now, note.value_index(token), track, velocity)
                 while len(declared) <= track:  # a note on a track the header did not declare: a piano
                     declared.append((False, 0))
                     parts.append({})
-            elif self.velocity <= token < self.velocity + self.config.velocity_bins:
-                velocity = self.velocities[token - self.velocity]
-            elif self._is_track(token):
-                track = token - self.track
+            elif token in velocity_kind:
+                velocity = self.velocities[velocity_kind.value_index(token)]
+            elif token in track_kind:
+                track = track_kind.value_index(token)
         if pending:
             self._add(parts, pending, self.config.steps_per_quarter)
         return self._decoded(declared, parts, meters, tokens, meta)
@@ -516,8 +529,7 @@ class Tokenizer:
         if meta is not None:
             return self._timing(meta).replace(instruments=instruments)
         header = tokens[:self.header_length(tokens)]
-        keys = [KeySignature(0, KEY_NAMES[int(t) - self.key]) for t in header
-                if self.key <= t < self.key + len(KEY_NAMES)]
+        keys = [KeySignature(0, KEY_NAMES[self.kinds["Key"].value_index(t)]) for t in header if t in self.kinds["Key"]]
         return Score(self.config.steps_per_quarter, instruments, time_signatures=meters, key_signatures=keys[:1])
 
     @staticmethod
@@ -540,11 +552,11 @@ class Tokenizer:
         shifts = np.asarray(shifts, dtype=np.int64)[:, None]
         pitched = self.is_note(windows) & ~np.asarray(drums, dtype=bool)
         moved = windows.astype(np.int64) + shifts
-        if ((moved < self.note) | (moved >= self.note + 128))[pitched].any():
+        if (~self.kinds["Note"].holds(moved))[pitched].any():
             raise ValueError(f"Transposing by {shifts.ravel().tolist()} moves a pitch out of 0..127")
-        is_key = (windows >= self.key) & (windows < self.key + len(KEY_NAMES))
-        offset = windows.astype(np.int64) - self.key
-        keys = self.key + (offset + shifts) % 12 + 12 * (offset // 12)
+        key = self.kinds["Key"]
+        is_key, offset = key.holds(windows), key.value_index(windows)  # tonic + 12 * minor
+        keys = key.first + (offset + shifts) % 12 + 12 * (offset // 12)
         result = np.where(pitched, moved, np.where(is_key, keys, windows))
         return result.astype(windows.dtype)
 
@@ -552,7 +564,7 @@ class Tokenizer:
         """(down, up) per row: how many semitones each row's pitched notes can move and stay in 0..127
         (0 and 0 for a row without pitched notes: nothing there to transpose, its key stays)."""
         pitched = self.is_note(windows) & ~np.asarray(drums, dtype=bool)
-        pitches = np.asarray(windows, dtype=np.int64) - self.note
+        pitches = self.kinds["Note"].value_index(windows)
         low = np.where(pitched, pitches, 127).min(axis=1)
         high = np.where(pitched, pitches, 0).max(axis=1)
         some = pitched.any(axis=1)
@@ -564,7 +576,7 @@ class Tokenizer:
         pitched = self.is_note(tokens) & ~self.drum_mask(tokens)
         if not pitched.any():
             return None
-        pitches = tokens[pitched].astype(np.int64) - self.note
+        pitches = self.kinds["Note"].value_index(tokens[pitched])
         return int(pitches.min()), int(pitches.max())
 
     # ------------------------------------------------------------------------- save / load

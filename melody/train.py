@@ -40,6 +40,7 @@ from melody.interrupts import Interrupted, Stop
 from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count
 from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
+from melody.vocabulary import Vocabulary
 
 
 MAX_BATCH_TOKENS = 1 << 20  # e.g. 256 x 4096 tokens a step: past that, memory runs out before a step ends
@@ -196,7 +197,7 @@ def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
     counts = sum((token_counts(piece, len(cache.tokenizer)) for piece in pieces[0]),
                  np.zeros(len(cache.tokenizer), dtype=np.int64))
     tokenizer = cache.tokenizer
-    programs = set().union(*(tokenizer.programs(piece[:tokenizer.header_length(piece[:512])]) for piece in pieces[0]))
+    programs = set().union(*(tokenizer.programs(piece[:tokenizer.header_length(piece)]) for piece in pieces[0]))
     summary = {**{key: cache.report["summary"][key] for key in ("files", "ok", "skipped", "tokens")},
                "cache": str(cache.folder), "train_files": len(train_pieces), "val_files": len(val_pieces),
                "train_tokens": sampler.tokens_total, "val_tokens": int(validation[:, 1:].size),
@@ -301,7 +302,7 @@ def _network(out: Path, state, model_config, config, init_from, cache, precision
         with _memory_guard(model_config, config):
             model = build_model(model_config, len(cache.tokenizer), bar_tokens=cache.tokenizer.bar_tokens())
         if init_from is not None:
-            initialise_from(model, init_from, cache.tokenizer.vocabulary)
+            initialise_from(model, init_from, cache.tokenizer.kinds)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),  # clipped in ``_train_step``
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0,
@@ -342,7 +343,7 @@ def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig
         raise TrainingError(f"{out}/config.json: unusable settings ({error})") from None
 
 
-def initialise_from(model, folder, vocabulary: tuple[str, ...]) -> int:
+def initialise_from(model, folder, vocabulary: Vocabulary) -> int:
     """Copy weights from the model in ``folder`` into ``model``; returns how many tokens were matched.
 
     Layers of the same name and shape are copied whole (a kernel with more input rows takes the rows
@@ -352,8 +353,7 @@ def initialise_from(model, folder, vocabulary: tuple[str, ...]) -> int:
     vocabulary's ``Bar`` for every ``Bar_n_d``), else keeps its fresh initial value.
     """
     source, names = bundle.load_for_initialising(folder)
-    index = {name: position for position, name in enumerate(names)}
-    rows = np.array([index.get(name, index.get(name.split("_")[0], -1)) for name in vocabulary])
+    rows = vocabulary.rows_in(names)
     known = rows >= 0
     for layer in model.layers:
         try:

@@ -119,9 +119,17 @@ def test_long_pieces_are_measured_in_warmed_up_chunks_close_to_one_pass(melody_b
     whole = evaluate.model_nll(network, [piece])
     monkeypatch.setattr(evaluate, "PASS_TOKENS", 400)
     monkeypatch.setattr(evaluate, "WARM_UP", 100)
-    assert len(evaluate._chunks(piece)) == 5  # scoring 300 tokens each
-    chunked = evaluate.model_nll(network, [piece])
-    assert chunked != whole and chunked == pytest.approx(whole, rel=0.02)
+    chunks = evaluate._chunks(piece)
+    assert len(chunks) == 5  # scoring 300 tokens each
+    scored = []
+    for tokens, first in chunks:  # every token after the first scored exactly once, after a warm-up
+        begin = next(i for i in range(len(piece)) if np.array_equal(piece[i:i + len(tokens)], tokens))
+        assert len(tokens) <= 400 and (first == 1 if begin == 0 else first == 101)
+        scored += range(begin + first, begin + len(tokens))
+    assert scored == list(range(1, len(piece)))
+    # Close to one pass; not asserted different: a state that forgets within the warm-up gives the same
+    # float32 total on some machines (bfloat16-trained tiny models did).
+    assert evaluate.model_nll(network, [piece]) == pytest.approx(whole, rel=0.02)
     assert evaluate.model_nll(network, [piece[:400]]) == pytest.approx(
         evaluate.model_nll(network, [piece[:400], piece[:0]]), rel=1e-6)
 

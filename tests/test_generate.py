@@ -77,6 +77,7 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     primed = sampler.prime(primer)
     (sampled,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))
     table = bundle.tokenizer.token_table()
+    is_note, is_duration, is_velocity = (bundle.tokenizer.kinds.mask(kind) for kind in ("Note", "Duration", "Velocity"))
     sequence = list(primer)
     for _ in range(30):  # the rules written out plainly: the meter, then the note grammar
         logits = bundle.model(np.array([sequence], dtype="int32")).numpy()[0, -1]
@@ -88,14 +89,14 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
             continue
         logits[~allowed | (table["bar_steps"] > 0) | (position + table["shift_steps"] > length)] = -np.inf
         last = sequence[-1]
-        if table["is_note"][last]:  # a duration after a note, and only then
-            logits[~table["is_duration"]] = -np.inf
+        if is_note[last]:  # a duration after a note, and only then
+            logits[~is_duration] = -np.inf
         elif table["track_of"][last] >= 0:  # after a track, its velocity or a note
-            logits[~(table["is_note"] | table["is_velocity"])] = -np.inf
-        elif table["is_velocity"][last]:  # after a velocity, a note
-            logits[~table["is_note"]] = -np.inf
+            logits[~(is_note | is_velocity)] = -np.inf
+        elif is_velocity[last]:  # after a velocity, a note
+            logits[~is_note] = -np.inf
         else:
-            logits[table["is_duration"]] = -np.inf
+            logits[is_duration] = -np.inf
         sequence.append(int(np.argmax(logits)))
     assert list(sampled) == sequence[len(primer):]
     (other_seed,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))
@@ -111,7 +112,7 @@ def test_top_p_keeps_only_the_nucleus(bundle):
     first = [row[0] for row in rows]
     logits = bundle.model(primer[None].astype("int32")).numpy()[0, -1]
     logits[~allowed | bundle.tokenizer.is_bar(np.arange(len(bundle.tokenizer)))] = -np.inf
-    logits[bundle.tokenizer.token_table()["is_duration"]] = -np.inf  # the primer ends with a bar line
+    logits[bundle.tokenizer.kinds.mask("Duration")] = -np.inf  # the primer ends with a bar line
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     order = np.argsort(-probabilities)

@@ -275,3 +275,33 @@ def test_melody_line_of_a_pop_song_is_monophonic_and_not_drums(pop_song):
     assert not instrument.is_drum
     notes = instrument.notes
     assert all(a.end <= b.start for a, b in zip(notes, notes[1:]))
+
+
+def test_the_token_table_is_one_declaration_and_the_docstring_shows_it():
+    """Every id belongs to exactly one kind, kinds are consecutive runs in declared order, names are unique,
+    the fixed special ids are the kinds', and the module docstring shows the default layout as printed."""
+    import melody.tokenizer as module
+
+    tokenizer = Tokenizer()
+    kinds = tokenizer.kinds
+    assert [kind.first for kind in kinds.kinds] == list(np.cumsum([0] + [len(k) for k in kinds.kinds])[:-1])
+    assert sum(len(kind) for kind in kinds.kinds) == len(tokenizer) == len(set(tokenizer.vocabulary)) == 608
+    assert (PAD, BEGIN, END) == (kinds["Pad"].first, kinds["Begin"].first, kinds["End"].first)
+    for token in range(len(tokenizer)):
+        kind = kinds.kind_of(token)
+        assert tokenizer.vocabulary[token] in kind.names and token in kind
+    assert tokenizer.ids["Note_60"] == kinds["Note"].token(60) and kinds["Note"].value_index(kinds["Note"].token(60)) == 60
+    with pytest.raises(IndexError, match="Track has 32 tokens"):
+        kinds["Track"].token(32)
+    assert "\n".join(line.strip() for line in kinds.table().splitlines()) in \
+        "\n".join(line.strip() for line in module.__doc__.splitlines())
+    assert kinds.table().splitlines()[4].split()[:2] == ["3-194", "Bar_1_1"]
+
+
+def test_a_vocabulary_maps_its_tokens_onto_another_by_name_and_kind():
+    from melody.vocabulary import Vocabulary
+
+    older = ["Pad", "Begin", "End", "Bar", "Note_60", "Note_61"]
+    newer = Vocabulary([("Pad", (), "special"), ("Bar", ["3_4", "4_4"], "body"), ("Note", range(59, 62), "body"),
+                        ("Key", ["C"], "header")])
+    assert newer.rows_in(older).tolist() == [0, 3, 3, -1, 4, 5, -1]
