@@ -63,6 +63,9 @@ def interrupt_once(corpus: Path, out: Path, delay: float, number: int, env: dict
         process.kill()
         return {"outcome": "HANG", "seconds": 120.0}
     seconds = time.perf_counter() - sent
+    if process.returncode == -number and "Corpus:" not in stderr:
+        return {"outcome": "killed by the signal while Python imported melody, before its command line ran "
+                           f"(a shell reports {128 + number})", "code": 128 + number}
     if "Trained" in stdout:  # the run was over; the signal came while the process shut down
         return {"outcome": f"finished before the signal took effect (exit {process.returncode})",
                 "code": process.returncode}

@@ -415,8 +415,9 @@ def render(midi_file, wav, png, soundfont, force, quiet):
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=str))
+@click.option("--vocabulary", is_flag=True, help="For a model folder: its token layout, each kind with its ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def info(path, as_json):
+def info(path, vocabulary, as_json):
     """Describe a MIDI file or a model folder.
 
     For a MIDI file: format, tracks, instruments and programs, tempo changes,
@@ -428,12 +429,13 @@ def info(path, as_json):
     Examples:
       melody info song.mid
       melody info my-model --json
+      melody info my-model --vocabulary
     """
     import json
 
     from melody.info import info as describe, info_text
 
-    described = describe(path)
+    described = describe(path, vocabulary)
     click.echo(json.dumps(described, indent=1) if as_json else info_text(described))
 
 

@@ -16,15 +16,19 @@ from melody.midi_read import midi_header, read_midi
 from melody.midi_write import track_name
 from melody.render import note_name
 from melody.score import pitch_range
+from melody.vocabulary import format_table
 
 
-def info(path: str | os.PathLike) -> dict:
-    """``file_info`` for a MIDI file, ``model_info`` for a model folder."""
+def info(path: str | os.PathLike, vocabulary: bool = False) -> dict:
+    """``file_info`` for a MIDI file, ``model_info`` for a model folder (with its token layout if
+    ``vocabulary``; a MIDI file has none, so asking for it there is an error)."""
     path = Path(path)
     if path.is_dir():
-        return model_info(path)
+        return model_info(path, vocabulary)
     if not path.exists():
         raise MelodyError(f"{path}: no such file or folder")
+    if vocabulary:
+        raise MelodyError(f"{path}: a MIDI file has no vocabulary; --vocabulary describes a model folder")
     return file_info(path)
 
 
@@ -52,8 +56,9 @@ def file_info(path: str | os.PathLike) -> dict:
     }
 
 
-def model_info(folder: str | os.PathLike) -> dict:
-    """Corpus, vocabulary, size, training time and validation numbers of a model folder."""
+def model_info(folder: str | os.PathLike, vocabulary: bool = False) -> dict:
+    """Corpus, vocabulary, size, training time and validation numbers of a model folder; with ``vocabulary``,
+    its token layout too (``token_kinds``: ``melody.vocabulary.Vocabulary.rows``)."""
     manifest = read_manifest(folder)
     metrics = manifest.metrics
     corpus = metrics.get("corpus") if isinstance(metrics.get("corpus"), dict) else {}
@@ -71,6 +76,7 @@ def model_info(folder: str | os.PathLike) -> dict:
         "precision": _printable(metrics.get("precision") or "float32"),
         "val_loss": _number(metrics.get("best_val_loss")), "perplexity": _number(metrics.get("best_val_perplexity")),
         "unigram_val_nll": _number(metrics.get("unigram_val_nll")), "train": manifest.train_config,
+        **({"token_kinds": manifest.tokenizer.kinds.rows()} if vocabulary else {}),
     }
 
 
@@ -131,4 +137,6 @@ def _model_text(d: dict) -> str:
     if d["val_loss"] is not None:
         lines.append(f"  validation loss: {d['val_loss']:.4f} nats/token, perplexity {d['perplexity']:.2f} "
                      f"(unigram baseline {d['unigram_val_nll']:.4f})")
+    if "token_kinds" in d:
+        lines += ["  token layout:"] + ["    " + line for line in format_table(d["token_kinds"]).splitlines()]
     return "\n".join(lines)

@@ -107,11 +107,23 @@ class Vocabulary:
         return np.array([index.get(name, index.get(kind.name, -1)) for kind in self.kinds for name in kind.names],
                         dtype=np.int64)
 
+    def rows(self) -> list[dict]:
+        """The layout as data, a dict per kind: kind, first and last id, first and last name, count, section,
+        meaning (what ``melody info MODEL --vocabulary --json`` prints)."""
+        return [{"kind": kind.name, "first": kind.first, "last": kind.ids[-1], "first_name": kind.names[0],
+                 "last_name": kind.names[-1], "count": len(kind), "section": kind.section, "about": kind.about}
+                for kind in self.kinds]
+
     def table(self) -> str:
         """The layout, a line per kind: its id range, its first and last names, how many, its section."""
-        rows = []
-        for kind in self.kinds:
-            ids = f"{kind.first}" if len(kind) == 1 else f"{kind.first}-{kind.ids[-1]}"
-            names = kind.names[0] if len(kind) == 1 else f"{kind.names[0]} .. {kind.names[-1]}"
-            rows.append(f"{ids:>9}  {names:<28} {len(kind):>5}  {kind.section:<8} {kind.about}".rstrip())
-        return "\n".join([f"{'ids':>9}  {'tokens':<28} {'count':>5}  section  meaning"] + rows)
+        return format_table(self.rows())
+
+
+def format_table(rows: list[dict]) -> str:
+    """``Vocabulary.rows`` as an aligned text table."""
+    lines = [f"{'ids':>9}  {'tokens':<28} {'count':>5}  section  meaning"]
+    for row in rows:
+        ids = f"{row['first']}" if row["count"] == 1 else f"{row['first']}-{row['last']}"
+        names = row["first_name"] if row["count"] == 1 else f"{row['first_name']} .. {row['last_name']}"
+        lines.append(f"{ids:>9}  {names:<28} {row['count']:>5}  {row['section']:<8} {row['about']}".rstrip())
+    return "\n".join(lines)

@@ -13,8 +13,8 @@ from conftest import CORPORA
 from melody.cli import cli
 
 
-def info_json(path) -> dict:
-    result = CliRunner().invoke(cli, ["info", str(path), "--json"])
+def info_json(path, *args) -> dict:
+    result = CliRunner().invoke(cli, ["info", str(path), "--json", *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -66,3 +66,16 @@ def test_model_questions_and_generation_never_load_tensorflow(bundle, tmp_path):
         result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path)
         assert result.stdout.strip().splitlines()[-1] == f"exit {code} False", (args, result.stderr[-400:])
     assert sorted(path.name for path in tmp_path.glob("*.mid")) == ["a.mid", "b-1.mid", "b-2.mid"]
+
+
+def test_a_model_folder_shows_its_token_layout_and_a_midi_file_has_none():
+    from melody.generate import DEFAULT_MODEL
+
+    result = CliRunner().invoke(cli, ["info", str(DEFAULT_MODEL), "--vocabulary"])
+    assert result.exit_code == 0, result.output
+    assert "243-370  Note_0 .. Note_127             128  body     a note of this MIDI pitch starts now ..." in result.output
+    kinds = info_json(DEFAULT_MODEL, "--vocabulary")["token_kinds"]
+    assert [k["kind"] for k in kinds][:4] == ["Pad", "Begin", "End", "Bar"] and kinds[-1]["last"] == 607
+    refused = CliRunner().invoke(cli, ["info", str(CORPORA / "chorales" / "bwv10.7.mid"), "--vocabulary"])
+    assert refused.exit_code == 2 and refused.output.startswith("Error:") and "no vocabulary" in refused.output
+
