@@ -179,13 +179,13 @@ def quantize(source, out, melody_only, force):
               help="MIDI file to continue (default: start from scratch).")
 @click.option("--out", "-o", type=click.Path(path_type=str), default=None,
               help="Output file (default: SEED-continued.mid, or melody.mid without a seed).")
-@click.option("--bars", type=click.IntRange(min=1, max=256), default=8, show_default=True, help="Bars to generate.")
+@click.option("--bars", type=int, default=8, show_default=True, help="Bars to generate (1..256), in the seed's last meter.")
 @click.option("--temperature", "-t", type=float, default=1.0, show_default=True,
               help="Above 0; lower is more conservative, higher more adventurous.")
 @click.option("--top-k", type=int, default=None, help="Sample only from the k likeliest tokens (default: all).")
 @click.option("--top-p", type=float, default=1.0, show_default=True,
               help="Sample only from the likeliest tokens holding this much probability, in (0, 1].")
-@click.option("--num-samples", "-n", type=click.IntRange(min=1, max=256), default=1, show_default=True,
+@click.option("--num-samples", "-n", type=int, default=1, show_default=True,
               help="Different continuations to write (OUT-1.mid ... OUT-K.mid), made in one batch.")
 @click.option("--random-seed", type=int, default=None, help="Make the output reproducible byte for byte.")
 @click.option("--primer-bars", type=click.IntRange(min=1), default=None,
@@ -315,9 +315,6 @@ def evaluate(data, model, generated, reference, seeds, bars, as_json, quiet):
 
     from melody.evaluate import evaluate as evaluate_model, fit_table, likelihood_table, music_table
 
-    for option, value in (("--reference", reference), ("--seeds", seeds)):
-        if value is not None and generated is None:
-            raise click.UsageError(f"{option} needs --generated (the files to compare with it)")
     from melody.midi_read import find_midi_files
 
     total = len(find_midi_files([Path(p) for p in [*data, generated, reference] if p is not None and Path(p).exists()]))
@@ -554,8 +551,6 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     tokenizer = TokenizerConfig(melody_only=True) if given.get("melody_only") else None
-    if resume and init_from:
-        raise click.UsageError("--init-from starts a new run; it cannot be combined with --resume")
     if (cluster is None) != (task_index is None):
         raise click.UsageError("--cluster and --task-index go together")
     if cluster is not None:

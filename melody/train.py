@@ -224,6 +224,9 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     out, report = Path(out), report or Report()
     if strategy not in STRATEGIES:
         raise TrainingError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if resume and init_from is not None:
+        raise TrainingError("init-from starts a new run from another model's weights; it cannot be combined with "
+                            "resume")
     arguments = (source, out, model_config, config, tokenizer, resume, force, report, changes, init_from, strategy)
     try:
         with Stop() as stop:
