@@ -28,8 +28,12 @@ products per step and lets autodiff unroll the backward pass):
   columns) that two CPU cores compute at once.
 
 ``LSTMCell`` follows the Keras cell contract (``state_size``, ``build``,
-``call(inputs, states, training)`` returning ``(h, [h, c])``, ``get_config``);
-``LSTM`` is the sequence layer built on it. Both use ``keras.ops`` only.
+``call(inputs, states, training)`` returning ``(h, [h, c])``, ``get_config``) and holds
+the weights. ``LSTM``, the layer the model trains, uses the cell's weights and input
+projection but runs the steps itself in ``recurrence`` (for the backward pass above).
+The equations are written once, in ``gates``, which both call; generation runs a NumPy
+copy (``melody.numpy_lstm``), held to this one by the tests that compare their logits.
+All of it uses ``keras.ops`` only.
 
 Lookback: what the piece did k bars ago, for the phrase that comes back
 -----------------------------------------------------------------------
@@ -69,6 +73,20 @@ import keras
 from keras import ops
 
 
+def gates(z_input, z_forget, z_candidate, z_output, c):
+    """The LSTM's gate equations, the only copy Keras runs (the cell's ``step`` and, in training,
+    ``recurrence``): the four gate pre-activations and the memory cell c -> (h, new c, the gates and
+    tanh(c), side by side, which the hand-written backward pass needs)."""
+    input_gate = ops.sigmoid(z_input)          # what of the candidate enters the memory cell
+    forget_gate = ops.sigmoid(z_forget)        # what the memory cell keeps of its past
+    candidate = ops.tanh(z_candidate)          # new content proposed for the memory cell
+    output_gate = ops.sigmoid(z_output)        # what of the memory cell leaves as output
+    c = forget_gate * c + input_gate * candidate
+    tanh_c = ops.tanh(c)
+    h = output_gate * tanh_c
+    return h, c, ops.concatenate([input_gate, forget_gate, candidate, output_gate, tanh_c], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="melody")
 class LSTMCell(keras.layers.Layer):
     """One LSTM step. Weights: ``kernel`` (input, 4 units), ``recurrent_kernel`` (units, 4 units),
@@ -103,13 +121,7 @@ class LSTMCell(keras.layers.Layer):
     def step(self, projected, h, c):
         """One step from the projected input: returns the new (h, c)."""
         z = projected + ops.matmul(h, self.recurrent_kernel)
-        z_input, z_forget, z_candidate, z_output = ops.split(z, 4, axis=-1)
-        input_gate = ops.sigmoid(z_input)
-        forget_gate = ops.sigmoid(z_forget)
-        candidate = ops.tanh(z_candidate)
-        output_gate = ops.sigmoid(z_output)
-        c = forget_gate * c + input_gate * candidate
-        h = output_gate * ops.tanh(c)
+        h, c, _ = gates(*ops.split(z, 4, axis=-1), c)
         return h, c
 
     def call(self, inputs, states, training=None):
@@ -174,14 +186,7 @@ def recurrence(projected, h0, c0, recurrent_kernel):
         h, c, _ = carry
         z_if = z_input[:, :2 * units] + ops.matmul(h, kernel_if)
         z_go = z_input[:, 2 * units:] + ops.matmul(h, kernel_go)
-        z_input, z_forget = ops.split(z_if, 2, axis=-1)
-        z_candidate, z_output = ops.split(z_go, 2, axis=-1)
-        input_gate, forget_gate = ops.sigmoid(z_input), ops.sigmoid(z_forget)
-        candidate, output_gate = ops.tanh(z_candidate), ops.sigmoid(z_output)
-        c = forget_gate * c + input_gate * candidate
-        tanh_c = ops.tanh(c)
-        h = output_gate * tanh_c
-        carry = (h, c, ops.concatenate([input_gate, forget_gate, candidate, output_gate, tanh_c], axis=-1))
+        carry = gates(*ops.split(z_if, 2, axis=-1), *ops.split(z_go, 2, axis=-1), c)
         return carry, carry
 
     nothing = ops.zeros_like(ops.concatenate([projected[0], h0], axis=-1))  # (batch, 5 units)
