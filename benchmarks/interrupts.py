@@ -116,7 +116,9 @@ def main() -> int:
             result = interrupt_once(corpus, work / f"run{run}", delay, number, env)
             if result["outcome"] != "ok":
                 print(f"{run:2d} {number.name:7s} at {delay:5.1f} s: {result['outcome']}")
-                failures += result["outcome"] == "HANG" or result.get("code") not in (None, 0, 128 + number)
+                # Python resets its handlers when it shuts down: a signal then ends the process by the signal
+                # itself, which a shell reports as 128 + n, as it should; any other code is a failure.
+                failures += result["outcome"] == "HANG" or result.get("code") not in (None, 0, 128 + number, -number)
                 continue
             done += 1
             good = (result["code"] == 128 + number and result["seconds"] <= PATIENCE and result["line"]

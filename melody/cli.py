@@ -578,11 +578,19 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
 
 
 def main() -> None:
+    """Run the command line. SIGTERM ends a command at once with exit code 143 (training answers it as
+    Ctrl-C: a checkpoint, then 143); once the command is over, Ctrl-C or SIGTERM during the interpreter's
+    shutdown exits with 128 + its number at once."""
+    signal.signal(signal.SIGTERM, _exit_with_signal_code)
     try:
         cli.main()
-    finally:  # the command is over: a signal during the interpreter's shutdown exits with its code at once
+    finally:
         for number in SIGNALS:
-            signal.signal(number, lambda number, frame: os._exit(128 + number))
+            signal.signal(number, _exit_with_signal_code)
+
+
+def _exit_with_signal_code(number: int, frame) -> None:
+    os._exit(128 + number)
 
 
 if __name__ == "__main__":
