@@ -455,7 +455,7 @@ class Tokenizer:
             tokens.append(self.kinds["Key"].token(tonic + 12 * minor))
         tokens.append(self.density_token(onset_density(prepared)))
         for index, part in enumerate(prepared.instruments):
-            instrument = self.kinds["Drums"].first if part.is_drum else self.kinds["Program"].token(part.program)
+            instrument = self.kinds["Drums"].token(0) if part.is_drum else self.kinds["Program"].token(part.program)
             tokens += [self.kinds["Track"].token(index), instrument]
         return tokens
 
