@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from melody.midi_read import read_midi  # noqa: E402
-from melody.model import ModelConfig, build_model, network_weights  # noqa: E402
+from melody.model import ModelConfig, Network, build_model, network_weights  # noqa: E402
 from melody.numpy_lstm import NumpyLSTM  # noqa: E402
 from melody.sampler import Sampler  # noqa: E402
 from melody.tokenizer import Tokenizer  # noqa: E402
@@ -98,12 +98,14 @@ def main():
     args = parser.parse_args()
     tokenizer = Tokenizer()
     vocabulary = len(tokenizer)
-    model = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0, lookback=()), vocabulary)
-    network = NumpyLSTM(network_weights(model))
+    plain_config = ModelConfig(args.units, args.layers, args.embedding, 0.0, lookback=())
+    model = build_model(plain_config, vocabulary)
+    network = NumpyLSTM(Network(plain_config, vocabulary), network_weights(model, plain_config))
     sampler = Sampler(network, tokenizer.token_table())
-    lookback = build_model(ModelConfig(args.units, args.layers, args.embedding, 0.0), vocabulary,
-                           bar_tokens=tokenizer.bar_tokens())
-    lookback_sampler = Sampler(NumpyLSTM(network_weights(lookback), (1, 2, 4, 8), tokenizer.bar_tokens()),
+    lookback_config = ModelConfig(args.units, args.layers, args.embedding, 0.0)
+    lookback = build_model(lookback_config, vocabulary, bar_tokens=tokenizer.bar_tokens())
+    lookback_sampler = Sampler(NumpyLSTM(Network(lookback_config, vocabulary),
+                                         network_weights(lookback, lookback_config), tokenizer.bar_tokens()),
                                tokenizer.token_table())
     primer = tokenizer.encode(read_midi(ROOT / "corpora" / "folk" / "altdeu10-1.mid"))[:100].astype(np.intp)
     print(f"# {platform.machine()}, {os.cpu_count()} cores, {cpu_flags()}; numpy {np.__version__}, "

@@ -46,7 +46,7 @@ from melody.bundle import corpus_files, read_manifest  # noqa: E402
 from melody.corpus import TokenCache, prepare  # noqa: E402
 from melody.evaluate import model_nll  # noqa: E402
 from melody.generate import DEFAULT_MODEL  # noqa: E402
-from melody.model import ModelConfig, build_model, load_keras, network_weights, parameter_count  # noqa: E402
+from melody.model import ModelConfig, Network, build_model, load_keras, network_weights, parameter_count  # noqa: E402
 from melody.numpy_lstm import NumpyLSTM  # noqa: E402
 from melody.tokenizer import TokenizerConfig  # noqa: E402
 from melody.train import TrainConfig, training_data  # noqa: E402
@@ -85,11 +85,13 @@ def networks(vocabulary: int, bar_tokens) -> dict:
     def simple_rnn(units, name):
         return keras.layers.SimpleRNN(units, return_sequences=True, name=name)
 
-    plain = ModelConfig(units=128, layers=2, embedding=64, dropout=0.2, lookback=())
-    return {"rnn": build_model(dataclasses.replace(plain, units=228), vocabulary, recurrent_layer=simple_rnn),
-            "lstm": build_model(plain, vocabulary),
-            "lookback": build_model(dataclasses.replace(plain, lookback=(1, 2, 4, 8)), vocabulary,
-                                    bar_tokens=bar_tokens)}
+    return {"rnn": build_model(dataclasses.replace(PLAIN, units=228), vocabulary, recurrent_layer=simple_rnn),
+            "lstm": build_model(PLAIN, vocabulary),
+            "lookback": build_model(LOOKBACK, vocabulary, bar_tokens=bar_tokens)}
+
+
+PLAIN = ModelConfig(units=128, layers=2, embedding=64, dropout=0.2, lookback=())
+LOOKBACK = dataclasses.replace(PLAIN, lookback=(1, 2, 4, 8))
 
 
 def train_all(models: dict, data, steps: int, config: TrainConfig) -> dict:
@@ -178,8 +180,9 @@ def main() -> None:
                                                   in zip(POSITIONS, by_position(model, windows))))
             print("  KL when the token d back changes " + ", ".join(
                 f"d={d}: {value:.4f}" for d, value in zip(DISTANCES, reach(model, windows, np.random.default_rng(0)))))
-            network = NumpyRNN(model) if name == "rnn" else \
-                NumpyLSTM(network_weights(model), (1, 2, 4, 8) if name == "lookback" else (), tokenizer.bar_tokens())
+            config = LOOKBACK if name == "lookback" else PLAIN
+            network = NumpyRNN(model) if name == "rnn" else NumpyLSTM(
+                Network(config, len(tokenizer)), network_weights(model, config), tokenizer.bar_tokens())
             manifest = dataclasses.replace(default, model_config=ModelConfig(lookback=()))
             for whole in (False, True):
                 with tempfile.TemporaryDirectory() as folder:

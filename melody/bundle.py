@@ -32,7 +32,7 @@ import numpy as np
 
 from melody.errors import BundleError
 from melody.files import atomic_write, read_json_file, sync_folder
-from melody.model import ModelConfig
+from melody.model import ModelConfig, Network
 from melody.tokenizer import Tokenizer
 
 FORMAT = "melody-model"
@@ -54,6 +54,18 @@ class Manifest:
     @property
     def melody_only(self) -> bool:
         return self.tokenizer.config.melody_only
+
+    @property
+    def network(self) -> Network:
+        return Network(self.model_config, len(self.tokenizer))
+
+    def network_stamp(self) -> tuple | None:
+        """Which version of model.keras the folder holds (changes whenever it is written), None if none."""
+        try:
+            status = (self.path / "model.keras").stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size, status.st_ino
 
 
 @dataclass
@@ -95,7 +107,7 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
 def load_bundle(folder: str | os.PathLike) -> Bundle:
     """The manifest and the network; BundleError if the network is missing or does not fit the tokenizer."""
     manifest = read_manifest(folder)
-    check_network(manifest.path / "model.keras", manifest.model_config, len(manifest.tokenizer))
+    check_network(manifest.path / "model.keras", manifest.network)
     model = _load_network(manifest.path / "model.keras")
     outputs = model.output_shape[-1]
     if outputs != len(manifest.tokenizer):
@@ -105,12 +117,12 @@ def load_bundle(folder: str | os.PathLike) -> Bundle:
 
 
 MAX_ARCHIVE_BYTES = 2 * 1024**3  # a 2 x 2048 network is under 300 MB; anything past this is not ours
-ALLOWED_LAYERS = {"InputLayer", "Embedding", "Dropout", "LSTM", "Dense", "Lookback", "Concatenate", "Repeat"}
 
 
-def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
-    """Read what ``model.keras`` declares before Keras builds anything: only the layers melody builds, with
-    the sizes config.json and the tokenizer give, in an archive of bounded size. BundleError otherwise."""
+def check_network(path: Path, network: Network) -> None:
+    """Read what ``model.keras`` declares before Keras builds anything: exactly the layers of ``network``
+    (``melody.model.Network``: names, classes and sizes from config.json and the tokenizer), in an archive
+    of bounded size. BundleError otherwise."""
     import zipfile
 
     _regular_inside(path, path.parent)
@@ -121,31 +133,33 @@ def check_network(path: Path, config: ModelConfig, vocabulary: int) -> None:
                 raise BundleError(f"{path}: declares {sum(members.values()):,} bytes unpacked; too large for a "
                                   "melody model")
             document = json.loads(archive.read("config.json"))
-        layers = document["config"]["layers"]
-        kinds = {layer["class_name"] for layer in layers}
-        sizes = {layer["config"]["name"]: layer["config"] for layer in layers}
-        expected = {"embedding": ("input_dim", vocabulary), "logits": ("units", vocabulary)}
-        expected.update({f"lstm_{k}": ("units", config.units) for k in range(config.layers)})
-        if config.lookback:
-            expected["repeat"] = ("distances", len(config.lookback))
-        wrong = [f"{name}.{key} = {sizes.get(name, {}).get(key)!r}, expected {value}"
-                 for name, (key, value) in expected.items() if sizes.get(name, {}).get(key) != value]
+        declared = {layer["config"]["name"]: (layer["class_name"], layer["config"])
+                    for layer in document["config"]["layers"] if layer["class_name"] != "InputLayer"}
     except BundleError:
         raise
     except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError) as error:
         raise BundleError(f"{path}: not a Keras model archive melody can read ({type(error).__name__})") from None
-    if not kinds <= ALLOWED_LAYERS:
-        raise BundleError(f"{path}: holds layers melody does not build ({', '.join(sorted(kinds - ALLOWED_LAYERS))})")
+    kinds = {kind for kind, _ in declared.values()} - {layer.kind for layer in network.layers}
+    if kinds:
+        raise BundleError(f"{path}: holds layers melody does not build ({', '.join(sorted(kinds))})")
+    wrong = []
+    for layer in network.layers:
+        kind, settings = declared.get(layer.name, (None, {}))
+        if kind != layer.kind:
+            wrong.append(f"{layer.name} is {'missing' if kind is None else 'a ' + kind}, expected a {layer.kind}")
+        else:
+            wrong += [f"{layer.name}.{key} = {settings.get(key)!r}, expected {value!r}"
+                      for key, value in layer.sizes.items() if settings.get(key) != value]
+    wrong += [f"{name} is not a layer of the network"
+              for name in sorted(declared.keys() - {layer.name for layer in network.layers})]
     if wrong:
         raise BundleError(f"{path}: does not match config.json and tokenizer.json ({'; '.join(wrong[:3])})")
 
 
 def load_weights(manifest: Manifest) -> dict[str, np.ndarray]:
-    """The network's weights, read from model.keras without TensorFlow, as float32 arrays named
-    ``embedding``, ``lstm_<k>/kernel``, ``lstm_<k>/recurrent_kernel``, ``lstm_<k>/bias``, ``logits/kernel``,
-    ``logits/bias`` and, with lookback, ``repeat/kernel``, ``repeat/bias`` (the names
-    ``model.network_weights`` gives a Keras model's). Each array's shape is
-    checked against config.json and the tokenizer before it is read; BundleError otherwise."""
+    """The network's weights, read from model.keras without TensorFlow, as float32 arrays named as
+    ``melody.model.Network`` names them (what ``model.network_weights`` gives a Keras model). Each
+    array's shape is checked against config.json and the tokenizer before it is read; BundleError otherwise."""
     import zipfile
 
     import h5py
@@ -153,39 +167,25 @@ def load_weights(manifest: Manifest) -> dict[str, np.ndarray]:
     path = manifest.path / "model.keras"
     if not path.exists():
         raise BundleError(f"{manifest.path}: no model.keras (training has not finished an epoch yet?)")
-    config, vocabulary = manifest.model_config, len(manifest.tokenizer)
-    check_network(path, config, vocabulary)
-    # Where Keras keeps each array inside model.weights.h5: layers are named after their class, in model order.
-    shapes = {"embedding": ("embedding/vars/0", (vocabulary, config.embedding)),
-              "logits/kernel": ("dense/vars/0", (config.units, vocabulary)),
-              "logits/bias": ("dense/vars/1", (vocabulary,))}
-    distances = len(config.lookback)
-    if distances:
-        shapes.update({"repeat/kernel": ("repeat/vars/0", (config.units, distances)),
-                       "repeat/bias": ("repeat/vars/1", (distances,))})
-    for k in range(config.layers):
-        group, inputs = "lstm" if k == 0 else f"lstm_{k}", config.embedding + distances if k == 0 else config.units
-        for index, (name, shape) in enumerate((("kernel", (inputs, 4 * config.units)),
-                                               ("recurrent_kernel", (config.units, 4 * config.units)),
-                                               ("bias", (4 * config.units,)))):
-            shapes[f"lstm_{k}/{name}"] = (f"{group}/cell/vars/{index}", shape)
-    expected = sum(4 * int(np.prod(shape)) for _, shape in shapes.values())  # float32 bytes
+    network = manifest.network
+    check_network(path, network)
+    expected = network.float32_bytes()
     if expected > MAX_ARCHIVE_BYTES:
         raise BundleError(f"{path}: config.json declares {expected:,} bytes of weights; too large for a melody model")
-    weights = {}
+    weights, stored = {}, network.stored()
     try:
         with zipfile.ZipFile(path) as archive:
-            stored = archive.getinfo("model.weights.h5").file_size
-        if stored < expected:  # Keras stores weights uncompressed: less means compressed inside (a bomb) or missing
-            raise BundleError(f"{path}: holds {stored:,} bytes of weights where the network needs {expected:,}")
+            size = archive.getinfo("model.weights.h5").file_size
+        if size < expected:  # Keras stores weights uncompressed: less means compressed inside (a bomb) or missing
+            raise BundleError(f"{path}: holds {size:,} bytes of weights where the network needs {expected:,}")
         with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member, \
                 h5py.File(member, "r") as document:
-            for name, (location, shape) in shapes.items():
-                dataset = document.get(f"layers/{location}")
-                if not isinstance(dataset, h5py.Dataset) or dataset.shape != shape:
+            for weight in network.weights():
+                dataset = document.get(f"layers/{stored[weight.name]}")
+                if not isinstance(dataset, h5py.Dataset) or dataset.shape != weight.shape:
                     found = getattr(dataset, "shape", None)
-                    raise BundleError(f"{path}: weight {name} is {found}, expected {shape}")
-                weights[name] = np.asarray(dataset[()], dtype=np.float32)
+                    raise BundleError(f"{path}: weight {weight.name} is {found}, expected {weight.shape}")
+                weights[weight.name] = np.asarray(dataset[()], dtype=np.float32)
     except BundleError:
         raise
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:

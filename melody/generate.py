@@ -206,15 +206,10 @@ def _network(path: Path, stamp: tuple) -> NumpyLSTM:
 
 def numpy_network(manifest: Manifest) -> NumpyLSTM:
     """The network of a model folder, in NumPy (``numpy_lstm``)."""
-    return NumpyLSTM(load_weights(manifest), manifest.model_config.lookback, manifest.tokenizer.bar_tokens())
+    return NumpyLSTM(manifest.network, load_weights(manifest), manifest.tokenizer.bar_tokens())
 
 
 def _sampler(manifest: Manifest) -> Sampler:
-    model = manifest.path / "model.keras"
-    try:
-        status = model.stat()
-    except OSError:
-        status = None
-    stamp = (status.st_mtime_ns, status.st_size, status.st_ino) if status else None
+    stamp = manifest.network_stamp()
     network = _network(manifest.path, stamp) if stamp else numpy_network(manifest)
     return Sampler(network, manifest.tokenizer.token_table())

@@ -51,11 +51,108 @@ class ModelConfig:
         object.__setattr__(self, "lookback", lookback)
 
 
+@dataclass(frozen=True)
+class Weight:
+    """One weight array: ``name`` as melody calls it (``<layer>/<array>``, or the layer's name for its only
+    array), ``shape``, and ``vocabulary_axis``: the axis with one entry per token (None: no such axis)."""
+
+    name: str
+    shape: tuple[int, ...]
+    vocabulary_axis: int | None = None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer: its ``name``, its Keras class (``kind``), the settings its Keras config holds (``sizes``, the
+    keyword arguments it is built with) and its weights in the order Keras keeps them."""
+
+    name: str
+    kind: str
+    sizes: dict
+    weights: tuple[Weight, ...] = ()
+
+
+# Where Keras keeps a layer's arrays inside model.keras's model.weights.h5: a group named after its class
+# (lstm, lstm_1, ... in model order), the LSTM's under its cell.
+_STORED = {"Embedding": ("embedding", ""), "LSTM": ("lstm", "cell/"), "Dense": ("dense", ""),
+           "Repeat": ("repeat", "")}
+
+
+class Network:
+    """The one description of the network for ``config`` and a vocabulary of ``vocabulary`` tokens: its
+    layers in model order, each with its Keras settings and its weights' names and shapes.
+
+        embedding                Embedding  (vocabulary, embedding)
+        lookback, with_lookback  Lookback, Concatenate (with lookback: the embedding gains K columns)
+        lstm_k                   LSTM       kernel (inputs, 4 units), recurrent_kernel (units, 4 units),
+                                            bias (4 units,); gate order input, forget, candidate, output
+        dropout_k                Dropout    before each LSTM layer but the first, and after the last
+        logits                   Dense      kernel (units, vocabulary), bias (vocabulary,)
+        repeat                   Repeat     kernel (units, K), bias (K,) (with lookback)
+
+    ``build_model`` builds it in Keras; ``bundle`` checks a model folder against it and reads its weights
+    without TensorFlow; ``numpy_lstm`` steps it in NumPy; ``transfer_weights`` carries weights between two.
+    """
+
+    def __init__(self, config: ModelConfig, vocabulary: int):
+        self.config, self.vocabulary = config, vocabulary
+        self.layers = tuple(self._layers())
+
+    def _layers(self):
+        config, units, distances = self.config, self.config.units, len(self.config.lookback)
+        yield Layer("embedding", "Embedding", {"input_dim": self.vocabulary, "output_dim": config.embedding},
+                    (Weight("embedding", (self.vocabulary, config.embedding), vocabulary_axis=0),))
+        inputs = config.embedding
+        if distances:
+            yield Layer("lookback", "Lookback", {"distances": list(config.lookback)})
+            yield Layer("with_lookback", "Concatenate", {})
+            inputs += distances
+        for k in range(config.layers):
+            if k > 0 and config.dropout > 0:
+                yield Layer(f"dropout_{k}", "Dropout", {"rate": config.dropout})
+            yield Layer(f"lstm_{k}", "LSTM", {"units": units},
+                        (Weight(f"lstm_{k}/kernel", (inputs, 4 * units)),
+                         Weight(f"lstm_{k}/recurrent_kernel", (units, 4 * units)),
+                         Weight(f"lstm_{k}/bias", (4 * units,))))
+            inputs = units
+        if config.dropout > 0:
+            yield Layer(f"dropout_{config.layers}", "Dropout", {"rate": config.dropout})
+        yield Layer("logits", "Dense", {"units": self.vocabulary},
+                    (Weight("logits/kernel", (units, self.vocabulary), vocabulary_axis=1),
+                     Weight("logits/bias", (self.vocabulary,), vocabulary_axis=0)))
+        if distances:
+            yield Layer("repeat", "Repeat", {"distances": distances},
+                        (Weight("repeat/kernel", (units, distances)), Weight("repeat/bias", (distances,))))
+
+    def recurrent(self) -> list[Layer]:
+        """The LSTM layers, first to last."""
+        return [layer for layer in self.layers if layer.kind == "LSTM"]
+
+    def weights(self) -> list[Weight]:
+        return [weight for layer in self.layers for weight in layer.weights]
+
+    def float32_bytes(self) -> int:
+        return sum(4 * int(np.prod(weight.shape)) for weight in self.weights())
+
+    def stored(self) -> dict[str, str]:
+        """Each weight's place inside model.weights.h5 (under ``layers/``), by name."""
+        places, seen = {}, {}
+        for layer in self.layers:
+            if layer.weights:
+                group, inside = _STORED[layer.kind]
+                count = seen[group] = seen.get(group, -1) + 1
+                prefix = f"{group}_{count}" if count else group
+                places.update({weight.name: f"{prefix}/{inside}vars/{index}"
+                               for index, weight in enumerate(layer.weights)})
+        return places
+
+
 def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=None, bar_tokens=()):
-    """The model for ``vocabulary_size`` tokens: int tokens (batch, time) -> float32 logits (batch, time, vocab).
+    """The ``Network`` for ``vocabulary_size`` tokens as a Keras model: int tokens (batch, time) -> float32
+    logits (batch, time, vocab).
 
     ``bar_tokens``: the ids of the bar lines (``Tokenizer.bar_tokens``), needed with ``lookback``.
-    ``recurrent_layer(units)`` builds each recurrent layer; benchmarks pass
+    ``recurrent_layer(units, name=...)`` builds each recurrent layer; benchmarks pass
     ``keras.layers.LSTM`` (with ``return_sequences``) or ``SimpleRNN`` to compare like with like.
     """
     keras = load_keras()
@@ -64,36 +161,72 @@ def build_model(config: ModelConfig, vocabulary_size: int, recurrent_layer=None,
 
     recurrent_layer = recurrent_layer or LSTM
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(vocabulary_size, config.embedding, name="embedding")(tokens)
-    if config.lookback:
-        matched, ahead = Lookback(bar_tokens, config.lookback, name="lookback")(tokens)
-        x = keras.layers.Concatenate(name="with_lookback")([x, matched])
-    for index in range(config.layers):
-        if index > 0 and config.dropout > 0:
-            x = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
-        x = recurrent_layer(config.units, name=f"lstm_{index}")(x)
-    if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, name=f"dropout_{config.layers}")(x)
-    logits = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")(x)
-    if config.lookback:
-        logits = Repeat(len(config.lookback), dtype="float32", name="repeat")(x, logits, ahead)
-    return keras.Model(tokens, logits, name="melody")
+    x = matched = ahead = h = None
+    for layer in Network(config, vocabulary_size).layers:
+        if layer.kind == "Embedding":
+            x = keras.layers.Embedding(**layer.sizes, name=layer.name)(tokens)
+        elif layer.kind == "Lookback":
+            matched, ahead = Lookback(bar_tokens, **layer.sizes, name=layer.name)(tokens)
+        elif layer.kind == "Concatenate":
+            x = keras.layers.Concatenate(name=layer.name)([x, matched])
+        elif layer.kind == "Dropout":
+            x = keras.layers.Dropout(**layer.sizes, name=layer.name)(x)
+        elif layer.kind == "LSTM":
+            x = recurrent_layer(**layer.sizes, name=layer.name)(x)
+        elif layer.kind == "Dense":
+            h, x = x, keras.layers.Dense(**layer.sizes, dtype="float32", name=layer.name)(x)
+        elif layer.kind == "Repeat":
+            x = Repeat(**layer.sizes, dtype="float32", name=layer.name)(h, x, ahead)
+    return keras.Model(tokens, x, name="melody")
 
 
-def network_weights(model) -> dict:
-    """A network from ``build_model`` as the named float32 arrays ``bundle.load_weights`` reads from a
-    model folder (what ``melody.numpy_lstm.NumpyLSTM`` runs on)."""
-    from melody.cell import LSTM
+def network_weights(model, config: ModelConfig) -> dict[str, np.ndarray]:
+    """A Keras model from ``build_model(config, ...)`` as the named float32 arrays of its ``Network`` (what
+    ``bundle.load_weights`` reads from a model folder and ``melody.numpy_lstm.NumpyLSTM`` runs on)."""
+    weights = {}
+    for layer in Network(config, model.output_shape[-1]).layers:
+        arrays = model.get_layer(layer.name).weights
+        weights.update({weight.name: np.asarray(array.numpy(), dtype=np.float32)
+                        for weight, array in zip(layer.weights, arrays)})
+    return weights
 
-    weights = {"embedding": model.get_layer("embedding").embeddings,
-               "logits/kernel": model.get_layer("logits").kernel, "logits/bias": model.get_layer("logits").bias}
-    if any(layer.name == "repeat" for layer in model.layers):
-        weights.update({"repeat/kernel": model.get_layer("repeat").kernel,
-                        "repeat/bias": model.get_layer("repeat").bias})
-    for k, layer in enumerate(layer for layer in model.layers if isinstance(layer, LSTM)):
-        weights.update({f"lstm_{k}/kernel": layer.cell.kernel, f"lstm_{k}/bias": layer.cell.bias,
-                        f"lstm_{k}/recurrent_kernel": layer.cell.recurrent_kernel})
-    return {name: np.asarray(value.numpy(), dtype=np.float32) for name, value in weights.items()}
+
+def transfer_weights(model, config: ModelConfig, source, rows: np.ndarray) -> None:
+    """Copy into ``model`` (built from ``config``) what the Keras model ``source`` knows.
+
+    ``rows[i]``: the index in ``source``'s vocabulary of our token i (-1: it has none). Along a weight's
+    vocabulary axis (embedding rows, logits columns) tokens are matched this way; a token with no
+    match keeps its fresh initial value. Any other weight is copied from the layer of the same name
+    when the shapes agree, or when ours is a kernel with more input rows (a plain LSTM's first kernel
+    into a lookback model's, whose extra rows take ``matched``): the extra rows start at zero, so the
+    network computes what the one copied from did. A layer is copied whole or not at all.
+    """
+    known = rows >= 0
+    for layer in Network(config, model.output_shape[-1]).layers:
+        try:
+            theirs = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            continue
+        target = model.get_layer(layer.name)
+        ours = target.get_weights()
+        carried = [_carried(weight, mine, other, rows, known)
+                   for weight, mine, other in zip(layer.weights, ours, theirs)]
+        if len(theirs) == len(ours) and all(array is not None for array in carried):
+            target.set_weights(carried)
+
+
+def _carried(weight: Weight, mine: np.ndarray, other: np.ndarray, rows: np.ndarray, known: np.ndarray):
+    """``mine`` with what ``other`` passes on to it (see ``transfer_weights``); None if it cannot take it."""
+    if weight.vocabulary_axis is not None:
+        axis = weight.vocabulary_axis
+        if np.delete(mine.shape, axis).tolist() == np.delete(other.shape, axis).tolist():
+            np.moveaxis(mine, axis, 0)[known] = np.moveaxis(other, axis, 0)[rows[known]]
+        return mine
+    if mine.shape == other.shape:
+        return other
+    if mine.ndim == 2 == other.ndim and mine.shape[1] == other.shape[1] and len(mine) > len(other):
+        return np.concatenate([other, np.zeros_like(mine[len(other):])])
+    return None
 
 
 def parameter_count(model) -> int:

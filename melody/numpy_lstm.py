@@ -51,28 +51,28 @@ def lstm_step(z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class NumpyLSTM:
-    """The network of ``melody.model.build_model`` from its named weights (``bundle.load_weights``);
-    with ``lookback`` (the model's distances in bars) also the ids of the bar lines, ``bar_tokens``."""
+    """The ``network`` (``melody.model.Network``) from its named weights (``bundle.load_weights``); with
+    lookback also the ids of the bar lines, ``bar_tokens``."""
 
-    def __init__(self, weights: dict[str, np.ndarray], lookback=(), bar_tokens=()):
+    def __init__(self, network, weights: dict[str, np.ndarray], bar_tokens=()):
+        first, *deeper = [layer.name for layer in network.recurrent()]
         embedding = weights["embedding"]
-        layers = sum(name.endswith("/recurrent_kernel") for name in weights)
-        self.units = weights["lstm_0/recurrent_kernel"].shape[0]
-        self.lookback = tuple(lookback)
+        self.units = network.config.units
+        self.lookback = tuple(network.config.lookback)
         self.is_bar = np.zeros(len(embedding), bool)
         self.is_bar[list(bar_tokens)] = True
         if self.lookback and not self.is_bar.any():
             raise ValueError("a lookback model needs the ids of the bar lines")
         width = embedding.shape[1]
         # The rows of the first kernel past the embedding's take the lookback's ``matched``.
-        self.matched_kernel = weights["lstm_0/kernel"][width:]
+        self.matched_kernel = weights[f"{first}/kernel"][width:]
         self.repeat = (weights["repeat/kernel"], weights["repeat/bias"]) if self.lookback else None
         # First layer: x_t W + b for every token of the vocabulary, looked up per step.
-        self.first_projection = embedding @ weights["lstm_0/kernel"][:width] + weights["lstm_0/bias"]
-        self.first_recurrent = weights["lstm_0/recurrent_kernel"]
+        self.first_projection = embedding @ weights[f"{first}/kernel"][:width] + weights[f"{first}/bias"]
+        self.first_recurrent = weights[f"{first}/recurrent_kernel"]
         # Deeper layers: one product of [x_t, h] with [W; U].
-        self.stacked = [(np.concatenate([weights[f"lstm_{k}/kernel"], weights[f"lstm_{k}/recurrent_kernel"]]),
-                         weights[f"lstm_{k}/bias"]) for k in range(1, layers)]
+        self.stacked = [(np.concatenate([weights[f"{name}/kernel"], weights[f"{name}/recurrent_kernel"]]),
+                         weights[f"{name}/bias"]) for name in deeper]
         self.logits_kernel, self.logits_bias = weights["logits/kernel"], weights["logits/bias"]
 
     def prime(self, tokens: np.ndarray) -> tuple[np.ndarray, list]:

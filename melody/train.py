@@ -38,7 +38,7 @@ from melody.errors import CorpusError, OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
 from melody.interrupts import Interrupted, Stop
 from melody.midi_read import find_midi_files
-from melody.model import ModelConfig, build_model, load_keras, parameter_count
+from melody.model import ModelConfig, build_model, load_keras, parameter_count, transfer_weights
 from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
 from melody.vocabulary import Vocabulary
 
@@ -305,7 +305,7 @@ def _network(out: Path, state, model_config, config, init_from, cache, precision
         with _memory_guard(model_config, config):
             model = build_model(model_config, len(cache.tokenizer), bar_tokens=cache.tokenizer.bar_tokens())
         if init_from is not None:
-            initialise_from(model, init_from, cache.tokenizer.kinds)
+            initialise_from(model, model_config, init_from, cache.tokenizer.kinds)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),  # clipped in ``_train_step``
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0,
@@ -346,42 +346,15 @@ def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig
         raise TrainingError(f"{out}/config.json: unusable settings ({error})") from None
 
 
-def initialise_from(model, folder, vocabulary: Vocabulary) -> int:
-    """Copy weights from the model in ``folder`` into ``model``; returns how many tokens were matched.
-
-    Layers of the same name and shape are copied whole (a kernel with more input rows takes the rows
-    both have, see ``_takes_rows``). The embedding's rows and the logits' columns are matched by token
-    name, so a model on another vocabulary passes on what it knows of the tokens both have; a token
-    with no namesake takes the row of the plain token of its kind if the source has one (an older
-    vocabulary's ``Bar`` for every ``Bar_n_d``), else keeps its fresh initial value.
-    """
+def initialise_from(model, config: ModelConfig, folder, vocabulary: Vocabulary) -> int:
+    """Copy weights from the model in ``folder`` into ``model`` (built from ``config``), tokens matched by
+    name (``melody.model.transfer_weights``); returns how many tokens were matched. A token with no
+    namesake takes the row of the plain token of its kind if the source has one (an older vocabulary's
+    ``Bar`` for every ``Bar_n_d``), else keeps its fresh initial value."""
     source, names = bundle.load_for_initialising(folder)
     rows = vocabulary.rows_in(names)
-    known = rows >= 0
-    for layer in model.layers:
-        try:
-            theirs = source.get_layer(layer.name).get_weights()
-        except ValueError:
-            continue
-        ours = layer.get_weights()
-        if layer.name in ("embedding", "logits"):  # the vocabulary axis: embedding rows, logits columns
-            axis = 0 if layer.name == "embedding" else -1
-            for mine, other in zip(ours, theirs):
-                if np.delete(mine.shape, axis).tolist() == np.delete(other.shape, axis).tolist():
-                    np.moveaxis(mine, axis, 0)[known] = np.moveaxis(other, axis, 0)[rows[known]]
-            layer.set_weights(ours)
-        elif all(_takes_rows(mine, other) for mine, other in zip(ours, theirs)) and len(ours) == len(theirs):
-            layer.set_weights([np.concatenate([other, np.zeros_like(mine[len(other):])])
-                               for mine, other in zip(ours, theirs)])
-    return int(known.sum())
-
-
-def _takes_rows(mine: np.ndarray, other: np.ndarray) -> bool:
-    """Whether weight ``mine`` can take ``other``: the same shape, or a kernel with more input rows (a plain
-    LSTM's first kernel into a lookback model's, whose extra rows take ``matched``). Extra rows start at
-    zero, so the network computes what the one copied from did."""
-    same_kind = mine.ndim == other.ndim and mine.shape[1:] == other.shape[1:]
-    return same_kind and (mine.shape == other.shape or (mine.ndim == 2 and len(mine) > len(other)))
+    transfer_weights(model, config, source, rows)
+    return int((rows >= 0).sum())
 
 
 def _check_output(out: Path, resume: bool, force: bool) -> dict | None:

@@ -63,7 +63,7 @@ def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, melody
 
 def test_weights_read_from_the_folder_are_the_keras_models(bundle):
     """bundle.load_weights (model.keras read without TensorFlow) gives the arrays Keras holds, by name."""
-    from_folder, from_keras = load_weights(bundle), network_weights(bundle.model)
+    from_folder, from_keras = load_weights(bundle), network_weights(bundle.model, bundle.model_config)
     assert bundle.model_config.lookback  # the lookback's weights too: the first kernel's extra rows, repeat/*
     assert from_folder.keys() == from_keras.keys() and len(from_folder) == 2 * 3 + 3 + 2
     for name in from_folder:

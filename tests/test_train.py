@@ -184,7 +184,7 @@ def test_init_from_copies_weights_by_token_name(folk, tmp_path):
     model = build_model(TINY, len(other), bar_tokens=other.bar_tokens())
     assert TINY.lookback == (1, 2, 4, 8)
     fresh = model.get_layer("embedding").get_weights()[0][other.ids["Track_35"]].copy()
-    matched = initialise_from(model, source, other.kinds)
+    matched = initialise_from(model, TINY, source, other.kinds)
     assert matched == len(other) - 8  # Track_32..Track_39 have no namesake and keep their initial values
     np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0][other.ids["Track_35"]], fresh)
     mine, theirs = model.get_layer("embedding").get_weights()[0], trained.model.get_layer("embedding").get_weights()[0]
