@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 from melody.corpus import prepare  # noqa: E402
 from melody.model import ModelConfig, build_model  # noqa: E402
 from melody.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
-from melody.train import Report, TrainConfig, native_bfloat16, train  # noqa: E402
+from melody.distribute import native_bfloat16  # noqa: E402
+from melody.train import Report, TrainConfig, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, LENGTH = 64, 128

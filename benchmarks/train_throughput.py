@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--precision", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
     args = parser.parse_args()
     config = ModelConfig(units=args.units, layers=args.layers, embedding=args.embedding, dropout=0.0)
-    from melody.train import native_bfloat16
+    from melody.distribute import native_bfloat16
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__}, "
           f"{args.layers} x {args.units} units, embedding {args.embedding}, vocabulary {VOCABULARY}; "

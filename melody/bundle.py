@@ -34,6 +34,7 @@ from melody.errors import BundleError
 from melody.files import atomic_write, read_json_file, sync_folder
 from melody.model import ModelConfig, Network
 from melody.tokenizer import Tokenizer
+from melody.train_config import TrainConfig
 
 FORMAT = "melody-model"
 FORMAT_VERSION = 2
@@ -47,7 +48,7 @@ class Manifest:
     path: Path
     tokenizer: Tokenizer
     model_config: ModelConfig
-    train_config: dict
+    train_config: TrainConfig
     programs: list[int]  # instruments seen in training: General MIDI programs, -1 for drums
     metrics: dict
 
@@ -94,13 +95,14 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
     tokenizer = Tokenizer.load(folder / "tokenizer.json")  # a TokenizerError names the file
     try:
         model_config = ModelConfig(**_model_settings(config["model"]))
+        train_config = TrainConfig(**config["train"])
         programs = [int(program) for program in config["programs"]]
-        if not isinstance(config["train"], dict) or not all(-1 <= p <= 127 for p in programs):
-            raise ValueError("bad train settings or programs")
+        if not all(-1 <= p <= 127 for p in programs):
+            raise ValueError("programs outside -1..127")
     except (TypeError, ValueError, KeyError) as error:
         raise BundleError(f"{folder}/config.json: unusable settings ({error})") from None
     metrics = read_json_file(folder / "metrics.json", BundleError) if (folder / "metrics.json").exists() else {}
-    return Manifest(folder, tokenizer, model_config, config["train"], programs,
+    return Manifest(folder, tokenizer, model_config, train_config, programs,
                     metrics if isinstance(metrics, dict) else {})
 
 
@@ -251,22 +253,13 @@ def load_for_initialising(folder: str | os.PathLike) -> tuple[object, list[str]]
 
 # ----------------------------------------------------------------------------- writing (by training)
 
-def save_config(folder: Path, model_config: ModelConfig, train_config, tokenizer: Tokenizer,
+def save_config(folder: Path, model_config: ModelConfig, train_config: TrainConfig, tokenizer: Tokenizer,
                 programs: set[int]) -> None:
     """Write config.json (the manifest) and tokenizer.json."""
     document = {"format": FORMAT, "version": FORMAT_VERSION, "model": asdict(model_config),
                 "train": asdict(train_config), "programs": sorted(programs)}
     atomic_write(folder / "config.json", json.dumps(document, indent=1) + "\n", force=True)
     tokenizer.save(folder / "tokenizer.json", force=True)
-
-
-def saved_configs(folder: Path) -> tuple[dict, dict]:
-    """The (model, train) settings config.json holds, as dicts (for ``--resume``)."""
-    config = read_json_file(Path(folder) / "config.json", BundleError)
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
-            or not isinstance(config.get("train"), dict):
-        raise BundleError(f"{folder}/config.json: no model and train settings")
-    return _model_settings(config["model"]), config["train"]
 
 
 def _model_settings(saved: dict) -> dict:

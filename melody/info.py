@@ -75,7 +75,7 @@ def model_info(folder: str | os.PathLike, vocabulary: bool = False) -> dict:
         "training_seconds": _number(metrics.get("training_seconds")), "stopped": _printable(metrics.get("stopped")),
         "precision": _printable(metrics.get("precision") or "float32"),
         "val_loss": _number(metrics.get("best_val_loss")), "perplexity": _number(metrics.get("best_val_perplexity")),
-        "unigram_val_nll": _number(metrics.get("unigram_val_nll")), "train": manifest.train_config,
+        "unigram_val_nll": _number(metrics.get("unigram_val_nll")), "train": asdict(manifest.train_config),
         **({"token_kinds": manifest.tokenizer.kinds.rows()} if vocabulary else {}),
     }
 

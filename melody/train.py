@@ -18,11 +18,7 @@ process it computes what ``fit`` did.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,86 +27,16 @@ import numpy as np
 
 from melody import bundle
 from melody.baselines import token_counts, unigram_nll
-from melody.corpus import TokenCache, prepare
+from melody.corpus import TokenCache, corpus_cache
 from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
-from melody.distribute import STRATEGIES, Placement, is_chief, local_rows, place
-from melody.errors import CorpusError, OutputExistsError, TrainingError
+from melody.distribute import STRATEGIES, Placement, is_chief, local_rows, place, resolve_precision
+from melody.errors import OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
 from melody.interrupts import Interrupted, Stop
-from melody.midi_read import find_midi_files
 from melody.model import ModelConfig, build_model, load_keras, parameter_count, transfer_weights
-from melody.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION, TokenizerConfig
+from melody.tokenizer import TokenizerConfig
+from melody.train_config import TrainConfig
 from melody.vocabulary import Vocabulary
-
-
-MAX_BATCH_TOKENS = 1 << 20  # e.g. 256 x 4096 tokens a step: past that, memory runs out before a step ends
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; defaults suit a laptop CPU. ``max_steps`` caps all steps (quick runs)."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    seq_len: int = 128
-    learning_rate: float = 2e-3
-    val_split: float = 0.1
-    max_steps: int | None = None
-    steps_per_epoch: int | None = None
-    patience: int = 3
-    clip_norm: float = 1.0
-    max_transpose: int = 5
-    random_seed: int = 0
-    precision: str = "auto"
-
-    def __post_init__(self):
-        positive = ("epochs", "batch_size", "seq_len", "patience")
-        for name in positive + ("max_steps", "steps_per_epoch"):
-            value = getattr(self, name)
-            if value is None and name not in positive:
-                continue
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.batch_size * self.seq_len > MAX_BATCH_TOKENS:
-            raise ValueError(f"batch_size x seq_len must be at most {MAX_BATCH_TOKENS:,} tokens, got "
-                             f"{self.batch_size} x {self.seq_len}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0.0 < self.val_split < 1.0:
-            raise ValueError(f"val_split must be between 0 and 1, got {self.val_split!r}")
-        if not 0 <= self.max_transpose <= 12:
-            raise ValueError(f"max_transpose must be in 0..12 semitones, got {self.max_transpose!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-
-
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def native_bfloat16(cpuinfo: str | None = None) -> str | None:
-    """Why this machine computes bfloat16 natively ('GPU', or the CPU flag: 'avx512_bf16', 'amx_bf16'),
-    or None. ``cpuinfo``: the text of /proc/cpuinfo (read when None; absent off Linux)."""
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return "GPU"
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            cpuinfo = ""
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
-    return next((flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags), None)
-
-
-def resolve_precision(requested: str, cpuinfo: str | None = None) -> tuple[str, str]:
-    """(the precision to train in, why): 'auto' is bfloat16 mixed precision where the hardware computes
-    bfloat16 natively (there it trained 1.5x faster), else float32 (emulated bfloat16 is slower)."""
-    if requested != "auto":
-        return requested, "asked for"
-    native = native_bfloat16(cpuinfo)
-    return ("bfloat16", f"native on this machine ({native})") if native else \
-        ("float32", "this machine has no native bfloat16 (no avx512_bf16 or amx_bf16, no GPU)")
 
 
 class Report:
@@ -124,50 +50,6 @@ class Report:
 
 
 # ----------------------------------------------------------------------------- the corpus
-
-def corpus_cache(source: str | os.PathLike, tokenizer: TokenizerConfig | None, report: Report) -> TokenCache:
-    """A token cache for ``source``: itself if it is one (its tokenizer must be ``tokenizer``, if given),
-    else ``source`` prepared once with ``tokenizer`` (default settings if None) into the user cache."""
-    source = Path(source)
-    if TokenCache.is_cache(source):
-        cache = TokenCache(source)
-        if tokenizer is not None and cache.tokenizer.config != tokenizer:
-            raise TrainingError(f"{source} was prepared with other tokenizer settings ({cache.tokenizer.config}); "
-                                "prepare it again with these settings or train on it as it is")
-        return cache
-    if not source.exists():
-        raise CorpusError(f"{source}: no such file or folder")
-    files = find_midi_files([source])
-    if not files:
-        raise CorpusError(f"{source}: no MIDI files (.mid .midi .kar .rmi) found")
-    tokenizer = tokenizer or TokenizerConfig()
-    root = Path(os.environ.get("MELODY_CACHE", Path.home() / ".cache" / "melody")) / "corpora"
-    key = hashlib.sha256(json.dumps([TOKENIZER_VERSION, asdict(tokenizer), str(source.resolve())]).encode())
-    folder = root / key.hexdigest()[:20]
-    report.preparing(len(files))
-    try:  # incremental: files whose content the cache already holds are not read again
-        prepare([source], folder, tokenizer, on_file=report.prepared, wait=SHARED_CORPUS_WAIT)
-    except OutputExistsError:  # damaged, or left by another melody: prepared afresh
-        prepare([source], folder, tokenizer, force=True, on_file=report.prepared, wait=SHARED_CORPUS_WAIT)
-    (folder / "report.json").touch()  # used now: the last to be forgotten
-    _forget_old_corpora(root, MAX_SHARED_CORPORA)
-    return TokenCache(folder)
-
-
-MAX_SHARED_CORPORA = 8  # folders prepared for ``melody train FOLDER``; the least recently used go first
-SHARED_CORPUS_WAIT = 1800.0  # seconds a second training run on the same folder waits for the first's preparing
-
-
-def _forget_old_corpora(root: Path, keep: int) -> None:
-    """Delete all but the ``keep`` most recently prepared corpora under ``root`` (a cache: they are
-    prepared again when needed)."""
-    def last_used(path: Path) -> float:
-        return (path / "report.json").stat().st_mtime if (path / "report.json").exists() else 0.0
-
-    corpora = sorted((path for path in root.iterdir() if TokenCache.is_cache(path)), key=last_used)
-    for old in corpora[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
 
 @dataclass
 class TrainingData:
@@ -264,8 +146,7 @@ def _train(source, out: Path, model_config, config, tokenizer, resume, force, re
     if writes:
         bundle.remove_temporaries(out)  # left by a killed run: this run holds the folder now
     if resume:
-        model_config, config = _resumed_configs(out, changes or {})
-        tokenizer = bundle.read_manifest(out).tokenizer.config if (out / "tokenizer.json").exists() else tokenizer
+        model_config, config, tokenizer = _resumed_configs(out, changes or {})
     model_config, config = model_config or ModelConfig(), config or TrainConfig()
     cache = corpus_cache(source, tokenizer, report)
     data = training_data(cache, config)
@@ -330,20 +211,20 @@ def _memory_guard(model_config: ModelConfig, config: TrainConfig):
 RESUMABLE_CHANGES = ("epochs", "max_steps", "patience")
 
 
-def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig]:
+def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig, TokenizerConfig]:
     """The settings saved in ``out``, with ``changes`` applied where a resumed run may change them."""
-    saved_model, saved_train = bundle.saved_configs(out)
-    saved = {**saved_model, **saved_train}
-    refused = sorted(name for name, value in changes.items()
-                     if name not in RESUMABLE_CHANGES and name in saved and saved[name] != value)
+    manifest = bundle.read_manifest(out)
+    saved = {**asdict(manifest.model_config), **asdict(manifest.train_config)}
+    refused = sorted(name for name, value in changes.items() if name not in RESUMABLE_CHANGES and name in saved
+                     and saved[name] != (tuple(value) if isinstance(value, list) else value))
     if refused:
         listing = ", ".join(f"{name} (saved {saved[name]!r}, asked {changes[name]!r})" for name in refused)
         raise TrainingError(f"{out}: a resumed run keeps the settings it started with; cannot change {listing}")
     try:
-        return ModelConfig(**saved_model), replace(TrainConfig(**saved_train),
-                                                   **{k: v for k, v in changes.items() if k in RESUMABLE_CHANGES})
+        config = replace(manifest.train_config, **{k: v for k, v in changes.items() if k in RESUMABLE_CHANGES})
     except (TypeError, ValueError) as error:
-        raise TrainingError(f"{out}/config.json: unusable settings ({error})") from None
+        raise TrainingError(f"{out}: {error}") from None
+    return manifest.model_config, config, manifest.tokenizer.config
 
 
 def initialise_from(model, config: ModelConfig, folder, vocabulary: Vocabulary) -> int:

@@ -204,7 +204,7 @@ def test_init_from_copies_weights_by_token_name(folk, tmp_path):
 def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, tmp_path):
     """auto: bfloat16 only where it is native (the flags of /proc/cpuinfo, or a GPU); forced bfloat16 trains
     (emulated here if need be) and still saves float32 weights that load and sample anywhere."""
-    from melody.train import resolve_precision
+    from melody.distribute import resolve_precision
 
     assert resolve_precision("auto", "flags\t: fpu avx2 avx512f avx512_bf16\n")[0] == "bfloat16"
     assert resolve_precision("auto", "flags\t: fpu avx2 amx_bf16 amx_tile\n")[0] == "bfloat16"
@@ -323,7 +323,8 @@ def test_an_interrupted_epoch_resumes_where_it_stopped_and_ends_as_an_uninterrup
 def test_the_shared_corpus_cache_follows_content_not_file_times(tmp_path, monkeypatch):
     """``melody train FOLDER`` prepares FOLDER into $MELODY_CACHE: a file rewritten with the same size and
     time is read again (the cache is keyed on content), and old corpora beyond MAX_SHARED_CORPORA go."""
-    from melody.train import MAX_SHARED_CORPORA, Report, corpus_cache
+    from melody.corpus import MAX_SHARED_CORPORA, corpus_cache
+    from melody.train import Report
 
     monkeypatch.setenv("MELODY_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "songs"
@@ -384,4 +385,4 @@ def test_two_real_runs_into_one_folder_one_succeeds_and_the_other_says_why(folk,
         assert not (folder / ".melody.lock").exists()
     assert len(TokenCache(tmp_path / "cache")) == len(corpus_files("chorales"))
     trained = read_manifest(tmp_path / "model")
-    assert trained.train_config["max_steps"] == 30 and trained.metrics["steps"] == 30
+    assert trained.train_config.max_steps == 30 and trained.metrics["steps"] == 30
