@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melody.bundle import corpus_files, read_manifest  # noqa: E402
 from melody.evaluate import compare_music  # noqa: E402
-from melody.generate import DEFAULT_MODEL, generate  # noqa: E402
+from melody.generate import DEFAULT_MODEL, GenerateConfig, generate  # noqa: E402
 from melody.midi_read import read_midi  # noqa: E402
 from melody.midi_write import write_midi  # noqa: E402
 from melody.score import Score  # noqa: E402
@@ -78,8 +78,8 @@ def measure(manifest, chosen, seed_bars: int, bars: int, folder: Path, network=N
         seed = seeds / f"{number:03d}-{path.name}"
         write_midi(score if whole else bars_between(score, 0, seed_bars), seed, force=True)
         write_midi(bars_between(score, seed_bars, seed_bars + bars), reference / seed.name, force=True)
-        generate(manifest, seed=seed, out=generated / seed.name, bars=bars, random_seed=number,
-                 continuation_only=True, force=True, network=network)
+        generate(manifest, seed=seed, out=generated / seed.name, force=True, network=network,
+                 config=GenerateConfig(bars=bars, random_seed=number, continuation_only=True))
     result = compare_music(generated, reference, manifest)
     # The folk collections hold some tunes twice under other names: a held-out tune whose own next bars are
     # in the training corpus (more than 4 bars verbatim) can be continued from memory of its twin.

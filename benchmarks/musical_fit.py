@@ -77,12 +77,12 @@ def _meter(path: Path) -> str:
 
 def generate_all(model: str, chosen, out: Path, bars: int, options: dict) -> None:
     from melody.bundle import read_manifest
-    from melody.generate import generate
+    from melody.generate import GenerateConfig, generate
 
     bundle = read_manifest(model)
     for number, (_, path) in enumerate(chosen):
-        generate(bundle, seed=path, out=out / f"{number:02d}-{path.stem}.mid", bars=bars, random_seed=number,
-                 force=True, **options)
+        generate(bundle, seed=path, out=out / f"{number:02d}-{path.stem}.mid", force=True,
+                 config=GenerateConfig(bars=bars, random_seed=number, **options))
 
 
 def report(chosen, seeds: Path, out: Path, bars: int) -> None:

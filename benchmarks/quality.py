@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melody.bundle import corpus_files, load_bundle  # noqa: E402
 from melody.evaluate import compare_music, evaluate_likelihood, likelihood_table, music_table  # noqa: E402
-from melody.generate import DEFAULT_MODEL, generate  # noqa: E402
+from melody.generate import DEFAULT_MODEL, GenerateConfig, generate  # noqa: E402
 
 BAR_METRICS = ("pitch_class_entropy", "scale_consistency", "empty_bar_rate")
 
@@ -53,8 +53,8 @@ def main() -> None:
             (reference / f"{index:04d}-{path.name}").symlink_to(path)
         step = max(1, len(held_out) // args.pieces)
         for number, seed in enumerate(held_out[::step][:args.pieces]):
-            generate(bundle, seed=seed, out=generated / f"{number:02d}-{seed.stem}.mid", bars=args.bars,
-                     random_seed=number, continuation_only=True)
+            generate(bundle, seed=seed, out=generated / f"{number:02d}-{seed.stem}.mid",
+                     config=GenerateConfig(bars=args.bars, random_seed=number, continuation_only=True))
         music = compare_music(generated, reference, bundle)
     print()
     print(music_table(music))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from melody.generate import generate  # noqa: E402
+from melody.generate import GenerateConfig, generate  # noqa: E402
 
 SEEDS = ("chorales/bwv187.7.mid", "chorales/bwv26.6.mid", "chorales/bwv393.mid")
 FOLK_METERS = ("4/4", "3/4", "6/8", "2/4")
@@ -52,8 +52,8 @@ def outputs(wild: Path | None) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as folder:
         for number, seed in enumerate(seeds):
             for samples in (1, 4):
-                result = generate(seed=seed, out=Path(folder) / f"{number}-{samples}.mid", bars=8,
-                                  num_samples=samples, random_seed=number)
+                result = generate(seed=seed, out=Path(folder) / f"{number}-{samples}.mid",
+                                  config=GenerateConfig(bars=8, num_samples=samples, random_seed=number))
                 for path in result.files:
                     digests[f"{seed.name} x{samples} {path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests

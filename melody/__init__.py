@@ -18,13 +18,13 @@ from melody.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
 from melody.corpus import prepare  # noqa: E402
 from melody.model import ModelConfig  # noqa: E402
 from melody.train import TrainConfig, train  # noqa: E402
-from melody.generate import Generation, SamplingConfig, generate  # noqa: E402
+from melody.generate import GenerateConfig, Generation, SamplingConfig, generate  # noqa: E402
 from melody.evaluate import evaluate  # noqa: E402
 from melody.render import render  # noqa: E402
 from melody.info import info  # noqa: E402
 
 __all__ = [
-    "Generation", "Instrument", "MelodyError", "MidiReadError", "ModelConfig", "Note", "OutputExistsError",
+    "GenerateConfig", "Generation", "Instrument", "MelodyError", "MidiReadError", "ModelConfig", "Note", "OutputExistsError",
     "SamplingConfig", "Score", "Tokenizer", "TokenizerConfig", "TrainConfig", "evaluate", "generate", "info",
     "melody_line", "prepare", "read_midi", "render", "train", "transpose", "validate_midi", "write_midi",
 ]

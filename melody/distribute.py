@@ -7,7 +7,7 @@ Strategies (``melody train --strategy``):
 * ``mirrored``: ``tf.distribute.MirroredStrategy`` over this machine's GPUs (on a machine
   without one it runs as a single replica on the CPU, and says so).
 * ``multiworker``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the processes the
-  standard ``TF_CONFIG`` names (``--cluster host:port,host:port --task-index i`` writes it).
+  standard ``TF_CONFIG`` names, or ``--cluster host:port,host:port --task-index i``.
 * ``auto``: ``multiworker`` when ``TF_CONFIG`` is set, ``mirrored`` with two or more GPUs,
   else ``one``.
 
@@ -88,8 +88,13 @@ class Placement:
         return f"{self.name}: {where}{self.replicas} replica{'s' if self.replicas > 1 else ''} in sync"
 
 
-def cluster_config(cluster: str, task_index: int) -> str:
-    """The TF_CONFIG text for ``--cluster host:port,host:port,... --task-index i``."""
+def cluster_config(cluster: str | None, task_index: int | None) -> str | None:
+    """The cluster of a run as TF_CONFIG text: from ``cluster`` ('host:port,host:port,...') and this process's
+    ``task_index`` in it when given (both or neither), else the TF_CONFIG environment variable (None: unset)."""
+    if (cluster is None) != (task_index is None):
+        raise TrainingError("--cluster and --task-index go together")
+    if cluster is None:
+        return os.environ.get("TF_CONFIG") or None
     workers = [address.strip() for address in cluster.split(",") if address.strip()]
     for address in workers:
         host, _, port = address.rpartition(":")
@@ -118,11 +123,12 @@ def workers_in(tf_config: str | None) -> tuple[int, int] | None:
     return index, len(workers)
 
 
-def place(requested: str) -> Placement:
-    """The strategy for ``requested`` (one of STRATEGIES) on this machine, created once per process."""
+def place(requested: str, cluster: str | None) -> Placement:
+    """The strategy for ``requested`` (one of STRATEGIES) on this machine, in ``cluster`` (TF_CONFIG text, see
+    ``cluster_config``; None: no cluster)."""
     import tensorflow as tf
 
-    tf_config = workers_in(os.environ.get("TF_CONFIG"))
+    tf_config = workers_in(cluster)
     gpus = len(tf.config.list_physical_devices("GPU"))
     name = requested if requested != "auto" else \
         "multiworker" if tf_config else "mirrored" if gpus >= 2 else "one"
@@ -130,9 +136,12 @@ def place(requested: str) -> Placement:
         if tf_config is None:
             raise TrainingError("--strategy multiworker needs TF_CONFIG (or --cluster and --task-index)")
         worker, workers = tf_config
-        meet(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"], worker, worker_timeout())
+        addresses = json.loads(cluster)["cluster"]["worker"]
+        meet(addresses, worker, worker_timeout())
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout())
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec({"worker": addresses}), task_type="worker", task_id=worker, rpc_layer="grpc")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
     elif name == "mirrored":
         strategy, worker, workers = tf.distribute.MirroredStrategy(), 0, 1
     else:
@@ -195,10 +204,10 @@ def local_rows(batch: int, placement: Placement) -> list[slice]:
     return [slice((first + index) * share, (first + index + 1) * share) for index in range(local)]
 
 
-def is_chief(requested: str) -> bool:
+def is_chief(requested: str, cluster: str | None) -> bool:
     """Whether this process writes the model folder (known before TensorFlow loads): always, but for the
-    workers other than worker 0 of a multi-worker run."""
+    workers other than worker 0 of a multi-worker run in ``cluster`` (TF_CONFIG text)."""
     if requested in ("one", "mirrored"):
         return True
-    found = workers_in(os.environ.get("TF_CONFIG"))
+    found = workers_in(cluster)
     return found is None or found[0] == 0

@@ -10,6 +10,10 @@ class MelodyError(Exception):
     """Base class: something the user can fix (a file, a flag, a folder)."""
 
 
+class SettingError(MelodyError, ValueError):
+    """A setting (a field of one of the config dataclasses) outside what it allows."""
+
+
 class MidiReadError(MelodyError):
     """A file could not be read as MIDI music; the message names the file and the reason."""
 

@@ -25,20 +25,66 @@ import numpy as np
 
 from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import ACCOMPANIMENTS, arrange, make_primer, primer_from_opening
-from melody.errors import MelodyError
+from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes
 from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
-from melody.score import Score
+from melody.score import Score, parse_meter
+from melody.settings import setting
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
 MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
 RETRIES = 3  # draws for a sample that came out without a note
 KEY_STRENGTH = 1.5  # nats off an out-of-key note: 4.5x less likely (measured in BENCHMARKS.md, "Musical fit")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate. ``key`` and ``time_signature`` choose what music without a seed starts in
+    (default: those of the training piece it opens like); with a seed they come from it."""
+
+    bars: int = setting(8, "Bars to generate (1..256), in the seed's last meter.")
+    num_samples: int = setting(1, "Different continuations to write (OUT-1.mid ... OUT-K.mid), made in one batch.",
+                               short="-n")
+    random_seed: int | None = setting(None, "Make the output reproducible byte for byte (default: a random one, "
+                                      "printed).")
+    primer_bars: int | None = setting(None, "Prime with only the seed's last N bars (default: all of it, up to "
+                                      "1024 tokens).")
+    continuation_only: bool = setting(False, "Write only the new music, not the seed before it.")
+    accompaniment: str = setting("loop", "Seed tracks the model leaves silent: keep playing their last bars "
+                                 "(loop), or stop (none).", choices=ACCOMPANIMENTS)
+    density: float | None = setting(None, "Note onsets per quarter note to aim for (default: as the seed's last "
+                                    "bars), e.g. 0.5 or 3.")
+    key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
+    key_strength: float = setting(KEY_STRENGTH, "How firmly to stay in key: nats taken off an out-of-key note (0: "
+                                  "leave it to the model).")
+    time_signature: tuple[int, int] | None = setting(None, "Without a seed: the meter, e.g. 3/4 or 6/8.",
+                                                     parse=parse_meter, metavar="N/D")
+    sampling: SamplingConfig = SamplingConfig()
+
+    def __post_init__(self):
+        for name, value, top in (("bars", self.bars, MAX_BARS), ("num_samples", self.num_samples, 256)):
+            if not isinstance(value, int) or not 1 <= value <= top:
+                raise SettingError(f"{name.replace('_', '-')} must be in 1..{top}, got {value}")
+        if self.primer_bars is not None and self.primer_bars < 1:
+            raise SettingError(f"primer-bars must be at least 1, got {self.primer_bars}")
+        if self.key is not None:
+            try:
+                parse_key(self.key)
+            except ValueError as error:
+                raise SettingError(str(error)) from None
+        if self.density is not None and not (0 < self.density <= 16):
+            raise SettingError(f"density must be above 0 and at most 16 note onsets per quarter note, "
+                               f"got {self.density}")
+        if self.accompaniment not in ACCOMPANIMENTS:
+            raise SettingError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, "
+                               f"got {self.accompaniment!r}")
+        if not (0 <= self.key_strength <= 20):
+            raise SettingError(f"key strength must be in 0..20 nats, got {self.key_strength}")
 
 
 @dataclass
@@ -66,15 +112,11 @@ def output_paths(out: str | os.PathLike | None, seed: str | os.PathLike | None, 
 
 
 def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.PathLike | None = None,
-             out: str | os.PathLike | None = None, bars: int = 8, sampling: SamplingConfig = SamplingConfig(),
-             num_samples: int = 1, random_seed: int | None = None, primer_bars: int | None = None,
-             continuation_only: bool = False, force: bool = False, write: bool = True, key: str | None = None,
-             time_signature: tuple[int, int] | None = None, density: float | None = None,
-             accompaniment: str = "loop", key_strength: float = KEY_STRENGTH, network=None) -> Generation:
-    """Continue ``seed`` (a MIDI file; None starts from scratch) with ``num_samples`` samples of ``bars`` bars.
+             out: str | os.PathLike | None = None, config: GenerateConfig = GenerateConfig(), force: bool = False,
+             write: bool = True, network=None) -> Generation:
+    """Continue ``seed`` (a MIDI file; None starts from scratch) as ``config`` asks: ``num_samples`` samples of
+    ``bars`` bars, from the model folder ``model`` (default: the shipped model).
 
-    Without a seed, ``key`` (a key name such as 'Eb' or 'F#m') and ``time_signature`` ((4, 4))
-    choose what the music starts in (default: those of the training piece it opens like);
     ``density`` (note onsets per quarter note) asks for busier or calmer music (default: as the
     seed's last bars). ``key_strength`` (nats, >= 0) makes notes outside the key (the seed's, or
     ``key``) that much less likely on pitched tracks: 0 leaves the model alone, the default
@@ -89,85 +131,72 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     to sample from instead of the folder's network (benchmarks compare other networks this way).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
-    _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment, key_strength)
+    if seed is not None and (config.key is not None or config.time_signature is not None):
+        raise SettingError("key and time signature come from the seed; give them only without one")
     clock = _Clock()
-    paths = output_paths(out, seed, num_samples) if write else []
+    paths = output_paths(out, seed, config.num_samples) if write else []
     for path in paths:
         check_writable(path, force)
     seed_score = read_midi(seed) if seed else None
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
     tokenizer = manifest.tokenizer
-    random_seed = secrets.randbelow(2**31) if random_seed is None else random_seed
+    random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
     if seed_score is not None:
-        primer = make_primer(seed_score, tokenizer, primer_bars, set(manifest.programs), density)
+        primer = make_primer(seed_score, tokenizer, config.primer_bars, set(manifest.programs), config.density)
     else:
-        opening = tokenizer.opening(_opening(manifest, random_seed), key, density, time_signature)
+        opening = tokenizer.opening(_opening(manifest, random_seed), config.key, config.density,
+                                    config.time_signature)
         primer = primer_from_opening(opening, tokenizer)
     clock.lap("read")
 
     sampler = _sampler(manifest) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
-    primed = sampler.prime(primer.tokens)
-    clock.lap("prime")
-    tracks = tokenizer.tracks(primer.tokens)
-    allowed = tokenizer.sampling_mask(len(tracks))
-    constraints = {"penalty": key_strength * tokenizer.out_of_key(primer.tokens),
-                   "pitched": [not is_drum for is_drum, _ in tracks]}
-    max_tokens = TOKENS_PER_BAR_CAP * bars
-    generated, complete = sampler.sample(primed, num_samples, allowed, max_tokens, bars, random_seed, sampling,
-                                         **constraints)
-    for attempt in range(1, RETRIES + 1):  # a sample without a single note is drawn again (reproducibly)
-        silent = [row for row, tokens in enumerate(generated) if not tokenizer.is_note(tokens).any()]
-        if not silent:
-            break
-        again, done = sampler.sample(primed, len(silent), allowed, max_tokens, bars, random_seed + attempt,
-                                     sampling, **constraints)
-        for row, tokens, finished in zip(silent, again, done):
-            generated[row], complete[row] = tokens, finished
-    sampled = clock.lap("sample")
-
-    arranged = [arrange(seed_score, primer, row, tokenizer, bars, continuation_only, accompaniment)
-                for row in generated]
+    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock)
+    arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
+                        config.accompaniment) for row in generated]
     scores = [score for score, _ in arranged]
-    old_notes = 0 if seed_score is None or continuation_only else len(seed_score.notes)
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
+    old_notes = 0 if seed_score is None or config.continuation_only else len(seed_score.notes)
     tokens = int(sum(len(row) for row in generated))
-    summary = {"files": [str(path) for path in paths], "samples": num_samples, "bars": bars,
-               "bars_short": [int(bars - 1 - tokenizer.is_bar(row).sum()) for row, done in zip(generated, complete)
-                              if not done],
+    summary = {"files": [str(path) for path in paths], "samples": config.num_samples, "bars": config.bars,
+               "bars_short": [int(config.bars - 1 - tokenizer.is_bar(row).sum())
+                              for row, done in zip(generated, complete) if not done],
                "notes": sum(len(score.notes) - old_notes for score in scores),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
                "accompaniment_notes": sum(looped for _, looped in arranged),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
-               "tokens_per_second": round(tokens / max(sampled, 1e-9), 1), "wall_seconds": clock.laps,
+               "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None}
-    starts = [None if seed_score is None or continuation_only else _first_new_tick(score, seed_score)
+    starts = [None if seed_score is None or config.continuation_only else _first_new_tick(score, seed_score)
               for score in scores]
     return Generation(scores, paths, summary, starts)
 
 
-def _check_request(bars, num_samples, primer_bars, seed, key, time_signature, density, accompaniment,
-                   key_strength) -> None:
-    """MelodyError for a request that cannot be met, before anything is read."""
-    for name, value, top in (("bars", bars, MAX_BARS), ("num_samples", num_samples, 256)):
-        if not isinstance(value, int) or not 1 <= value <= top:
-            raise MelodyError(f"{name.replace('_', '-')} must be in 1..{top}, got {value}")
-    if primer_bars is not None and primer_bars < 1:
-        raise MelodyError(f"primer-bars must be at least 1, got {primer_bars}")
-    if seed is not None and (key is not None or time_signature is not None):
-        raise MelodyError("key and time signature come from the seed; give them only without one")
-    if key is not None:
-        try:
-            parse_key(key)
-        except ValueError as error:
-            raise MelodyError(str(error)) from None
-    if density is not None and not (0 < density <= 16):
-        raise MelodyError(f"density must be above 0 and at most 16 note onsets per quarter note, got {density}")
-    if accompaniment not in ACCOMPANIMENTS:
-        raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
-    if not (0 <= key_strength <= 20):
-        raise MelodyError(f"key strength must be in 0..20 nats, got {key_strength}")
+def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
+            clock: _Clock) -> tuple[list[np.ndarray], list[bool]]:
+    """``config.num_samples`` rows of ``config.bars`` bars after ``primer``, and whether each is complete. A row
+    without a single note is drawn again (reproducibly, with the random seed plus 1, 2, 3)."""
+    primed = sampler.prime(primer)
+    clock.lap("prime")
+    tracks = tokenizer.tracks(primer)
+    allowed = tokenizer.sampling_mask(len(tracks))
+    constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
+                   "pitched": [not is_drum for is_drum, _ in tracks]}
+    max_tokens = TOKENS_PER_BAR_CAP * config.bars
+
+    def draw(rows: int, seed: int):
+        return sampler.sample(primed, rows, allowed, max_tokens, config.bars, seed, config.sampling, **constraints)
+
+    generated, complete = draw(config.num_samples, random_seed)
+    for attempt in range(1, RETRIES + 1):
+        silent = [row for row, tokens in enumerate(generated) if not tokenizer.is_note(tokens).any()]
+        if not silent:
+            break
+        for row, tokens, finished in zip(silent, *draw(len(silent), random_seed + attempt)):
+            generated[row], complete[row] = tokens, finished
+    clock.lap("sample")
+    return generated, complete
 
 
 def _opening(manifest: Manifest, random_seed: int) -> np.ndarray:

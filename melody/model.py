@@ -17,10 +17,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melody.errors import SettingError
+from melody.settings import setting
+
 
 MAX_UNITS = 4096  # a 2 x 4096 network holds 1 GB of float32 weights; beyond it is a typo, not a model
 MAX_LAYERS = 16
 MAX_LOOKBACK = 64  # bars
+
+
+def parse_bar_distances(text: str) -> tuple[int, ...]:
+    """'1,2,4,8' -> (1, 2, 4, 8); 'none' -> () (the plain LSTM)."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SettingError(f"expected bar distances such as 1,2,4,8 or 'none', got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -28,25 +41,27 @@ class ModelConfig:
     """Layer sizes: ``units`` per LSTM layer, ``layers`` stacked, ``embedding`` width, ``dropout`` between;
     ``lookback``: the distances in bars the structured model looks back (empty: the plain LSTM)."""
 
-    units: int = 256
-    layers: int = 2
-    embedding: int = 128
-    dropout: float = 0.2
-    lookback: tuple[int, ...] = (1, 2, 4, 8)
+    units: int = setting(256, "LSTM units per layer.")
+    layers: int = setting(2, "Stacked LSTM layers.")
+    embedding: int = setting(128, "Token embedding width.")
+    dropout: float = setting(0.2, "Dropout between layers.")
+    lookback: tuple[int, ...] = setting((1, 2, 4, 8), "Bar distances the model looks back to bring phrases back "
+                                        "(comma-separated), or 'none' for the plain LSTM.",
+                                        parse=parse_bar_distances, metavar="BARS")
 
     def __post_init__(self):
         for name, top in (("units", MAX_UNITS), ("layers", MAX_LAYERS), ("embedding", MAX_UNITS)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise SettingError(f"{name} must be a positive integer, got {value!r}")
             if value > top:
-                raise ValueError(f"{name} must be at most {top}, got {value!r}")
+                raise SettingError(f"{name} must be at most {top}, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+            raise SettingError(f"dropout must be in [0, 1), got {self.dropout!r}")
         lookback = tuple(self.lookback) if isinstance(self.lookback, (list, tuple)) else None
         if lookback is None or not all(isinstance(d, int) and 1 <= d <= MAX_LOOKBACK for d in lookback) \
                 or len(set(lookback)) != len(lookback) or len(lookback) > 8:
-            raise ValueError(f"lookback must be at most 8 different bar distances in 1..{MAX_LOOKBACK}, "
+            raise SettingError(f"lookback must be at most 8 different bar distances in 1..{MAX_LOOKBACK}, "
                              f"got {self.lookback!r}")
         object.__setattr__(self, "lookback", lookback)
 

@@ -50,23 +50,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melody.errors import SettingError
+from melody.settings import setting
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """How tokens are drawn: ``temperature`` (> 0; lower is more conservative), then ``top_k``
     (None: no limit), then ``top_p`` (the smallest set of likeliest tokens holding this much probability)."""
 
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float = 1.0
+    temperature: float = setting(1.0, "Above 0; lower is more conservative, higher more adventurous.", short="-t")
+    top_k: int | None = setting(None, "Sample only from the k likeliest tokens (default: all).")
+    top_p: float = setting(1.0, "Sample only from the likeliest tokens holding this much probability, in (0, 1].")
 
     def __post_init__(self):
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise SettingError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top-k must be at least 1, got {self.top_k}")
+            raise SettingError(f"top-k must be at least 1, got {self.top_k}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+            raise SettingError(f"top-p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(frozen=True)

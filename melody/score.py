@@ -66,6 +66,15 @@ class Tempo:
         return 60_000_000 / self.microseconds_per_quarter
 
 
+def parse_meter(text: str) -> tuple[int, int]:
+    """'6/8' -> (6, 8); ValueError for text that is not a meter (whether melody can write it is the
+    tokenizer's to say)."""
+    numerator, _, denominator = text.partition("/")
+    if not (numerator.strip().isdigit() and denominator.strip().isdigit()):
+        raise ValueError(f"expected a meter such as 3/4 or 6/8, got {text!r}")
+    return int(numerator), int(denominator)
+
+
 @dataclass(frozen=True)
 class TimeSignature:
     """A time signature from ``tick`` on: ``numerator`` beats of 1/``denominator`` notes."""

@@ -73,8 +73,9 @@ from pathlib import Path
 
 import numpy as np
 
-from melody.errors import TokenizerError
+from melody.errors import SettingError, TokenizerError
 from melody.files import atomic_write
+from melody.settings import setting
 from melody.keys import MAJOR_NAMES, MINOR_NAMES, estimate_key, in_key_share, key_name, parse_key, scale
 from melody.vocabulary import Vocabulary
 from melody.score import (Instrument, KeySignature, Note, Score, Tempo, TimeSignature, last_per_tick, lead_index,
@@ -101,20 +102,20 @@ class TokenizerConfig:
     max_duration_quarters: int = 64
     velocity_bins: int = 8
     max_tracks: int = 32
-    melody_only: bool = False
+    melody_only: bool = setting(False, "Keep only the lead line of each file.")
 
     def __post_init__(self):
         if not isinstance(self.steps_per_quarter, int) or not 4 <= self.steps_per_quarter <= 96 \
                 or self.steps_per_quarter % 4:
-            raise ValueError(f"steps_per_quarter must be a multiple of 4 in 4..96, got {self.steps_per_quarter!r}")
+            raise SettingError(f"steps_per_quarter must be a multiple of 4 in 4..96, got {self.steps_per_quarter!r}")
         for name, top in (("max_shift_quarters", 16), ("max_duration_quarters", 256), ("max_tracks", 128)):
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= top:
-                raise ValueError(f"{name} must be an integer in 1..{top}, got {value!r}")
+                raise SettingError(f"{name} must be an integer in 1..{top}, got {value!r}")
         if not isinstance(self.velocity_bins, int) or not 1 <= self.velocity_bins <= 127:
-            raise ValueError(f"velocity_bins must be in 1..127, got {self.velocity_bins!r}")
+            raise SettingError(f"velocity_bins must be in 1..127, got {self.velocity_bins!r}")
         if not isinstance(self.melody_only, bool):
-            raise ValueError(f"melody_only must be true or false, got {self.melody_only!r}")
+            raise SettingError(f"melody_only must be true or false, got {self.melody_only!r}")
 
     @property
     def durations(self) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from melody import bundle
 from melody.baselines import token_counts, unigram_nll
 from melody.corpus import TokenCache, corpus_cache
 from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
-from melody.distribute import STRATEGIES, Placement, is_chief, local_rows, place, resolve_precision
+from melody.distribute import STRATEGIES, Placement, cluster_config, is_chief, local_rows, place, resolve_precision
 from melody.errors import OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
 from melody.interrupts import Interrupted, Stop
@@ -93,7 +93,8 @@ def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
 
 def train(source, out, model_config: ModelConfig | None = None, config: TrainConfig | None = None,
           tokenizer: TokenizerConfig | None = None, resume: bool = False, force: bool = False,
-          report: Report | None = None, changes: dict | None = None, init_from=None, strategy: str = "auto") -> dict:
+          report: Report | None = None, changes: dict | None = None, init_from=None, strategy: str = "auto",
+          cluster: str | None = None, task_index: int | None = None) -> dict:
     """Train on ``source`` into the model folder ``out``; returns the final metrics.
 
     ``tokenizer``: how a MIDI folder is tokenized (a token cache brings its own).
@@ -101,61 +102,83 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     the last checkpoint; ``changes`` (setting name -> value) may raise ``epochs``,
     ``max_steps`` or ``patience``, any other change is refused. ``init_from``: a model
     folder whose weights start this run (see ``initialise_from``). ``strategy``: where
-    training runs (``melody.distribute``); only the chief worker writes ``out``.
+    training runs (``melody.distribute``); ``cluster`` ('host:port,host:port,...') and
+    ``task_index`` name the workers of a multi-worker run and this one's place among them (default:
+    the TF_CONFIG environment variable). Only the chief, worker 0, writes ``out``.
     """
-    out, report = Path(out), report or Report()
     if strategy not in STRATEGIES:
         raise TrainingError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if resume and init_from is not None:
         raise TrainingError("init-from starts a new run from another model's weights; it cannot be combined with "
                             "resume")
-    arguments = (source, out, model_config, config, tokenizer, resume, force, report, changes, init_from, strategy)
+    request = _Request(source, Path(out), model_config, config, tokenizer, resume, force, report or Report(),
+                       changes or {}, init_from, strategy, cluster_config(cluster, task_index))
     try:
         with Stop() as stop:
-            if not is_chief(strategy):  # another worker: the chief checks, locks and writes the folder
+            if not request.writes:  # another worker: the chief checks, locks and writes the folder
                 if init_from is not None:
                     bundle.initialising_vocabulary(init_from)
-                return _train(*arguments, stop)
-            return _train_locked(*arguments, stop)
+                return _train(request, stop)
+            return _train_locked(request, stop)
     except Interrupted as interrupted:
-        interrupted.checkpoint = is_chief(strategy) and bundle.checkpoint_state(out) is not None
+        interrupted.checkpoint = request.writes and bundle.checkpoint_state(request.out) is not None
         raise
 
 
-def _train_locked(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from,
-                  strategy: str, stop: Stop) -> dict:
+@dataclass
+class _Request:
+    """What ``train`` was asked; ``cluster``: TF_CONFIG text (None: one machine)."""
+
+    source: object
+    out: Path
+    model_config: ModelConfig | None
+    config: TrainConfig | None
+    tokenizer: TokenizerConfig | None
+    resume: bool
+    force: bool
+    report: Report
+    changes: dict
+    init_from: object
+    strategy: str
+    cluster: str | None
+
+    @property
+    def writes(self) -> bool:
+        return is_chief(self.strategy, self.cluster)
+
+
+def _train_locked(request: _Request, stop: Stop) -> dict:
     """``_train`` holding the model folder's lock (the chief's run)."""
+    out = request.out
     created = not out.exists()
-    _check_output(out, resume, force)  # at once, before any work; again below under the folder's lock
-    if init_from is not None:
-        bundle.initialising_vocabulary(init_from)  # a wrong folder is reported before any work
+    _check_output(out, request.resume, request.force)  # at once, before any work; again below under the lock
+    if request.init_from is not None:
+        bundle.initialising_vocabulary(request.init_from)  # a wrong folder is reported before any work
     try:
         with folder_lock(out, "train"):  # a second run into the same folder is refused
-            return _train(source, out, model_config, config, tokenizer, resume, force, report, changes, init_from,
-                          strategy, stop)
+            return _train(request, stop)
     finally:
         if created:
             with contextlib.suppress(OSError):
                 out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
 
 
-def _train(source, out: Path, model_config, config, tokenizer, resume, force, report, changes, init_from,
-           strategy: str, stop: Stop) -> dict:
-    writes = is_chief(strategy)
-    state = _check_output(out, resume, force or not writes)
+def _train(request: _Request, stop: Stop) -> dict:
+    out, writes = request.out, request.writes
+    state = _check_output(out, request.resume, request.force or not writes)
     if writes:
         bundle.remove_temporaries(out)  # left by a killed run: this run holds the folder now
-    if resume:
-        model_config, config, tokenizer = _resumed_configs(out, changes or {})
+    model_config, config, tokenizer = request.model_config, request.config, request.tokenizer
+    if request.resume:
+        model_config, config, tokenizer = _resumed_configs(out, request.changes)
     model_config, config = model_config or ModelConfig(), config or TrainConfig()
-    cache = corpus_cache(source, tokenizer, report)
+    cache = corpus_cache(request.source, tokenizer, request.report)
     data = training_data(cache, config)
-    vocabulary = len(cache.tokenizer)
-    if not resume and writes:
+    if not request.resume and writes:
         bundle.clear(out)
 
     keras = load_keras()  # only now: the corpus above is prepared in forked workers, before TensorFlow loads
-    placement = place(strategy)
+    placement = place(request.strategy, request.cluster)
     data.summary["strategy"] = placement.describe()
     rows = local_rows(config.batch_size, placement)  # checked before the network is built
 
@@ -165,16 +188,17 @@ def _train(source, out: Path, model_config, config, tokenizer, resume, force, re
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
         with placement.strategy.scope():  # variables (the optimizer's too) are created under the strategy
-            model, state = _network(out, state, model_config, config, init_from, cache, precision, why)
+            model, state = _network(out, state, model_config, config, request.init_from, cache, precision, why)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if writes:
         bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
         bundle.save_corpus(out, *data.pieces, names=data.names)
-    best_copy = build_model(model_config, vocabulary, bar_tokens=cache.tokenizer.bar_tokens())  # what model.keras holds
+    best_copy = build_model(model_config, len(cache.tokenizer), bar_tokens=cache.tokenizer.bar_tokens())
     with _memory_guard(model_config, config), _worker_guard(placement):
         run = Run(model, placement, rows, out if writes else None, stop)
-        return _epochs(run, best_copy, data, config, state, report, parameter_count(best_copy))
+        metrics = _epochs(run, best_copy, data, config, state, request.report, parameter_count(best_copy))
+    return {**metrics, "worker": placement.worker}
 
 
 def _network(out: Path, state, model_config, config, init_from, cache, precision, why):

@@ -32,8 +32,14 @@ def test_cluster_flags_become_tf_config_and_bad_ones_are_refused(monkeypatch):
         cluster_config("a,b:2", 0)
     with pytest.raises(TrainingError, match="TF_CONFIG must be JSON like"):
         workers_in('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}')
-    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-    assert not is_chief("auto") and not is_chief("multiworker") and is_chief("one")
+    with pytest.raises(TrainingError, match="--cluster and --task-index go together"):
+        cluster_config("a:1,b:2", None)
+    assert not is_chief("auto", json.dumps(config)) and not is_chief("multiworker", json.dumps(config))
+    assert is_chief("one", json.dumps(config)) and is_chief("auto", None)
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))  # without --cluster, the environment's cluster
+    assert cluster_config(None, None) == json.dumps(config)
+    monkeypatch.delenv("TF_CONFIG")
+    assert cluster_config(None, None) is None
 
 
 def test_each_replica_trains_on_its_own_rows_of_the_global_batch():

@@ -17,7 +17,7 @@ from melody.cli import cli
 from melody.continuation import make_primer
 from melody.keys import scale
 from melody.metrics import continuation_fit
-from melody.generate import DEFAULT_MODEL, generate, numpy_network
+from melody.generate import DEFAULT_MODEL, GenerateConfig, generate, numpy_network
 from melody.model import network_weights
 from melody.sampler import Sampler, SamplingConfig
 from melody.midi_read import read_midi
@@ -133,8 +133,8 @@ def test_sampling_stops_before_the_bar_line_after_the_last_bar(bundle):
 
 def test_same_random_seed_same_bytes_and_samples_differ(bundle, tmp_path):
     seed = corpus_files("folk")[3]
-    one = generate(bundle, seed, tmp_path / "a.mid", bars=4, num_samples=3, random_seed=11)
-    two = generate(bundle, seed, tmp_path / "b.mid", bars=4, num_samples=3, random_seed=11)
+    one = generate(bundle, seed, tmp_path / "a.mid", config=GenerateConfig(bars=4, num_samples=3, random_seed=11))
+    two = generate(bundle, seed, tmp_path / "b.mid", config=GenerateConfig(bars=4, num_samples=3, random_seed=11))
     assert [p.name for p in one.files] == ["a-1.mid", "a-2.mid", "a-3.mid"]
     for a, b in zip(one.files, two.files):
         assert a.read_bytes() == b.read_bytes()
@@ -145,21 +145,22 @@ def test_same_random_seed_same_bytes_and_samples_differ(bundle, tmp_path):
 
 def test_output_keeps_the_seed_then_continues(bundle, tmp_path):
     seed = corpus_files("chorales")[5]
-    result = generate(bundle, seed, tmp_path / "out.mid", bars=4, random_seed=3)
+    result = generate(bundle, seed, tmp_path / "out.mid", config=GenerateConfig(bars=4, random_seed=3))
     before, after = read_midi(seed), read_midi(result.files[0])
     assert after.tempos == before.tempos and after.time_signatures == before.time_signatures
     assert after.key_signatures == before.key_signatures
     assert [i.name for i in after.instruments][:4] == [i.name for i in before.instruments]
     assert len(after.notes) > len(before.notes) and after.end_tick > before.end_tick
     assert result.summary["notes"] == len(after.notes) - len(before.notes)
-    only = generate(bundle, seed, tmp_path / "only.mid", bars=4, random_seed=3, continuation_only=True)
+    only = generate(bundle, seed, tmp_path / "only.mid",
+                    config=GenerateConfig(bars=4, random_seed=3, continuation_only=True))
     new = read_midi(only.files[0])
     assert len(new.notes) == result.summary["notes"]
     assert min(n.start for n in new.notes) < 4 * 480 * 2  # starts within its first bar or two
 
 
 def test_from_scratch_a_training_piece_opens_and_its_meter_is_the_files(bundle, tmp_path):
-    result = generate(bundle, None, tmp_path / "x.mid", bars=3, random_seed=2)
+    result = generate(bundle, None, tmp_path / "x.mid", config=GenerateConfig(bars=3, random_seed=2))
     assert set(result.summary) >= {"files", "tokens", "tokens_per_second", "bars", "notes", "seconds"}
     score = read_midi(result.files[0])
     assert len(score.bar_lines()) <= 4
@@ -179,7 +180,8 @@ def test_real_world_seeds_give_valid_files(bundle, melody_bundle, wild, tmp_path
              wild / "MIDIs_one_track" / "Maestro_1.mid"]                        # piano performance
     for model in (bundle, melody_bundle):
         for index, seed in enumerate(seeds):
-            result = generate(model, seed, tmp_path / f"{model.melody_only}-{index}.mid", bars=2, random_seed=1)
+            result = generate(model, seed, tmp_path / f"{model.melody_only}-{index}.mid",
+                              config=GenerateConfig(bars=2, random_seed=1))
             assert validate_midi(result.files[0]) == [], seed.name
             assert result.summary["notes"] > 0, seed.name
             assert read_midi(result.files[0]).end_tick > 0
@@ -192,11 +194,11 @@ def test_a_model_of_piano_music_writes_only_piano_and_continues_the_seeds_own_tr
     piano = _tiny_bundle(tmp_path_factory, "piano", corpus_files("folk")[:40], units=32, epochs=1, steps=30)
     assert piano.programs == [0]
     for random_seed in range(3):
-        alone = read_midi(generate(piano, None, tmp_path / f"a{random_seed}.mid", bars=4,
-                                   random_seed=random_seed).files[0])
+        alone = read_midi(generate(piano, None, tmp_path / f"a{random_seed}.mid",
+                                   config=GenerateConfig(bars=4, random_seed=random_seed)).files[0])
         assert {(i.program, i.is_drum) for i in alone.instruments} == {(0, False)}
     seed = read_midi(pop_song)
-    result = generate(piano, pop_song, tmp_path / "pop.mid", bars=2, random_seed=1)
+    result = generate(piano, pop_song, tmp_path / "pop.mid", config=GenerateConfig(bars=2, random_seed=1))
     after = read_midi(result.files[0])
     assert [(i.name, i.program, i.is_drum) for i in after.instruments] == \
         [(i.name, i.program, i.is_drum) for i in seed.instruments]
@@ -207,7 +209,7 @@ def test_each_new_note_joins_the_track_it_was_sampled_for(bundle, tmp_path):
     """SATB: four tracks with one program. New notes land on several of them, and no track is added."""
     seed_path = corpus_files("chorales")[7]
     seed = read_midi(seed_path)
-    result = generate(bundle, seed_path, tmp_path / "satb.mid", bars=4, random_seed=5)
+    result = generate(bundle, seed_path, tmp_path / "satb.mid", config=GenerateConfig(bars=4, random_seed=5))
     after = read_midi(result.files[0])
     assert [(i.name, i.program, i.channel) for i in after.instruments] == \
         [(i.name, i.program, i.channel) for i in seed.instruments]
@@ -217,7 +219,7 @@ def test_each_new_note_joins_the_track_it_was_sampled_for(bundle, tmp_path):
 
 def test_melody_model_continues_the_lead_line(melody_bundle, tmp_path):
     seed = corpus_files("chorales")[40]
-    result = generate(melody_bundle, seed, tmp_path / "m.mid", bars=4, random_seed=4)
+    result = generate(melody_bundle, seed, tmp_path / "m.mid", config=GenerateConfig(bars=4, random_seed=4))
     after = read_midi(result.files[0])
     soprano = next(i for i in after.instruments if i.name == "Soprano")
     original = next(i for i in read_midi(seed).instruments if i.name == "Soprano")
@@ -234,7 +236,8 @@ def test_new_music_starts_after_the_seed_has_ended(melody_bundle, tmp_path):
     seed = Score(480, (Instrument(52, name="Soprano", notes=lead), Instrument(0, name="Piano", notes=piano)),
                  time_signatures=(TimeSignature(0, 4, 4),))
     write_midi(seed, tmp_path / "seed.mid")
-    result = generate(melody_bundle, tmp_path / "seed.mid", tmp_path / "out.mid", bars=2, random_seed=1)
+    result = generate(melody_bundle, tmp_path / "seed.mid", tmp_path / "out.mid",
+                      config=GenerateConfig(bars=2, random_seed=1))
     new = [n for n in read_midi(result.files[0]).notes if n not in set(read_midi(tmp_path / "seed.mid").notes)]
     assert new and min(n.start for n in new) >= 4 * 1920 - 120  # not before the piano's last bar ends
     assert result.continuation_starts[0] == min(n.start for n in new)
@@ -249,12 +252,12 @@ def test_bad_requests_write_nothing(bundle, tmp_path):
         generate(bundle, corpus_files("folk")[0], taken)
     with pytest.raises(OutputExistsError):  # the second of three files exists: none is written
         (tmp_path / "s-2.mid").write_bytes(b"mine")
-        generate(bundle, corpus_files("folk")[0], tmp_path / "s.mid", num_samples=3)
+        generate(bundle, corpus_files("folk")[0], tmp_path / "s.mid", config=GenerateConfig(num_samples=3))
     assert not (tmp_path / "s-1.mid").exists() and taken.read_bytes() == b"mine"
     with pytest.raises(MelodyError, match="bars must be in 1..256"):
-        generate(bundle, None, tmp_path / "z.mid", bars=0)
+        generate(bundle, None, tmp_path / "z.mid", config=GenerateConfig(bars=0))
     with pytest.raises(MelodyError, match="bars must be in 1..256, got 100000"):  # refused, not silently cut
-        generate(bundle, None, tmp_path / "z.mid", bars=100_000)
+        generate(bundle, None, tmp_path / "z.mid", config=GenerateConfig(bars=100_000))
     with pytest.raises(ValueError, match="temperature must be > 0"):
         SamplingConfig(temperature=0)
     with pytest.raises(ValueError, match="top-p must be in"):
@@ -308,8 +311,8 @@ def test_bars_asked_are_bars_written_in_the_seeds_meter(bundle, tmp_path, meter)
     signatures = [(0, 3, 4), (6, 5, 8), (11, 2, 4)] if meter == "changes" else [(0, *meter)]
     seed = rebarred(corpus_files("folk")[11], signatures)
     write_midi(seed, tmp_path / "seed.mid")
-    result = generate(bundle, tmp_path / "seed.mid", tmp_path / "out.mid", bars=3, random_seed=2,
-                      sampling=SamplingConfig(temperature=1.5))
+    result = generate(bundle, tmp_path / "seed.mid", tmp_path / "out.mid",
+                      config=GenerateConfig(bars=3, random_seed=2, sampling=SamplingConfig(temperature=1.5)))
     out = read_midi(result.files[0])
     last = seed.time_signatures[-1]
     bar = last.bar_ticks(out.ticks_per_quarter)
@@ -336,8 +339,8 @@ def test_bars_asked_are_bars_written_in_the_seeds_meter(bundle, tmp_path, meter)
 
 
 def test_without_a_seed_the_meter_and_key_asked_for(bundle, tmp_path):
-    result = generate(bundle, None, tmp_path / "waltz.mid", bars=4, random_seed=3, key="F#m", time_signature=(7, 8),
-                      key_strength=20)
+    result = generate(bundle, None, tmp_path / "waltz.mid",
+                      config=GenerateConfig(bars=4, random_seed=3, key="F#m", time_signature=(7, 8), key_strength=20))
     out = read_midi(result.files[0])
     assert [(t.numerator, t.denominator) for t in out.time_signatures] == [(7, 8)]
     assert [k.key for k in out.key_signatures] == ["F#m"]
@@ -345,11 +348,11 @@ def test_without_a_seed_the_meter_and_key_asked_for(bundle, tmp_path):
     assert pitched and set(pitched) <= scale(6, True)  # 20 nats: nothing outside F# minor
     assert len(out.bar_lines()) <= 4
     with pytest.raises(MelodyError, match="come from the seed"):
-        generate(bundle, corpus_files("folk")[0], tmp_path / "x.mid", key="C")
+        generate(bundle, corpus_files("folk")[0], tmp_path / "x.mid", config=GenerateConfig(key="C"))
     with pytest.raises(MelodyError, match="time signature 5/3 is not one melody writes"):
-        generate(bundle, None, tmp_path / "x.mid", time_signature=(5, 3))
+        generate(bundle, None, tmp_path / "x.mid", config=GenerateConfig(time_signature=(5, 3)))
     with pytest.raises(MelodyError, match="not a key name"):
-        generate(bundle, None, tmp_path / "x.mid", key="H")
+        generate(bundle, None, tmp_path / "x.mid", config=GenerateConfig(key="H"))
 
 
 def test_the_primer_carries_the_seeds_key_and_the_density_asked_for(bundle):
@@ -367,11 +370,12 @@ def test_the_band_plays_on_under_a_melody_models_tune(melody_bundle, pop_song, t
     """Every track sounding in the seed's last bar sounds in the first new bar; with accompaniment 'none'
     only the lead goes on."""
     seed = read_midi(pop_song)
-    result = generate(melody_bundle, pop_song, tmp_path / "band.mid", bars=4, random_seed=1)
+    result = generate(melody_bundle, pop_song, tmp_path / "band.mid", config=GenerateConfig(bars=4, random_seed=1))
     fit = continuation_fit(seed, read_midi(result.files[0]), 4)
     assert fit["tracks_before"] >= 4 and fit["tracks_kept"] == fit["tracks_before"]
     assert result.summary["accompaniment_notes"] > 0
-    alone = generate(melody_bundle, pop_song, tmp_path / "solo.mid", bars=4, random_seed=1, accompaniment="none")
+    alone = generate(melody_bundle, pop_song, tmp_path / "solo.mid",
+                     config=GenerateConfig(bars=4, random_seed=1, accompaniment="none"))
     grown = [len(a.notes) - len(b.notes) for a, b in zip(read_midi(alone.files[0]).instruments, seed.instruments)]
     assert sum(count > 0 for count in grown) == 1 and alone.summary["accompaniment_notes"] == 0
 
@@ -381,7 +385,7 @@ def test_evaluate_pairs_continuations_with_their_seeds(bundle, tmp_path):
     seeds.mkdir()
     for path in corpus_files("folk")[300:302]:
         shutil.copy(path, seeds)
-        generate(bundle, path, continued / f"{path.stem}-continued.mid", bars=4, random_seed=1)
+        generate(bundle, path, continued / f"{path.stem}-continued.mid", config=GenerateConfig(bars=4, random_seed=1))
     result = json.loads(CliRunner().invoke(cli, ["evaluate", "--generated", str(continued), "--seeds", str(seeds),
                                                  "--bars", "4", "--json"]).output)
     fit = result["fit"]

@@ -15,7 +15,7 @@ from conftest import corpus_files
 from melody.bundle import read_manifest
 from melody.cli import cli
 from melody.cell import Lookback, Repeat
-from melody.generate import generate, numpy_network
+from melody.generate import GenerateConfig, generate, numpy_network
 from melody.metrics import distinct_bar_ratio
 from melody.model import ModelConfig, build_model
 from melody.numpy_lstm import empty_history, remember
@@ -90,10 +90,11 @@ def test_a_network_that_repeats_plays_the_bar_again(bundle, tmp_path):
     seed = corpus_files("folk")[3]
     network = numpy_network(bundle)
     assert bundle.model_config.lookback == (1, 2, 4, 8)
-    alone = generate(bundle, seed=seed, bars=8, random_seed=2, continuation_only=True, write=False, network=network)
+    alone = generate(bundle, seed=seed, write=False, network=network,
+                     config=GenerateConfig(bars=8, random_seed=2, continuation_only=True))
     network.repeat = (network.repeat[0], network.repeat[1] + np.array([40.0, 0, 0, 0], np.float32))
-    repeating = generate(bundle, seed=seed, bars=8, random_seed=2, continuation_only=True, write=False,
-                         network=network)
+    repeating = generate(bundle, seed=seed, write=False, network=network,
+                         config=GenerateConfig(bars=8, random_seed=2, continuation_only=True))
     assert distinct_bar_ratio(alone.scores[0]) > 0.5
     assert distinct_bar_ratio(repeating.scores[0]) <= 2 / 7
 
@@ -108,16 +109,18 @@ def test_a_folder_from_before_the_lookback_holds_a_plain_lstm(melody_bundle, tmp
     (folder / "config.json").write_text(json.dumps(config))
     manifest = read_manifest(folder)
     assert manifest.model_config.lookback == ()
-    made = generate(manifest, seed=corpus_files("chorales")[40], bars=4, random_seed=1, write=False)
-    again = generate(melody_bundle, seed=corpus_files("chorales")[40], bars=4, random_seed=1, write=False)
+    made = generate(manifest, seed=corpus_files("chorales")[40], write=False,
+                    config=GenerateConfig(bars=4, random_seed=1))
+    again = generate(melody_bundle, seed=corpus_files("chorales")[40], write=False,
+                     config=GenerateConfig(bars=4, random_seed=1))
     assert made.scores[0] == again.scores[0]
 
 
 def test_lookback_on_the_command_line():
     """--lookback 1,2,4 or none (the plain LSTM); anything else is one Error: line, exit 2."""
-    from melody.cli import _bar_distances
+    from melody.model import parse_bar_distances
 
-    assert _bar_distances("1,2,4") == [1, 2, 4] and _bar_distances("none") == [] and _bar_distances(None) is None
+    assert parse_bar_distances("1,2,4") == (1, 2, 4) and parse_bar_distances("none") == ()
     result = CliRunner().invoke(cli, ["train", "corpora/folk", "--out", "never", "--lookback", "1,x"])
     assert result.exit_code == 2 and "1,x" in result.output
     result = CliRunner().invoke(cli, ["train", "corpora/folk", "--out", "never", "--lookback", "0"])

@@ -1,0 +1,149 @@
+"""``melody generate`` and ``melody render``: new music, heard and seen."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from melody.cli.base import cli, configured, echo_notes, progress, seconds_since_start, settings
+from melody.generate import GenerateConfig
+from melody.sampler import SamplingConfig
+
+
+@cli.command()
+@click.option("--model", "-m", type=click.Path(path_type=str), default=None,
+              help="Model folder from `melody train` (default: the model shipped with melody).")
+@click.option("--seed", "-s", "seed_file", type=click.Path(path_type=str), default=None,
+              help="MIDI file to continue (default: start from scratch).")
+@click.option("--out", "-o", type=click.Path(path_type=str), default=None,
+              help="Output file (default: SEED-continued.mid, or melody.mid without a seed).")
+@settings(GenerateConfig, SamplingConfig)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
+@click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
+@click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, **options):
+    """Continue a MIDI file (or start from scratch) and write new MIDI files.
+
+    The output keeps the seed's tempo, time signature, key and instruments, and
+    holds the seed followed by the new bars unless --continuation-only.
+
+    \b
+    Examples:
+      melody generate --seed song.mid
+      melody generate --seed song.mid --bars 16 --temperature 0.9 --top-p 0.95
+      melody generate --seed song.mid --num-samples 4 --random-seed 7 --out ideas.mid
+      melody generate --model my-model --out new.mid
+      melody generate --out waltz.mid --time-signature 3/4 --key Eb --bars 16
+      melody generate --seed song.mid --density 2 --accompaniment none
+      melody generate --seed song.mid --wav --png
+    """
+    import json
+
+    from melody.files import check_writable
+    from melody.generate import generate as generate_music, output_paths
+    from melody.render import find_soundfont
+
+    config = configured(GenerateConfig, options, sampling=configured(SamplingConfig, options))
+    for path in output_paths(out, seed_file, config.num_samples):  # before any work: nothing overwritten by surprise
+        for suffix in [".wav"] * wav + [".png"] * png:
+            check_writable(path.with_suffix(suffix), force)
+    if wav:
+        find_soundfont(soundfont)
+    if not quiet and not as_json and sys.stderr.isatty():
+        click.echo(f"Sampling {config.num_samples} x {config.bars} bars ...", err=True)
+    result = generate_music(model, seed_file, out, config, force=force)
+    summary = result.summary
+    if wav or png:
+        rendering = time.perf_counter()
+        summary["rendered"] = _render_outputs(result, wav, png, soundfont, force, quiet)
+        summary["wall_seconds"]["render"] = round(time.perf_counter() - rendering, 3)
+    summary["wall_seconds"]["total"] = round(seconds_since_start(), 2)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    for path in summary["files"] + summary.get("rendered", []):
+        click.echo(f"Wrote {path}")
+    looped = summary["accompaniment_notes"]
+    click.echo(f"{summary['samples']} x {summary['bars']} bars: {summary['notes']} new notes"
+               + (f" ({looped} of them the accompaniment repeating its last bars)" if looped else "")
+               + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
+               f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
+    stages = summary["wall_seconds"]
+    click.echo(f"Done in {stages['total']:.1f} s: " + ", ".join(f"{stage} {stages[stage]:.2f}" for stage in
+                                                            ("read", "load", "prime", "sample", "write"))
+               + (f", render {stages['render']:.2f}" if "render" in stages else "") + ", the rest start-up")
+    if summary["silent_samples"]:
+        click.echo(f"Note: {summary['silent_samples']} sample(s) came out without a new note after "
+                   f"4 draws; try another --random-seed or a higher --temperature", err=True)
+    for short in summary["bars_short"]:
+        click.echo(f"Note: a sample reached the token limit {short} bar(s) short of {summary['bars']}", err=True)
+
+
+def _render_outputs(result, wav: bool, png: bool, soundfont, force: bool, quiet: bool) -> list[str]:
+    """WAV and/or PNG beside each generated MIDI file; the paths written."""
+    from melody.render import render
+
+    written, notes = [], set()
+    with progress(len(result.files), "Rendering", quiet) as bar:
+        for path, score, start in zip(result.files, result.scores, result.continuation_starts):
+            audio = render(score, wav=path.with_suffix(".wav") if wav else None,
+                           png=path.with_suffix(".png") if png else None, soundfont=soundfont, force=force,
+                           continuation_start=start, title=path.name)
+            written += [str(path.with_suffix(s)) for s, wanted in ((".wav", wav), (".png", png)) if wanted]
+            if audio is not None and audio.note:
+                notes.add(audio.note)
+            bar.update(1)
+    echo_notes(sorted(notes))
+    return written
+
+
+@cli.command()
+@click.argument("midi_file", type=click.Path(path_type=str))
+@click.option("--wav", type=click.Path(path_type=str), is_flag=False, flag_value="", default=None,
+              help="Write audio: to the file given, or alone to FILE.wav.")
+@click.option("--png", type=click.Path(path_type=str), is_flag=False, flag_value="", default=None,
+              help="Write a piano roll: to the file given, or alone to FILE.png.")
+@click.option("--soundfont", type=click.Path(path_type=str), default=None,
+              help="A .sf2 soundfont (default: the General MIDI soundfont of the fluid-soundfont-gm package).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+def render(midi_file, wav, png, soundfont, force, quiet):
+    """Hear and see a MIDI file: a WAV through FluidSynth and a piano-roll PNG.
+
+    Without --wav or --png, writes FILE.wav and FILE.png beside the file. The
+    WAV is 44.1 kHz 16-bit stereo, normalised, one second longer than the music.
+
+    \b
+    Examples:
+      melody render continued.mid
+      melody render continued.mid --png --force
+      melody render continued.mid --wav continued.wav
+      melody render song.mid --png roll.png --soundfont my.sf2
+    """
+    from melody.render import find_soundfont, render as render_file
+
+    if wav is None and png is None:
+        wav = png = ""
+    wav, png = (str(Path(midi_file).with_suffix(suffix)) if given == "" else given
+                for given, suffix in ((wav, ".wav"), (png, ".png")))
+    if wav is not None:
+        find_soundfont(soundfont)
+    if not quiet and sys.stderr.isatty():
+        click.echo(f"Rendering {midi_file} ...", err=True)
+    audio = render_file(midi_file, wav=wav, png=png, soundfont=soundfont, force=force)
+    if audio is not None and audio.note:
+        echo_notes([audio.note])
+    for path, what in ((wav, f"audio, {audio.seconds:.1f} s via {audio.engine}" if audio else ""),
+                       (png, "piano roll")):
+        if path is not None:
+            click.echo(f"Wrote {path} ({what})")
