@@ -297,16 +297,38 @@ def _merged_events(midi_file: mido.MidiFile) -> tuple[list, list[int]]:
     return events, track_ends
 
 
+class _Meta:
+    """The meta events of a file gathered from all its tracks: tempos, meters, keys and track names."""
+
+    def __init__(self):
+        self.tempos, self.signatures, self.keys, self.track_names = [], [], [], {}
+
+    def take(self, tick: int, track: int, message, repairs: Counter) -> None:
+        kind = message.type
+        if kind == "set_tempo":
+            if message.tempo == 0:
+                raise MidiReadError(f"tempo 0 at tick {tick} (a tempo must be above 0 microseconds per quarter)")
+            self.tempos.append(Tempo(tick, message.tempo))
+        elif kind == "time_signature":
+            if message.numerator < 1 or not 1 <= message.denominator <= 64:
+                repairs["ignored invalid time signatures"] += 1
+            else:
+                self.signatures.append(TimeSignature(tick, message.numerator, message.denominator))
+        elif kind == "key_signature":
+            self.keys.append(KeySignature(tick, message.key))
+        elif kind == "track_name" and track not in self.track_names:
+            self.track_names[track] = "".join(ch for ch in message.name if ch.isprintable()).strip()  # no NULs
+
+
 def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
     """Turn mido's messages into a Score (notes paired, meta events gathered from all tracks)."""
     ticks_per_quarter = midi_file.ticks_per_beat
     events, track_ends = _merged_events(midi_file)
     minimal_length = max(1, ticks_per_quarter // 32)
     programs = [0] * 16
-    track_names: dict[int, str] = {}
+    meta = _Meta()
     sounding: dict[tuple, deque] = defaultdict(deque)   # (track, channel, pitch) -> (start, velocity, program)
     parts: dict[tuple, list[Note]] = defaultdict(list)  # (track, channel, program) -> notes
-    tempos, signatures, keys = [], [], []
 
     def close(part, pitch, start, velocity, end):
         if end <= start:
@@ -327,19 +349,8 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
                 repairs["ignored note-offs without a note-on"] += 1
         elif kind == "program_change":
             programs[message.channel] = message.program
-        elif kind == "set_tempo":
-            if message.tempo == 0:
-                raise MidiReadError(f"tempo 0 at tick {tick} (a tempo must be above 0 microseconds per quarter)")
-            tempos.append(Tempo(tick, message.tempo))
-        elif kind == "time_signature":
-            if message.numerator < 1 or not 1 <= message.denominator <= 64:
-                repairs["ignored invalid time signatures"] += 1
-            else:
-                signatures.append(TimeSignature(tick, message.numerator, message.denominator))
-        elif kind == "key_signature":
-            keys.append(KeySignature(tick, message.key))
-        elif kind == "track_name" and track not in track_names:
-            track_names[track] = "".join(ch for ch in message.name if ch.isprintable()).strip()  # no NULs
+        else:
+            meta.take(tick, track, message, repairs)
 
     for (track, channel, pitch), queue in sounding.items():
         for start, velocity, program in queue:
@@ -347,20 +358,15 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
             close((track, channel, program), pitch, start, velocity, track_ends[track])
 
     instruments = [
-        Instrument(program=program, is_drum=channel == DRUM_CHANNEL, name=track_names.get(track, ""), notes=notes,
-                   channel=channel)
+        Instrument(program=program, is_drum=channel == DRUM_CHANNEL, name=meta.track_names.get(track, ""),
+                   notes=notes, channel=channel)
         for (track, channel, program), notes in sorted(parts.items())
     ]
     if not instruments:
         raise MidiReadError("no notes in the file")
-    return Score(
-        ticks_per_quarter=ticks_per_quarter,
-        instruments=instruments,
-        tempos=last_per_tick(tempos),
-        time_signatures=last_per_tick(signatures),
-        key_signatures=last_per_tick(keys),
-        repairs=[f"{reason} ({count})" for reason, count in sorted(repairs.items())],
-    )
+    return Score(ticks_per_quarter=ticks_per_quarter, instruments=instruments, tempos=last_per_tick(meta.tempos),
+                 time_signatures=last_per_tick(meta.signatures), key_signatures=last_per_tick(meta.keys),
+                 repairs=[f"{reason} ({count})" for reason, count in sorted(repairs.items())])
 
 
 def find_midi_files(paths) -> list[Path]:

@@ -82,6 +82,28 @@ def require_fluidsynth() -> None:
         pytest.skip(message)
 
 
+# ----------------------------------------------------------------------------- melody in a child process
+
+# Starts melody as a terminal would: SIGINT neither blocked nor ignored, whatever the test process inherited
+# (a signal mask or an ignored SIGINT carries over to a child; twice in full runs a child never saw Ctrl-C).
+_AS_FROM_A_TERMINAL = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+                       "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "os.execv(sys.executable, [sys.executable, '-m', 'melody', *sys.argv[1:]])")
+
+
+def melody_command(*args, as_from_a_terminal: bool = False) -> list[str]:
+    """The command that runs ``melody ARGS`` in a child process, with this interpreter (the melody it
+    imports: this checkout's when run from ROOT, the installed one elsewhere)."""
+    if as_from_a_terminal:
+        return [sys.executable, "-c", _AS_FROM_A_TERMINAL, *map(str, args)]
+    return [sys.executable, "-m", "melody", *map(str, args)]
+
+
+def run_melody(*args, cwd=ROOT, **options) -> subprocess.CompletedProcess:
+    """``melody ARGS`` run to its end in a child process, its output captured as text."""
+    return subprocess.run(melody_command(*args), capture_output=True, text=True, cwd=cwd, **options)
+
+
 # ----------------------------------------------------------------------------- real files
 
 def music21_midi_files() -> list[Path]:

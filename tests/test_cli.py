@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, corpus_files
+from conftest import ROOT, corpus_files, run_melody
 from melody.cli import cli
 from melody.midi_read import read_midi
 from melody.midi_write import validate_midi
@@ -178,7 +178,6 @@ def test_every_bad_input_is_one_error_line_and_exit_2(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "melody", "--debug", "quantize", tmp_path / "nope.mid",
-                             tmp_path / "o.mid"], capture_output=True, text=True, cwd=ROOT)
+    result = run_melody("--debug", "quantize", tmp_path / "nope.mid", tmp_path / "o.mid")
     assert result.returncode == 2
     assert "Traceback" in result.stderr and result.stderr.strip().endswith("no such file")

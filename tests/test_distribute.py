@@ -9,13 +9,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import CORPORA, ROOT
+from conftest import CORPORA, ROOT, melody_command
 from melody.distribute import Placement, cluster_config, is_chief, local_rows, workers_in
 from melody.errors import TrainingError
 
@@ -63,14 +62,10 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def melody(*args) -> list[str]:
-    return [sys.executable, "-m", "melody", *map(str, args)]
-
-
 def run_workers(source, outs, *args, timeout=300) -> list[subprocess.CompletedProcess]:
     """``melody train`` as a cluster of len(outs) workers on loopback, worker i writing to outs[i]."""
     cluster = ",".join(f"localhost:{port}" for port in free_ports(len(outs)))
-    workers = [subprocess.Popen(melody("train", source, "--out", out, *args, "--cluster", cluster,
+    workers = [subprocess.Popen(melody_command("train", source, "--out", out, *args, "--cluster", cluster,
                                        "--task-index", index), cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for index, out in enumerate(outs)]
     results = []
@@ -101,7 +96,7 @@ def test_two_workers_train_as_one_process_would_and_only_the_chief_writes(tmp_pa
         for result in results:
             assert result.returncode == 0, result.stderr[-1500:]
         assert "Strategy: multiworker: worker 0 of 2, 2 replicas in sync" in results[0].stderr
-        alone = subprocess.run(melody("train", source, "--out", single, *TINY, "--max-steps", steps, *resume),
+        alone = subprocess.run(melody_command("train", source, "--out", single, *TINY, "--max-steps", steps, *resume),
                                cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert alone.returncode == 0, alone.stderr[-1500:]
         assert not other.exists()
@@ -109,7 +104,7 @@ def test_two_workers_train_as_one_process_would_and_only_the_chief_writes(tmp_pa
         assert len(together) == len(one) == (1 if steps == 12 else 2)
         np.testing.assert_allclose(together, one, atol=1e-4)
     assert sorted(p.name for p in chief.rglob("*")) == sorted(p.name for p in single.rglob("*"))
-    generated = subprocess.run(melody("generate", "--model", chief, "--bars", 2, "--out", tmp_path / "g.mid"),
+    generated = subprocess.run(melody_command("generate", "--model", chief, "--bars", 2, "--out", tmp_path / "g.mid"),
                                cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert generated.returncode == 0 and (tmp_path / "g.mid").stat().st_size > 100, generated.stderr
 
@@ -118,7 +113,7 @@ def test_two_workers_train_as_one_process_would_and_only_the_chief_writes(tmp_pa
 def test_a_worker_that_dies_ends_the_other_with_a_clear_error(tmp_path):
     cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
     env = {**os.environ, "MELODY_WORKER_TIMEOUT": "20"}
-    workers = [subprocess.Popen(melody("train", CORPORA / "chorales", "--out", tmp_path / f"w{index}", *TINY,
+    workers = [subprocess.Popen(melody_command("train", CORPORA / "chorales", "--out", tmp_path / f"w{index}", *TINY,
                                        "--max-steps", 100_000, "--cluster", cluster, "--task-index", index),
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                for index in range(2)]
@@ -146,7 +141,7 @@ def test_mirrored_on_a_machine_without_gpus_runs_one_replica_and_says_so(tmp_pat
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has GPUs")
-    result = subprocess.run(melody("train", CORPORA / "chorales", "--out", tmp_path / "m", *TINY, "--max-steps", 3,
+    result = subprocess.run(melody_command("train", CORPORA / "chorales", "--out", tmp_path / "m", *TINY, "--max-steps", 3,
                                    "--strategy", "mirrored"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-1500:]
     assert "Strategy: mirrored: one replica, on the CPU (no GPU found)" in result.stderr
@@ -157,7 +152,7 @@ def test_mirrored_on_a_machine_without_gpus_runs_one_replica_and_says_so(tmp_pat
 def test_a_worker_that_never_starts_ends_the_other_with_a_clear_error(tmp_path):
     """TensorFlow waits for the cluster without a limit; melody's workers meet first, within the timeout."""
     cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
-    result = subprocess.run(melody("train", CORPORA / "chorales", "--out", tmp_path / "alone", *TINY, "--max-steps", 3,
+    result = subprocess.run(melody_command("train", CORPORA / "chorales", "--out", tmp_path / "alone", *TINY, "--max-steps", 3,
                                    "--cluster", cluster, "--task-index", 0), cwd=ROOT, capture_output=True, text=True,
                             timeout=180, env={**os.environ, "MELODY_WORKER_TIMEOUT": "10"})
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]

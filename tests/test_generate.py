@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import _tiny_bundle, corpus_files, note, smf, track
+from conftest import _tiny_bundle, corpus_files, note, run_melody, smf, track
 from melody.bundle import load_bundle, load_corpus, load_weights
 from melody.errors import MelodyError, OutputExistsError
 from melody.cli import cli
@@ -267,25 +267,22 @@ def test_bad_requests_write_nothing(bundle, tmp_path):
 
 
 def test_default_model_ships_and_generates_from_the_command_line(tmp_path):
-    import subprocess
-    import sys
 
     from melody.generate import DEFAULT_MODEL
 
     shipped = load_bundle(DEFAULT_MODEL)
     assert shipped.melody_only and shipped.metrics["best_val_loss"] < shipped.metrics["unigram_val_nll"]
     out = tmp_path / "x.mid"
-    result = subprocess.run([sys.executable, "-m", "melody", "generate", "--seed",
-                             str(corpus_files("chorales")[0]), "--out", str(out), "--random-seed", "1"],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = run_melody("generate", "--seed", corpus_files("chorales")[0], "--out", out, "--random-seed", 1,
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and f"Wrote {out}" in result.stdout
     assert validate_midi(out) == []
     done = result.stdout.strip().splitlines()[-1]  # how long it took, and where the time went
     assert done.startswith("Done in ") and all(f"{stage} " in done for stage in ("read", "load", "prime", "sample",
                                                                                  "write"))
-    result = subprocess.run([sys.executable, "-m", "melody", "generate", "--seed", str(corpus_files("chorales")[0]),
-                             "--out", str(out), "--force", "--json"], capture_output=True, text=True, cwd=tmp_path)
+    result = run_melody("generate", "--seed", corpus_files("chorales")[0], "--out", out, "--force", "--json",
+                        cwd=tmp_path)
     stages = json.loads(result.stdout)["wall_seconds"]
     assert set(stages) == {"read", "load", "prime", "sample", "write", "total"}
     assert all(seconds >= 0 for seconds in stages.values())

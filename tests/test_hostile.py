@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CORPORA, ROOT, ev, note, require_fluidsynth, smf, track
+from conftest import CORPORA, ROOT, ev, melody_command, note, require_fluidsynth, smf, track
 
 from melody.midi_write import validate_midi
 
@@ -63,7 +63,7 @@ def launcher():
 def run_limited(*args, env=None) -> tuple[subprocess.CompletedProcess, int]:
     """``melody ARGS`` in a child process under the limits above; its result and its own peak memory in bytes."""
     with tempfile.TemporaryDirectory() as scratch:
-        job = {"args": [sys.executable, "-m", "melody", *map(str, args)], "cwd": str(ROOT),
+        job = {"args": melody_command(*args), "cwd": str(ROOT),
                "env": {**os.environ, **(env or {})}, "cpu": CPU_SECONDS, "wall": WALL_SECONDS,
                "out": f"{scratch}/out", "err": f"{scratch}/err"}
         _launcher.stdin.write(json.dumps(job) + "\n")

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import CORPORA, ROOT, corpus_files
+from conftest import CORPORA, ROOT, corpus_files, melody_command
 from melody.bundle import load_bundle, read_manifest
 from melody.errors import BundleError, OutputExistsError, TrainingError
 from melody.model import ModelConfig
@@ -236,8 +236,8 @@ def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, 
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_from_the_command_line(folk, tmp_path):
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "melody", "train", str(folk), "--out", str(out), "--units", "16",
-               "--embedding", "8", "--batch-size", "4", "--seq-len", "16", "--epochs", "3", "--quiet"]
+    command = melody_command("train", folk, "--out", out, "--units", 16, "--embedding", 8, "--batch-size", 4,
+                             "--seq-len", 16, "--epochs", 3, "--quiet")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ})
     state = out / "checkpoint" / "state.json"
@@ -255,19 +255,12 @@ def test_kill_9_mid_epoch_then_resume_from_the_command_line(folk, tmp_path):
     assert "Trained" in result.stdout
 
 
-# Starts melody as a terminal would: SIGINT neither blocked nor ignored, whatever the test process inherited
-# (a signal mask or an ignored SIGINT carries over to a child; twice in full runs a child never saw Ctrl-C).
-AS_FROM_A_TERMINAL = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
-                      "signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                      "os.execv(sys.executable, [sys.executable, '-m', 'melody', *sys.argv[1:]])")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_stops_training_and_says_how_to_resume(folk, tmp_path, signal_number, code):
     out = tmp_path / "model"
-    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "train", str(folk), "--out", str(out), "--units", "16",
-               "--embedding", "8", "--batch-size", "4", "--seq-len", "16", "--epochs", "50", "--quiet"]
+    command = melody_command("train", folk, "--out", out, "--units", 16, "--embedding", 8, "--batch-size", 4,
+                             "--seq-len", 16, "--epochs", 50, "--quiet", as_from_a_terminal=True)
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not (out / "checkpoint" / "state.json").exists() and time.time() < deadline and process.poll() is None:
@@ -364,7 +357,7 @@ def test_two_real_runs_into_one_folder_one_succeeds_and_the_other_says_why(folk,
     naming the first, and the first's output is whole (prepare and train alike)."""
     from melody.corpus import TokenCache
 
-    melody = [sys.executable, "-m", "melody"]
+    melody = melody_command()
     runs = {"prepare": [*melody, "prepare", CORPORA / "chorales", "--out", tmp_path / "cache", "-j", "1", "-q"],
             "train": [*melody, "train", tmp_path / "cache", "--out", tmp_path / "model", "--units", 16,
                       "--embedding", 8, "--seq-len", 32, "--batch-size", 8, "--max-steps", 30, "-q"]}
