@@ -90,7 +90,8 @@ def test_the_python_api_mirrors_the_commands(bundle, tmp_path):
 
     import melody
 
-    made = melody.generate(bundle, seed=corpus_files("folk")[0], out=tmp_path / "idea.mid", bars=2, random_seed=4)
+    made = melody.generate(bundle, seed=corpus_files("folk")[0], out=tmp_path / "idea.mid",
+                           config=melody.GenerateConfig(bars=2, random_seed=4))
     assert [path.name for path in made.files] == ["idea.mid"]
     midi = made.pretty_midi()[0]
     assert isinstance(midi, pretty_midi.PrettyMIDI) and midi.instruments

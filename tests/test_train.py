@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -34,6 +35,18 @@ def folk(tmp_path_factory):
 
 def quick(**changes):
     return TrainConfig(**{"epochs": 2, "batch_size": 8, "seq_len": 32, "steps_per_epoch": 40, **changes})
+
+
+@pytest.fixture(scope="module")
+def one_epoch(folk, tmp_path_factory):
+    """A finished run of one short epoch, trained once for the tests that each change a copy of it."""
+    out = tmp_path_factory.mktemp("one-epoch") / "model"
+    train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3))
+    return out
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "model"))
 
 
 def test_tiny_training_beats_the_unigram_baseline_and_reloads_in_a_fresh_process(folk, tmp_path):
@@ -102,11 +115,10 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(folk, tmp_pat
     assert (tmp_path / "model" / "model.keras").is_file() and not (tmp_path / "model" / ".melody.lock").exists()
 
 
-def test_a_run_killed_before_its_first_checkpoint_restarts_without_force(folk, tmp_path):
+def test_a_run_killed_before_its_first_checkpoint_restarts_without_force(folk, one_epoch, tmp_path):
     """What a kill -9 during the first save leaves (settings, corpus, a temporary model) is neither
     resumable nor the user's: a plain run starts again there, and the temporary files go."""
-    out = tmp_path / "model"
-    train(folk, out, TINY, quick(epochs=1))
+    out = copy_of(one_epoch, tmp_path)
     for name in ("metrics.json", "model.keras"):
         (out / name).unlink()
     for path in (out / "checkpoint").iterdir():
@@ -115,17 +127,16 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_without_force(folk, t
     (out / "checkpoint" / ".epoch-1.99.00ff00ff.tmp.keras").write_bytes(b"half a checkpoint")
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(folk, out, resume=True)
-    metrics = train(folk, out, TINY, quick(epochs=1))
+    metrics = train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3))
     assert metrics["epochs"][0]["epoch"] == 1
     assert not [p for p in out.rglob(".*") if p.name.endswith((".tmp", ".tmp.keras"))]
 
 
-def test_force_deletes_only_what_melody_wrote(folk, tmp_path):
-    out = tmp_path / "model"
-    train(folk, out, TINY, quick(epochs=1))
+def test_force_deletes_only_what_melody_wrote(folk, one_epoch, tmp_path):
+    out = copy_of(one_epoch, tmp_path)
     (out / "notes.txt").write_text("mine")
     (out / "checkpoint" / "backup-of-my-run.keras").write_text("mine too")
-    train(folk, out, TINY, quick(epochs=1), force=True)
+    train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3), force=True)
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "checkpoint" / "backup-of-my-run.keras").read_text() == "mine too"
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["backup-of-my-run.keras", "epoch-1.keras",
@@ -143,9 +154,8 @@ def test_too_little_music_is_a_clear_error(tmp_path):
         train(one, tmp_path / "m2", TINY, quick(seq_len=5000))
 
 
-def test_bundle_refuses_a_mismatched_tokenizer_and_version(folk, tmp_path):
-    out = tmp_path / "model"
-    train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3))
+def test_bundle_refuses_a_mismatched_tokenizer_and_version(one_epoch, tmp_path):
+    out = copy_of(one_epoch, tmp_path)
     document = json.loads((out / "tokenizer.json").read_text())
     from melody.tokenizer import Tokenizer, TokenizerConfig
     Tokenizer(TokenizerConfig(velocity_bins=4)).save(out / "tokenizer.json", force=True)
@@ -161,9 +171,8 @@ def test_bundle_refuses_a_mismatched_tokenizer_and_version(folk, tmp_path):
         load_bundle(tmp_path / "nowhere")
 
 
-def test_resume_refuses_changed_settings_and_names_them(folk, tmp_path):
-    out = tmp_path / "model"
-    train(folk, out, TINY, quick(epochs=1, steps_per_epoch=3))
+def test_resume_refuses_changed_settings_and_names_them(folk, one_epoch, tmp_path):
+    out = copy_of(one_epoch, tmp_path)
     with pytest.raises(TrainingError, match=r"cannot change seq_len \(saved 32, asked 64\), units \(saved 32, asked 512\)"):
         train(folk, out, resume=True, changes={"units": 512, "seq_len": 64, "epochs": 2})
     resumed = train(folk, out, resume=True, changes={"epochs": 2, "units": 32})  # unchanged values are fine
