@@ -107,12 +107,12 @@ def main() -> int:
                        capture_output=True)
         length = time.perf_counter() - started
         reference = epochs(work / "reference")
-        print(f"reference run: {length:.1f} s, {len(reference)} epochs; signals at random in 0..{length:.1f} s"
+        print(f"reference run: {length:.1f} s, {len(reference)} epochs; signals at random in 0..{0.9 * length:.1f} s"
               + ("" if load is None else ", another training running beside it"))
         failures = done = 0
         for run in range(args.runs):
             number = signal.SIGTERM if rng.random() < 1 / 3 else signal.SIGINT
-            delay = rng.uniform(0.0, length)
+            delay = rng.uniform(0.0, 0.9 * length)  # while it runs: the last tenth is its shutdown
             result = interrupt_once(corpus, work / f"run{run}", delay, number, env)
             if result["outcome"] != "ok":
                 print(f"{run:2d} {number.name:7s} at {delay:5.1f} s: {result['outcome']}")
