@@ -10,28 +10,24 @@ The functions below mirror the commands (``melody prepare``, ``train``, ``genera
 
 __version__ = "0.2.0"
 
-# What ``import melody`` offers, each imported on first use (``import melody`` itself is instant, so the
-# ``melody`` command can answer Ctrl-C while the rest loads): name -> the module that owns it.
-_OWNERS = {
-    "MelodyError": "errors", "MidiReadError": "errors", "OutputExistsError": "errors", "SettingError": "errors",
-    "read_midi": "midi_read", "validate_midi": "midi_write", "write_midi": "midi_write",
-    "Instrument": "score", "Note": "score", "Score": "score", "melody_line": "score", "transpose": "score",
-    "Tokenizer": "tokenizer", "TokenizerConfig": "tokenizer", "prepare": "corpus", "ModelConfig": "model",
-    "TrainConfig": "train_config", "train": "train", "GenerateConfig": "generate", "Generation": "generate",
-    "generate": "generate", "SamplingConfig": "sampler", "evaluate": "evaluate", "render": "render", "info": "info",
-}
-__all__ = sorted(_OWNERS)
+from melody.interrupts import while_loading  # noqa: E402
 
+with while_loading():  # the melody command answers Ctrl-C while it loads
+    from melody.errors import MelodyError, MidiReadError, OutputExistsError  # noqa: E402
+    from melody.midi_read import read_midi  # noqa: E402
+    from melody.midi_write import validate_midi, write_midi  # noqa: E402
+    from melody.score import Instrument, Note, Score, melody_line, transpose  # noqa: E402
+    from melody.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
+    from melody.corpus import prepare  # noqa: E402
+    from melody.model import ModelConfig  # noqa: E402
+    from melody.train import TrainConfig, train  # noqa: E402
+    from melody.generate import GenerateConfig, Generation, SamplingConfig, generate  # noqa: E402
+    from melody.evaluate import evaluate  # noqa: E402
+    from melody.render import render  # noqa: E402
+    from melody.info import info  # noqa: E402
 
-def __getattr__(name: str):
-    if name not in _OWNERS:
-        raise AttributeError(f"module 'melody' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"melody.{_OWNERS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted([*globals(), *_OWNERS])
+__all__ = [
+    "GenerateConfig", "Generation", "Instrument", "MelodyError", "MidiReadError", "ModelConfig", "Note",
+    "OutputExistsError", "SamplingConfig", "Score", "Tokenizer", "TokenizerConfig", "TrainConfig", "evaluate", "generate", "info",
+    "melody_line", "prepare", "read_midi", "render", "train", "transpose", "validate_midi", "write_midi",
+]

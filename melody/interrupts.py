@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
+from pathlib import Path
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -82,3 +84,30 @@ class Stop:
         self.signal = number
         if not self._deferring:
             raise Interrupted(number)
+
+
+@contextlib.contextmanager
+def while_loading(command: bool | None = None):
+    """While the ``melody`` command loads (numpy, the MIDI libraries, click: about a second), Ctrl-C or
+    SIGTERM ends it at once with one line and exit code 130 (143). ``command``: whether this process is the
+    command (default: when run as ``python -m melody`` or as ``melody``); for any other program importing
+    melody, nothing changes."""
+    if command is None:
+        command = sys.argv[:1] == ["-m"] or Path(sys.argv[0] if sys.argv else "").name == "melody"
+    if not command or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, _stopped_while_loading) for number in SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _stopped_while_loading(number: int, frame) -> None:
+    words = [argument for argument in sys.argv[1:] if not argument.startswith("-")]
+    line = "Interrupted; continue with: the same command (no checkpoint was written yet)" \
+        if words[:1] == ["train"] else "Error: interrupted"
+    os.write(2, (line + "\n").encode())
+    os._exit(128 + number)
