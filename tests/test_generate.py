@@ -71,7 +71,7 @@ def test_weights_read_from_the_folder_are_the_keras_models(bundle):
 
 
 def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
-    _, sampler = stepper_and_sampler(bundle)
+    network, sampler = stepper_and_sampler(bundle)  # its logits are Keras's (test above)
     primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
     primed = sampler.prime(primer)
@@ -80,7 +80,7 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     is_note, is_duration, is_velocity = (bundle.tokenizer.kinds.mask(kind) for kind in ("Note", "Duration", "Velocity"))
     sequence = list(primer)
     for _ in range(30):  # the rules written out plainly: the meter, then the note grammar
-        logits = bundle.model(np.array([sequence], dtype="int32")).numpy()[0, -1]
+        logits = network.prime(np.array(sequence))[0][0]
         last_bar = max(i for i, token in enumerate(sequence) if table["bar_steps"][token])
         position = table["shift_steps"][sequence[last_bar:]].sum()
         length = table["bar_steps"][sequence[last_bar]]
@@ -104,7 +104,7 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
 
 
 def test_top_p_keeps_only_the_nucleus(bundle):
-    _, sampler = stepper_and_sampler(bundle)
+    network, sampler = stepper_and_sampler(bundle)  # its logits are Keras's (test above)
     primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
     rows, _ = sampler.sample(sampler.prime(primer), 64, allowed, 1, 100, random_seed=1,
