@@ -338,10 +338,12 @@ def _epoch(run: Run, train_step, validate, data: TrainingData, config: TrainConf
     state.setdefault("epoch_seconds", 0.0)
     _reseed_dropout(run.model, config.random_seed, epoch, state.get("dropout"))
     started, tokens_per_step = time.perf_counter(), config.batch_size * config.seq_len
+    dataset = run.placement.strategy.distribute_datasets_from_function(
+        lambda _: training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch,
+                                   first_step=first, rows=run.rows))
+    train_step.trace(dataset.element_spec)  # before the pipeline's threads start: a signal now stops at once
     with run.stop.deferred():
-        batches = iter(run.placement.strategy.distribute_datasets_from_function(
-            lambda _: training_dataset(data.sampler, config.batch_size, steps, config.random_seed, epoch,
-                                       first_step=first, rows=run.rows)))
+        batches = iter(dataset)
         for batch in batches:
             losses.append(float(train_step(batch)))
             state["step"] += 1
@@ -393,6 +395,12 @@ def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
         with strategy.scope():
             return step(batch)
 
+    def trace(spec) -> None:
+        """Build the step's graph for batches of ``spec`` now (the first step otherwise does, for seconds)."""
+        with strategy.scope():
+            step.get_concrete_function(spec)
+
+    run_in_scope.trace = trace
     return run_in_scope
 
 
