@@ -246,7 +246,7 @@ def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, 
 def test_kill_9_mid_epoch_then_resume_from_the_command_line(folk, tmp_path):
     out = tmp_path / "model"
     command = melody_command("train", folk, "--out", out, "--units", 16, "--embedding", 8, "--batch-size", 4,
-                             "--seq-len", 16, "--epochs", 3, "--quiet")
+                             "--seq-len", 16, "--epochs", 2, "--quiet")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ})
     state = out / "checkpoint" / "state.json"
@@ -260,7 +260,7 @@ def test_kill_9_mid_epoch_then_resume_from_the_command_line(folk, tmp_path):
     result = subprocess.run(command[:7] + ["--resume", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-800:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
     assert "Trained" in result.stdout
 
 
