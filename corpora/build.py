@@ -34,8 +34,9 @@ VOICES = ("Soprano", "Alto", "Tenor", "Bass")       # the chorale encodings carr
 FOLK_BPM = 120         # used when a folk song has no Q: field
 
 
-def to_score(m21_score, program: int, default_bpm: int, name_parts: bool) -> Score:
-    """A music21 score as a melody Score (480 ticks per quarter)."""
+def to_score(m21_score, program, default_bpm: int, name_parts: bool) -> Score:
+    """A music21 score as a melody Score (480 ticks per quarter); ``program`` is a General MIDI program or a
+    function giving one for each music21 part."""
     from music21 import meter, tempo
 
     parts = list(m21_score.parts) or [m21_score]
@@ -52,7 +53,8 @@ def to_score(m21_score, program: int, default_bpm: int, name_parts: bool) -> Sco
             notes += [Note(start, pitch.midi, duration, velocity) for pitch in element.pitches]
         if notes:
             name = (part.partName or f"Voice {index + 1}") if name_parts else "Melody"
-            instruments.append(Instrument(program=program, name=name, notes=notes))
+            chosen = program(part) if callable(program) else program
+            instruments.append(Instrument(program=chosen, name=name, notes=notes))
     flat = parts[0].flatten()
     signatures = [TimeSignature(_ticks(ts.offset + pickup) if ts.offset else 0, ts.numerator, ts.denominator)
                   for ts in flat.getElementsByClass(meter.TimeSignature)]
@@ -93,6 +95,11 @@ def _key_name(flat) -> str | None:
 
 # ----------------------------------------------------------------------------- jobs
 
+STRINGS = {"violin": 40, "viola": 41, "violoncello": 42, "cello": 42}
+IRISH_PROGRAM = 40     # General MIDI "Violin": O'Neill's, Ryan's and Aird's are fiddle and pipe tunes
+VOCAL = ("palestrina", "madrigals")
+
+
 def chorale_jobs():
     from music21 import corpus
 
@@ -101,15 +108,51 @@ def chorale_jobs():
 
 
 def folk_jobs():
+    yield from _abc_jobs("essenFolksong", "folk", skip=lambda collection: collection.startswith("test"))
+
+
+def irish_jobs():
+    for collection in ("oneills1850", "ryansMammoth", "airdsAirs"):
+        yield from _abc_jobs(collection, "irish", prefix=collection)
+
+
+def _abc_jobs(composer: str, kind: str, skip=lambda collection: False, prefix: str = ""):
+    """A job per tune of every multi-tune ABC file of a music21 corpus folder."""
     from music21 import corpus
 
-    for path in corpus.getComposer("essenFolksong"):
+    for path in corpus.getComposer(composer):
         collection = Path(path).stem
-        if collection.startswith("test"):
+        if skip(collection):
             continue  # music21's own test files, not part of the Essen collections
         text = Path(path).read_text(encoding="latin-1")
+        name = f"{prefix}-{collection}" if prefix else collection
         for number, tune in _split_abc(text):
-            yield ("folk", tune, HERE / "folk" / f"{collection}-{number}.mid")
+            yield (kind, tune, HERE / kind / f"{name}-{number}.mid")
+
+
+def part_music_jobs(which: str):
+    """Palestrina's masses and motets; Monteverdi's madrigals, the Trecento pieces and Josquin's chansons;
+    the string quartets of Beethoven, Haydn and Mozart. Only one encoding of a piece that music21 holds in
+    two formats (a ``.krn`` beside the ``.mxl``) is converted."""
+    from music21 import corpus
+
+    composers = {"palestrina": ["palestrina"], "madrigals": ["monteverdi", "trecento", "josquin"],
+                 "quartets": ["beethoven", "haydn", "mozart"]}[which]
+    for composer in composers:
+        paths = [Path(path) for path in corpus.getComposer(composer)]
+        chosen = {}
+        for path in sorted(paths, key=lambda path: path.suffix not in (".mxl", ".xml")):
+            if path.suffix in (".mxl", ".xml", ".krn", ".abc"):
+                chosen.setdefault(path.with_suffix(""), path)
+        root = Path(corpus.__file__).parent
+        for path in chosen.values():
+            relative = path.relative_to(root).with_suffix("")
+            name = "-".join(part for part in relative.parts[1:] if part != composer) or relative.name
+            yield (which, str(path), HERE / which / f"{composer}-{_safe(name)}.mid")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
 
 
 def _split_abc(text: str):
@@ -119,6 +162,11 @@ def _split_abc(text: str):
         tune = text[begin:end]
         number = re.match(r"X:\s*(\d+)", tune)
         yield (number.group(1) if number else str(begin)), tune
+
+
+def _string_program(part) -> int:
+    name = (part.partName or "").lower()
+    return next((program for word, program in STRINGS.items() if word in name), STRINGS["violin"])
 
 
 def convert(job) -> tuple[str, str | None]:
@@ -136,8 +184,13 @@ def convert(job) -> tuple[str, str | None]:
                 if part not in voices:
                     m21_score.remove(part)  # instruments doubling the voices
             score = to_score(m21_score, CHORALE_PROGRAM, CHORALE_BPM, name_parts=True)
+        elif kind in VOCAL:
+            score = to_score(converter.parse(source), CHORALE_PROGRAM, CHORALE_BPM, name_parts=True)
+        elif kind == "quartets":
+            score = to_score(converter.parse(source), _string_program, CHORALE_BPM, name_parts=True)
         else:
-            score = to_score(converter.parse(source, format="abc"), FOLK_PROGRAM, FOLK_BPM, name_parts=False)
+            program = FOLK_PROGRAM if kind == "folk" else IRISH_PROGRAM
+            score = to_score(converter.parse(source, format="abc"), program, FOLK_BPM, name_parts=False)
         if not score.instruments:
             return str(out), "no notes"
         write_midi(score, out, force=True)
@@ -146,23 +199,29 @@ def convert(job) -> tuple[str, str | None]:
         return str(out), f"{type(error).__name__}: {str(error)[:120]}"
 
 
+COLLECTIONS = {"chorales": chorale_jobs, "folk": folk_jobs, "irish": irish_jobs,
+               "palestrina": lambda: part_music_jobs("palestrina"), "madrigals": lambda: part_music_jobs("madrigals"),
+               "quartets": lambda: part_music_jobs("quartets")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", default=["chorales", "folk"], choices=["chorales", "folk"])
+    parser.add_argument("which", nargs="*", default=list(COLLECTIONS), choices=list(COLLECTIONS))
     parser.add_argument("--workers", type=int, default=2)
     arguments = parser.parse_args()
     for which in arguments.which:
-        jobs = list(chorale_jobs() if which == "chorales" else folk_jobs())
+        jobs = list(COLLECTIONS[which]())
+        (HERE / which).mkdir(exist_ok=True)
         for stale in (HERE / which).glob("*.mid"):
             stale.unlink()
         started, skipped = time.time(), []
         with multiprocessing.Pool(arguments.workers) as pool:
-            for done, (out, reason) in enumerate(pool.imap(convert, jobs, chunksize=8), start=1):
+            for done, (out, reason) in enumerate(pool.imap_unordered(convert, jobs, chunksize=4), start=1):
                 if reason:
                     skipped.append(f"{Path(out).name}\t{reason}")
                 if done % 200 == 0:
                     print(f"{which}: {done}/{len(jobs)}", flush=True)
-        (HERE / which / "SKIPPED.tsv").write_text("".join(line + "\n" for line in skipped))
+        (HERE / which / "SKIPPED.tsv").write_text("".join(line + "\n" for line in sorted(skipped)))
         print(f"{which}: {len(jobs) - len(skipped)} written, {len(skipped)} skipped, "
               f"{time.time() - started:.0f} s", flush=True)
 

@@ -62,20 +62,23 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def run_workers(source, outs, *args, timeout=300) -> list[subprocess.CompletedProcess]:
-    """``melody train`` as a cluster of len(outs) workers on loopback, worker i writing to outs[i]."""
+def run_workers(source, outs, *args, alone=None, timeout=300) -> list[subprocess.CompletedProcess]:
+    """``melody train`` as a cluster of len(outs) workers on loopback, worker i writing to outs[i]; with
+    ``alone`` (a folder), one more run of the same command without a cluster beside them, its result last."""
     cluster = ",".join(f"localhost:{port}" for port in free_ports(len(outs)))
-    workers = [subprocess.Popen(melody_command("train", source, "--out", out, *args, "--cluster", cluster,
-                                       "--task-index", index), cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for index, out in enumerate(outs)]
+    commands = [melody_command("train", source, "--out", out, *args, "--cluster", cluster, "--task-index", index)
+                for index, out in enumerate(outs)]
+    commands += [melody_command("train", source, "--out", alone, *args)] if alone else []
+    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for command in commands]
     results = []
     try:
-        for worker in workers:
-            out, err = worker.communicate(timeout=timeout)
-            results.append(subprocess.CompletedProcess(worker.args, worker.returncode, out, err))
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
     finally:
-        for worker in workers:
-            worker.kill()
+        for process in processes:
+            process.kill()
     return results
 
 
@@ -92,13 +95,10 @@ def test_two_workers_train_as_one_process_would_and_only_the_chief_writes(tmp_pa
     source = CORPORA / "chorales"
     chief, other, single = tmp_path / "chief", tmp_path / "other", tmp_path / "single"
     for steps, resume, outs in ((12, [], [chief, other]), (24, ["--resume"], [chief, chief])):
-        results = run_workers(source, outs, *TINY, "--max-steps", steps, *resume)
+        results = run_workers(source, outs, *TINY, "--max-steps", steps, *resume, alone=single)
         for result in results:
             assert result.returncode == 0, result.stderr[-1500:]
         assert "Strategy: multiworker: worker 0 of 2, 2 replicas in sync" in results[0].stderr
-        alone = subprocess.run(melody_command("train", source, "--out", single, *TINY, "--max-steps", steps, *resume),
-                               cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert alone.returncode == 0, alone.stderr[-1500:]
         assert not other.exists()
         together, one = epochs(chief), epochs(single)
         assert len(together) == len(one) == (1 if steps == 12 else 2)
@@ -154,9 +154,9 @@ def test_a_worker_that_never_starts_ends_the_other_with_a_clear_error(tmp_path):
     cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
     result = subprocess.run(melody_command("train", CORPORA / "chorales", "--out", tmp_path / "alone", *TINY, "--max-steps", 3,
                                    "--cluster", cluster, "--task-index", 0), cwd=ROOT, capture_output=True, text=True,
-                            timeout=180, env={**os.environ, "MELODY_WORKER_TIMEOUT": "10"})
+                            timeout=180, env={**os.environ, "MELODY_WORKER_TIMEOUT": "5"})
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-1500:]
-    assert lines[0].startswith("Error: worker 0 of 2: the other workers did not join within 10 s (not reached: "
+    assert lines[0].startswith("Error: worker 0 of 2: the other workers did not join within 5 s (not reached: "
                                f"{cluster.split(',')[1]})")
     assert not (tmp_path / "alone" / ".melody.lock").exists()

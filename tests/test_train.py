@@ -303,6 +303,7 @@ def test_an_interrupted_epoch_resumes_where_it_stopped_and_ends_as_an_uninterrup
             if step == self.at:
                 os.kill(os.getpid(), self.number)
 
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     straight = train(folk, tmp_path / "a", TINY, quick(epochs=2))
     with pytest.raises(Interrupted) as first:
         train(folk, tmp_path / "b", TINY, quick(epochs=2), report=SignalAt(40, signal.SIGINT))
@@ -319,7 +320,7 @@ def test_an_interrupted_epoch_resumes_where_it_stopped_and_ends_as_an_uninterrup
     assert [{k: v for k, v in e.items() if k != "seconds"} for e in resumed["epochs"]] == without_times
     for a, b in zip(load_bundle(tmp_path / "a").model.get_weights(), load_bundle(tmp_path / "b").model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # training leaves the handlers as they were
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # left as they were
 
 
 def test_the_shared_corpus_cache_follows_content_not_file_times(tmp_path, monkeypatch):
