@@ -263,8 +263,9 @@ def save_config(folder: Path, model_config: ModelConfig, train_config: TrainConf
 
 
 def _model_settings(saved: dict) -> dict:
-    """config.json's model settings; a folder written before the lookback existed holds a plain LSTM."""
-    return {"lookback": [], **saved} if isinstance(saved, dict) else saved
+    """config.json's model settings; a folder written before the lookback (or ``ahead``) existed holds a
+    network without it."""
+    return {"lookback": [], "ahead": False, **saved} if isinstance(saved, dict) else saved
 
 
 def save_metrics(folder: Path, metrics: dict) -> None:

@@ -133,7 +133,9 @@ def _batch_nll(model):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)])
     def batch_nll(tokens, mask):
-        logits = model(tokens[:, :-1], training=False)
+        from melody.model import plain_inputs
+
+        logits = model(plain_inputs(model, tokens[:, :-1]), training=False)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tokens[:, 1:], logits)
         return tf.reduce_sum(losses * mask[:, 1:])
 

@@ -15,7 +15,8 @@ and steps the same network here, in plain NumPy:
 The structured model (``lookback`` distances, ``melody.cell.Lookback`` and ``Repeat``) adds,
 per token, what ``Lookback`` computes over a whole sequence, here kept up to date one
 token at a time (``remember``): the first layer's z gains matched_k W_matched, and
-the logits are mixed with exp(s_k), s_k = h W_repeat + b_repeat, at the token ahead_k.
+the logits are mixed with exp(s_k), s_k = h W_repeat + b_repeat, at the token repeat_at_k
+(what followed the token k bars ago).
 
 ``melody.cell`` is the definition; this is a second implementation of the same
 step, and ``tests/test_generate.py`` pins the two together (the same logits as the
@@ -63,9 +64,11 @@ class NumpyLSTM:
         self.is_bar[list(bar_tokens)] = True
         if self.lookback and not self.is_bar.any():
             raise ValueError("a lookback model needs the ids of the bar lines")
-        width = embedding.shape[1]
-        # The rows of the first kernel past the embedding's take the lookback's ``matched``.
-        self.matched_kernel = weights[f"{first}/kernel"][width:]
+        width, distances = embedding.shape[1], len(self.lookback)
+        # The rows of the first kernel past the embedding's take the lookback's ``matched``, then the ahead
+        # features (``melody.ahead``; none for a network without them).
+        self.matched_kernel = weights[f"{first}/kernel"][width:width + distances]
+        self.ahead_kernel = weights[f"{first}/kernel"][width + distances:]
         self.repeat = (weights["repeat/kernel"], weights["repeat/bias"]) if self.lookback else None
         # First layer: x_t W + b for every token of the vocabulary, looked up per step.
         self.first_projection = embedding @ weights[f"{first}/kernel"][:width] + weights[f"{first}/bias"]
@@ -75,17 +78,18 @@ class NumpyLSTM:
                          weights[f"{name}/bias"]) for name in deeper]
         self.logits_kernel, self.logits_bias = weights["logits/kernel"], weights["logits/bias"]
 
-    def prime(self, tokens: np.ndarray) -> tuple[np.ndarray, list]:
-        """tokens (time,) -> (logits after the last token (1, vocabulary), state: [(h, c)] per layer).
-        Each layer's input products for all steps are one matrix product before its recurrence."""
+    def prime(self, tokens: np.ndarray, ahead: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+        """tokens (time,) -> (logits after the last token (1, vocabulary), state: [(h, c)] per layer); ``ahead``:
+        float32 (time, ahead.WIDTH) features of the tokens (None: zeros). Each layer's input products for all
+        steps are one matrix product before its recurrence."""
         tokens = np.asarray(tokens, dtype=np.intp)
         if tokens.ndim != 1 or not len(tokens):
             raise ValueError("prime needs a non-empty sequence of tokens")
-        projected, recurrent, state = self.first_projection[tokens], self.first_recurrent, []
+        projected, recurrent, state = self._told(self.first_projection[tokens], ahead), self.first_recurrent, []
         if self.lookback:
             history, matched = empty_history(len(self.lookback)), []
             for token in tokens:
-                history, matched_now, ahead = remember(history, token[None], self.is_bar, self.lookback)
+                history, matched_now, repeat_at = remember(history, token[None], self.is_bar, self.lookback)
                 matched.append(matched_now[0])
             projected = projected + np.array(matched, np.float32) @ self.matched_kernel
         # [W; U] split back into views: a deeper layer's W is its first ``units`` rows.
@@ -100,18 +104,19 @@ class NumpyLSTM:
             if kernel is not None:  # the next layer's inputs, all steps in one product
                 projected, recurrent = outputs @ kernel + bias, next_recurrent
         if self.lookback:
-            return self._logits(h, ahead), [*state, history]
+            return self._logits(h, repeat_at), [*state, history]
         return self._logits(h, None), state
 
-    def step(self, tokens: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+    def step(self, tokens: np.ndarray, state: list, ahead: np.ndarray | None = None) -> tuple[np.ndarray, list]:
         """One token per row (batch,) through the network, carrying each layer's (h, c) (and, with lookback,
-        the tokens so far: a state is stepped once, its history grows in place): (logits, new state)."""
-        ahead = None
+        the tokens so far: a state is stepped once, its history grows in place): (logits, new state).
+        ``ahead``: float32 (batch, ahead.WIDTH), what each row's token is told (None: nothing)."""
+        repeat_at = None
         if self.lookback:
             *state, history = state
-            history, matched, ahead = remember(history, tokens, self.is_bar, self.lookback)
+            history, matched, repeat_at = remember(history, tokens, self.is_bar, self.lookback)
         (h, c), *deeper = state
-        projected = self.first_projection[tokens]
+        projected = self._told(self.first_projection[tokens], ahead)
         if self.lookback:
             projected = projected + matched @ self.matched_kernel
         h, c = lstm_step(projected + h @ self.first_recurrent, c)
@@ -119,18 +124,24 @@ class NumpyLSTM:
         for (stacked, bias), (h_before, c_before) in zip(self.stacked, deeper):
             h, c = lstm_step(np.concatenate([h, h_before], axis=1) @ stacked + bias, c_before)
             new_state.append((h, c))
-        return self._logits(h, ahead), new_state + ([history] if self.lookback else [])
+        return self._logits(h, repeat_at), new_state + ([history] if self.lookback else [])
 
-    def _logits(self, h: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
-        """h W_out + b_out, mixed (with lookback) with exp(s_k) at each row's token ``ahead_k``."""
+    def _told(self, projected: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
+        """The first layer's input product with the ahead features' share added (nothing for zeros)."""
+        if ahead is None or not len(self.ahead_kernel) or not np.any(ahead):
+            return projected
+        return projected + np.asarray(ahead, np.float32) @ self.ahead_kernel
+
+    def _logits(self, h: np.ndarray, repeat_at: np.ndarray | None) -> np.ndarray:
+        """h W_out + b_out, mixed (with lookback) with exp(s_k) at each row's token ``repeat_at_k``."""
         logits = h @ self.logits_kernel + self.logits_bias
-        if ahead is None:
+        if repeat_at is None:
             return logits
         scores = h @ self.repeat[0] + self.repeat[1]
         rows = np.arange(len(h))
-        for k in range(ahead.shape[1]):
-            there = ahead[:, k] >= 0
-            row, token = rows[there], ahead[there, k]
+        for k in range(repeat_at.shape[1]):
+            there = repeat_at[:, k] >= 0
+            row, token = rows[there], repeat_at[there, k]
             logits[row, token] = np.logaddexp(logits[row, token], scores[there, k])
         return logits
 

@@ -33,7 +33,9 @@ A piece is a header, then its body:
     ... End
 
 Track and velocity tokens appear only when they change. Notes are ordered by
-start, then track, then pitch. Every bar line is a ``Bar`` token naming the meter
+start, then track, then pitch; tracks are numbered lead first, then the other pitched
+parts from the highest down, then drums (``track_order``), so at each moment the lead
+is written first and the parts under it are written hearing it. Every bar line is a ``Bar`` token naming the meter
 of the bar it opens, so a meter change needs no token of its own.
 
 Why tracks, not programs (as MidiTok's Program tokens) or one stream per track
@@ -269,13 +271,14 @@ class Tokenizer:
     def prepare(self, score: Score) -> Score:
         """The score as the model sees it: its key chosen (``choose_key``), reduced to the lead line if
         ``melody_only``, on the step grid, velocities binned, durations snapped, one instrument per
-        track (beyond ``max_tracks`` tracks, extra ones join a kept track of the same instrument, else the
-        last kept one), a note dropped only when its track already has that pitch at that step."""
+        track in ``track_order`` (beyond ``max_tracks`` tracks, extra ones join a kept track of the same
+        instrument, else the last kept one), a note dropped only when its track already has that pitch at
+        that step."""
         timing = self._timing(score)
         timing = timing.replace(key_signatures=self._keys(score, timing))
         source = melody_line(score) if self.config.melody_only else score
         to_step = _grid(score.ticks_per_quarter, self.config.steps_per_quarter)
-        parts = [part for part in source.instruments if part.notes]
+        parts = [source.instruments[index] for index in track_order(source)]
         kept, extra = parts[:self.config.max_tracks], parts[self.config.max_tracks:]  # as ``track_sources``
         notes = [{} for _ in kept]
         for index, part in enumerate(kept + extra):
@@ -296,7 +299,7 @@ class Tokenizer:
         if self.config.melody_only:
             lead = lead_index(score)
             return [] if lead is None else [lead]
-        return [index for index, part in enumerate(score.instruments) if part.notes][:self.config.max_tracks]
+        return track_order(score)[:self.config.max_tracks]
 
     def opening(self, tokens, key: str | None = None, density: float | None = None,
                 meter: tuple[int, int] | None = None) -> np.ndarray:
@@ -331,7 +334,8 @@ class Tokenizer:
     def token_table(self) -> dict[str, np.ndarray]:
         """What the sampler needs to know of every token id, as arrays over the vocabulary:
         ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
-        time shift moves; 0 for others), ``track_of`` (k for Track_k, -1 for other tokens) and ``follows``
+        time shift moves; 0 for others), ``track_of`` (k for Track_k, -1 for other tokens), ``pitch_of`` (the
+        MIDI pitch of a Note token, -1 for others) and ``follows``
         ((vocabulary, vocabulary) bool: the note grammar, which token may come right after which: after a
         track, a velocity or a note; after a velocity, a note; after a note, its duration, and a duration
         nowhere else)."""
@@ -342,12 +346,15 @@ class Tokenizer:
         shift_steps[kinds["TimeShift"].ids] = range(1, self.max_shift + 1)
         track_of = np.full(len(self), -1, dtype=np.int32)
         track_of[kinds["Track"].ids] = range(self.config.max_tracks)
+        pitch_of = np.full(len(self), -1, dtype=np.int32)
+        pitch_of[kinds["Note"].ids] = range(128)
         is_note, is_duration, is_velocity, is_track = (kinds.mask(kind) for kind in ("Note", "Duration", "Velocity",
                                                                                      "Track"))
         follows = np.where(is_note[:, None], is_duration[None, :],
                            np.where(is_track[:, None], (is_note | is_velocity)[None, :],
                                     np.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
-        return {"bar_steps": bar_steps, "shift_steps": shift_steps, "track_of": track_of, "follows": follows}
+        return {"bar_steps": bar_steps, "shift_steps": shift_steps, "track_of": track_of, "pitch_of": pitch_of,
+                "follows": follows}
 
     def out_of_key(self, tokens) -> np.ndarray:
         """Bool (vocabulary,): the Note tokens whose pitch class is outside the scale of the key in the header
@@ -614,6 +621,21 @@ class Tokenizer:
         from melody.files import read_json_file
 
         return cls.from_document(read_json_file(path, TokenizerError), str(path))
+
+
+def track_order(score: Score) -> list[int]:
+    """The instruments of ``score`` that have notes, in the order of their tracks: the lead (``lead_index``)
+    first, then the other pitched parts from the highest to the lowest (by mean pitch), then the drums. At
+    one moment notes are written in track order, so the parts below hear what the lead plays then."""
+    lead = lead_index(score)
+    pitched = [index for index, part in enumerate(score.instruments) if part.notes and not part.is_drum]
+    drums = [index for index, part in enumerate(score.instruments) if part.notes and part.is_drum]
+
+    def height(index: int) -> float:
+        notes = score.instruments[index].notes
+        return -sum(note.pitch for note in notes) / len(notes)
+
+    return [lead] * (lead is not None) + sorted((i for i in pitched if i != lead), key=height) + drums
 
 
 def onset_density(score: Score) -> float:

@@ -28,12 +28,12 @@ import numpy as np
 from melody import bundle
 from melody.baselines import token_counts, unigram_nll
 from melody.corpus import TokenCache, corpus_cache
-from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
+from melody.dataset import WindowSampler, split_pieces, training_dataset, tune_fingerprints, validation_windows
 from melody.distribute import STRATEGIES, Placement, cluster_config, is_chief, local_rows, place, resolve_precision
 from melody.errors import OutputExistsError, TrainingError
 from melody.files import folder_lock, holds_files
 from melody.interrupts import Interrupted, Stop
-from melody.model import ModelConfig, build_model, load_keras, parameter_count, transfer_weights
+from melody.model import ModelConfig, build_model, load_keras, parameter_count, plain_inputs, transfer_weights
 from melody.tokenizer import TokenizerConfig
 from melody.train_config import TrainConfig
 from melody.vocabulary import Vocabulary
@@ -61,13 +61,15 @@ class TrainingData:
     programs: set[int]  # instruments the training pieces' headers declare (-1: drums)
 
 
-def training_data(cache: TokenCache, config: TrainConfig) -> TrainingData:
-    """Split by file, check there is enough of each side, and measure the unigram baseline."""
+def training_data(cache: TokenCache, config: TrainConfig, ahead: bool = False) -> TrainingData:
+    """Split by file (a tune held twice on one side), check there is enough of each side, and measure the
+    unigram baseline; ``ahead``: training windows come with ``melody.ahead``'s features."""
     if len(cache) < 2:
         raise TrainingError(f"only {len(cache)} readable MIDI file; training needs at least 2 "
                             "(one is held out for validation)")
-    train_pieces, val_pieces = split_pieces(len(cache), config.val_split, config.random_seed)
-    sampler = WindowSampler(cache, train_pieces, config.seq_len, config.max_transpose)
+    train_pieces, val_pieces = split_pieces(len(cache), config.val_split, config.random_seed,
+                                            tune_fingerprints(cache))
+    sampler = WindowSampler(cache, train_pieces, config.seq_len, config.max_transpose, ahead)
     if sampler.windows == 0:
         raise TrainingError(f"too few tokens for one training window of {config.seq_len + 1} tokens "
                             f"({sampler.tokens_total} training tokens); lower --seq-len or add music")
@@ -173,7 +175,7 @@ def _train(request: _Request, stop: Stop) -> dict:
         model_config, config, tokenizer = _resumed_configs(out, request.changes)
     model_config, config = model_config or ModelConfig(), config or TrainConfig()
     cache = corpus_cache(request.source, tokenizer, request.report)
-    data = training_data(cache, config)
+    data = training_data(cache, config, model_config.ahead)
     if not request.resume and writes:
         bundle.clear(out)
 
@@ -421,7 +423,7 @@ def _validation(model, windows: np.ndarray, batch_size: int):
 
     @tf.function(reduce_retracing=True)
     def summed(inputs, targets):
-        logits = tf.cast(model(inputs, training=False), tf.float32)
+        logits = tf.cast(model(plain_inputs(model, inputs), training=False), tf.float32)
         return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
 
     def validate(stop=None) -> float | None:

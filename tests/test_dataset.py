@@ -7,7 +7,8 @@ import pytest
 
 from conftest import corpus_files, note, smf, track
 from melody.corpus import TokenCache, prepare
-from melody.dataset import WindowSampler, split_pieces, training_dataset, validation_windows
+from melody import ahead
+from melody.dataset import WindowSampler, split_pieces, training_dataset, tune_fingerprints, validation_windows
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +27,51 @@ def test_split_is_by_file_disjoint_and_fixed_by_the_seed():
     assert len(split_pieces(2, 0.01, seed=0)[1]) == 1
 
 
+def test_a_tune_held_twice_falls_on_one_side(tmp_path):
+    """The same folk tune under two names and in two keys, among others: one label, one side, for any seed."""
+    files = corpus_files("folk")[:30]
+    tune = (tmp_path / "copy.mid")
+    from melody.midi_read import read_midi
+    from melody.midi_write import write_midi
+    from melody.score import transpose
+
+    write_midi(transpose(read_midi(files[7]), 3), tune)
+    prepare(files + [tune], tmp_path / "cache", workers=1)
+    cache = TokenCache(tmp_path / "cache")
+    labels = tune_fingerprints(cache)
+    names = [entry["path"] for entry in cache.report["files"] if entry["status"] == "ok"]
+    original, copy = names.index(str(files[7])), names.index(str(tune))
+    assert labels[original] == labels[copy] and len(set(labels)) == len(labels) - 1
+    for seed in range(20):
+        train, val = split_pieces(len(cache), 0.3, seed, labels)
+        assert (original in val) == (copy in val) and len(set(train) | set(val)) == len(cache)
+        assert abs(len(val) - 0.3 * len(cache)) <= 1
+
+
+def test_windows_with_ahead_carry_the_features_of_their_piece(cache):
+    """Each window's features are its piece's (``ahead.piece_features`` for some kept set and ending), turned
+    with the window's transposition, and zero where the window has run on past its piece's End."""
+    sampler = WindowSampler(cache, np.arange(len(cache)), seq_len=64, max_transpose=5, ahead=True)
+    tokens, features = sampler.batch(np.random.default_rng(5), 64)
+    assert features.shape == (64, 65, ahead.WIDTH) and features.dtype == np.float32
+    positions, pieces = sampler.positions(np.random.default_rng(5), 64)
+    told_kept = told_ending = 0
+    for row, piece, window, told in zip(positions, pieces, tokens, features):
+        end = sampler.pieces.ends[piece]
+        assert not told[row >= end].any()
+        told_kept += told[:, ahead.KEPT].any()
+        told_ending += told[:, ahead.ENDING].any()
+        # Untransposed, kept-agnostic checks: the kept flag covers the piece's body and nothing of the header.
+        header = sampler.pieces.headers[piece]
+        assert not told[:header].any()
+        assert told[header:][row[header:] < end, ahead.KEPT].min() == told[:, ahead.KEPT].max()
+    assert 10 < told_kept < 54 and told_ending > 0
+
+
 def test_each_window_is_a_header_then_consecutive_tokens_of_training_files(cache):
     train, _ = split_pieces(len(cache), 0.3, seed=0)
     sampler = WindowSampler(cache, train, seq_len=48)
-    positions = sampler.positions(np.random.default_rng(0), 500)
+    positions, _ = sampler.positions(np.random.default_rng(0), 500)
     pieces = sampler.pieces
     starts, ends, headers = pieces.starts, pieces.ends, pieces.headers
     firsts = set()
@@ -42,7 +84,8 @@ def test_each_window_is_a_header_then_consecutive_tokens_of_training_files(cache
         assert np.array_equal(np.diff(body), np.ones(len(body) - 1))  # consecutive tokens
         assert starts[piece] + header <= body[0] < ends[piece]  # from this piece's body ...
         assert body[-1] < pieces.run_ends[piece]  # ... running on only into adjacent training pieces
-    windows = sampler.batch(np.random.default_rng(0), 500)
+    windows, told = sampler.batch(np.random.default_rng(0), 500)
+    assert told is None  # a sampler without ``ahead``
     tokenizer = cache.tokenizer
     assert all(tokenizer.names(w[:1]) == ["Begin"] and tokenizer.header_length(w) >= 5 for w in windows)
     assert len(firsts) > 400  # spread over the corpus
@@ -52,8 +95,8 @@ def test_transposition_moves_notes_and_key_of_whole_windows_within_range(cache):
     pieces = np.arange(len(cache))
     plain = WindowSampler(cache, pieces, seq_len=64)
     moved = WindowSampler(cache, pieces, seq_len=64, max_transpose=5)
-    a = plain.batch(np.random.default_rng(1), 64)
-    b = moved.batch(np.random.default_rng(1), 64)
+    a, _ = plain.batch(np.random.default_rng(1), 64)
+    b, _ = moved.batch(np.random.default_rng(1), 64)
     tokenizer = cache.tokenizer
     is_note, is_key = tokenizer.is_note(a), tokenizer.kinds["Key"].holds(a)
     assert np.array_equal(a[~is_note & ~is_key], b[~is_note & ~is_key])  # only notes and keys move
@@ -75,8 +118,8 @@ def test_drum_notes_are_never_transposed(tmp_path):
     prepare([tmp_path / "drums.mid"], tmp_path / "cache", workers=1)
     cache = TokenCache(tmp_path / "cache")
     assert cache.drums[tokenizer_notes(cache)].all()
-    a = WindowSampler(cache, np.arange(len(cache)), seq_len=32).batch(np.random.default_rng(2), 32)
-    b = WindowSampler(cache, np.arange(len(cache)), seq_len=32, max_transpose=6).batch(np.random.default_rng(2), 32)
+    a, _ = WindowSampler(cache, np.arange(len(cache)), seq_len=32).batch(np.random.default_rng(2), 32)
+    b, _ = WindowSampler(cache, np.arange(len(cache)), seq_len=32, max_transpose=6).batch(np.random.default_rng(2), 32)
     assert np.array_equal(a, b)
 
 

@@ -18,6 +18,7 @@ from melody.continuation import make_primer
 from melody.keys import scale
 from melody.metrics import continuation_fit
 from melody.generate import DEFAULT_MODEL, GenerateConfig, generate, numpy_network
+from melody import ahead
 from melody.model import network_weights
 from melody.sampler import Sampler, SamplingConfig
 from melody.midi_read import read_midi
@@ -49,16 +50,22 @@ def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, melody
     shipped one, token by token and whole."""
     bundle = {"tiny lookback": bundle, "tiny plain": melody_bundle}.get(which) or load_bundle(DEFAULT_MODEL)
     assert bool(bundle.model_config.lookback) == (which == "tiny lookback") or which == "default"
-    network = numpy_network(bundle)
+    network, tokenizer = numpy_network(bundle), bundle.tokenizer
     for path in (corpus_files("folk")[0], corpus_files("chorales")[0]):
-        tokens = bundle.tokenizer.encode(read_midi(path))[:300].astype(np.int64)
-        expected = bundle.model(tokens[None].astype("int32")).numpy()[0]
-        logits, state = network.prime(tokens[:1])
+        tokens = tokenizer.encode(read_midi(path))[:300].astype(np.int64)
+        told = np.zeros((len(tokens), ahead.WIDTH), np.float32)
+        if bundle.model_config.ahead:  # told what track 0 plays next and where these tokens end
+            told = ahead.piece_features(tokens, tokenizer.token_table(), tokenizer.header_length(tokens),
+                                        [d for d, _ in tokenizer.tracks(tokens)], frozenset({0}), True, 12)
+            assert told[:, ahead.SOON].any() and told[:, ahead.ENDING].any()
+        inputs = [tokens[None].astype("int32"), told[None]] if bundle.model_config.ahead else tokens[None].astype("int32")
+        expected = bundle.model(inputs).numpy()[0]
+        logits, state = network.prime(tokens[:1], told[:1])
         assert_same_predictions(expected[0], logits[0], f"{path.name}, token 0")
         for position in range(1, len(tokens)):
-            logits, state = network.step(tokens[position:position + 1], state)
+            logits, state = network.step(tokens[position:position + 1], state, told[position:position + 1])
             assert_same_predictions(expected[position], logits[0], f"{path.name}, token {position}")
-        assert_same_predictions(expected[-1], network.prime(tokens)[0][0], f"{path.name}, primed whole")
+        assert_same_predictions(expected[-1], network.prime(tokens, told)[0][0], f"{path.name}, primed whole")
 
 
 def test_weights_read_from_the_folder_are_the_keras_models(bundle):
@@ -110,7 +117,7 @@ def test_top_p_keeps_only_the_nucleus(bundle):
     rows, _ = sampler.sample(sampler.prime(primer), 64, allowed, 1, 100, random_seed=1,
                              config=SamplingConfig(top_p=0.3))
     first = [row[0] for row in rows]
-    logits = bundle.model(primer[None].astype("int32")).numpy()[0, -1]
+    logits = network.prime(primer)[0][0]
     logits[~allowed | bundle.tokenizer.is_bar(np.arange(len(bundle.tokenizer)))] = -np.inf
     logits[bundle.tokenizer.kinds.mask("Duration")] = -np.inf  # the primer ends with a bar line
     probabilities = np.exp(logits - logits.max())

@@ -82,6 +82,25 @@ def test_meter_changes_are_in_the_bar_tokens_and_decode_without_a_seed():
     assert [(t.tick, t.numerator, t.denominator) for t in alone.time_signatures] == [(0, 6, 8), (72, 2, 4), (96, 7, 8)]
 
 
+def test_tracks_are_the_lead_first_then_high_to_low_then_drums():
+    """A pop file's order (drums, bass, piano, a lead named "Melody" below the piano's top) becomes lead, piano,
+    bass, drums; at one moment the lead's note is written first."""
+    from melody.tokenizer import track_order
+
+    bar = range(8)
+    parts = [Instrument(0, is_drum=True, name="Drums", notes=[Note(240 * q, 36, 120, 100) for q in bar]),
+             Instrument(33, name="Bass", notes=[Note(480 * q, 40, 480, 90) for q in bar]),
+             Instrument(0, name="Piano", notes=[Note(480 * q, 76, 480, 70) for q in bar]),
+             Instrument(73, name="Melody", notes=[Note(480 * q, 72, 480, 90) for q in bar])]
+    score = Score(480, parts)
+    assert track_order(score) == TOKENIZER.track_sources(score) == [3, 2, 1, 0]
+    tokens = TOKENIZER.encode(score)
+    body = TOKENIZER.names(tokens[TOKENIZER.header_length(tokens):])
+    first_notes = [name for name in body if name.startswith(("Note_", "Track_"))][:8]
+    assert first_notes == ["Track_0", "Note_72", "Track_1", "Note_76", "Track_2", "Note_40", "Track_3", "Note_36"]
+    assert_round_trip(score, "pop order")
+
+
 def test_tracks_with_the_same_program_stay_apart_with_their_unisons():
     # Two violin parts (program 40) in unison, a viola (41) and a piano's two hands (both program 0).
     unison = [Note(480 * q, 67, 480, 90) for q in range(8)]
@@ -92,10 +111,12 @@ def test_tracks_with_the_same_program_stay_apart_with_their_unisons():
              Instrument(0, name="Piano LH", notes=[Note(960 * q, 48, 960, 60) for q in range(4)], channel=3)]
     score = Score(480, parts)
     tokens = TOKENIZER.encode(score)
-    assert TOKENIZER.tracks(tokens) == [(False, 40), (False, 40), (False, 41), (False, 0), (False, 0)]
+    # Tracks in ``track_order``: the lead (the piano's busy right hand, highest) first, then high to low.
+    assert TOKENIZER.tracks(tokens) == [(False, 0), (False, 40), (False, 40), (False, 41), (False, 0)]
+    assert TOKENIZER.track_sources(score) == [3, 0, 1, 2, 4]
     decoded = TOKENIZER.decode(tokens, meta=TOKENIZER.prepare(score))
     assert [(i.name, i.program, i.channel, len(i.notes)) for i in decoded.instruments] == \
-        [("Violin I", 40, 0, 8), ("Violin II", 40, 1, 8), ("Viola", 41, 2, 8), ("Piano RH", 0, 3, 16),
+        [("Piano RH", 0, 3, 16), ("Violin I", 40, 0, 8), ("Violin II", 40, 1, 8), ("Viola", 41, 2, 8),
          ("Piano LH", 0, 3, 4)]
     assert_round_trip(score, "string section")
 
@@ -172,8 +193,10 @@ def test_real_multitrack_files_keep_every_track_and_every_distinct_note(wild):
     for path in paths:
         score = read_midi(path)
         prepared = TOKENIZER.prepare(score)
+        assert sorted(TOKENIZER.track_sources(score)) == list(range(len(score.instruments))), path.name
         assert [(i.program, i.is_drum, i.name, i.channel) for i in prepared.instruments] == \
-            [(i.program, i.is_drum, i.name, i.channel) for i in score.instruments], path.name
+            [(score.instruments[k].program, score.instruments[k].is_drum, score.instruments[k].name,
+              score.instruments[k].channel) for k in TOKENIZER.track_sources(score)], path.name
         step = lambda tick: (2 * tick * 12 + score.ticks_per_quarter) // (2 * score.ticks_per_quarter)  # noqa: E731
         distinct = sum(len({(step(n.start), n.pitch) for n in i.notes}) for i in score.instruments)
         assert len(prepared.notes) == distinct, path.name

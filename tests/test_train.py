@@ -181,7 +181,8 @@ def test_resume_refuses_changed_settings_and_names_them(folk, one_epoch, tmp_pat
 
 def test_init_from_copies_weights_by_token_name(folk, tmp_path):
     """A model started from another keeps its LSTM weights and, token by token, its embedding and logits;
-    a plain LSTM starts a lookback model: the first kernel's rows for ``matched`` start at zero."""
+    a plain LSTM starts a lookback model: the first kernel's rows for ``matched`` start at zero, between the
+    embedding's and the ahead features' rows, which are copied."""
     from melody.tokenizer import Tokenizer, TokenizerConfig
     from melody.train import initialise_from
     from melody.model import build_model
@@ -204,8 +205,10 @@ def test_init_from_copies_weights_by_token_name(folk, tmp_path):
     for a, b in zip(model.get_layer("lstm_1").get_weights(), trained.model.get_layer("lstm_1").get_weights()):
         np.testing.assert_array_equal(a, b)
     (kernel, *rest), (plain_kernel, *plain_rest) = (m.get_layer("lstm_0").get_weights() for m in (model, trained.model))
-    np.testing.assert_array_equal(kernel[:16], plain_kernel)
-    np.testing.assert_array_equal(kernel[16:], np.zeros((4, kernel.shape[1])))
+    assert len(kernel) == 16 + 4 + 29 and len(plain_kernel) == 16 + 29
+    np.testing.assert_array_equal(kernel[:16], plain_kernel[:16])
+    np.testing.assert_array_equal(kernel[16:20], np.zeros((4, kernel.shape[1])))
+    np.testing.assert_array_equal(kernel[20:], plain_kernel[16:])
     for a, b in zip(rest, plain_rest):
         np.testing.assert_array_equal(a, b)
 
@@ -233,8 +236,9 @@ def test_precision_is_chosen_by_the_hardware_and_bfloat16_trains_anywhere(folk, 
     # ... so generation's NumPy network runs it, predicting what Keras predicts
     from melody.bundle import read_manifest
     from melody.generate import numpy_network
+    from melody.model import plain_inputs
     tokens = np.arange(1, 40) % 600
-    expected = saved(tokens[None].astype("int32")).numpy()[0, -1]
+    expected = saved(plain_inputs(saved, tokens[None].astype("int32"))).numpy()[0, -1]
     logits = numpy_network(read_manifest(tmp_path / "bfloat16")).prime(tokens)[0][0]
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
     assert {layer.dtype_policy.name for layer in saved.layers if hasattr(layer, "dtype_policy")} == {"float32"}

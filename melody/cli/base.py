@@ -110,6 +110,9 @@ def _option(field, hint):
     default = field.default
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
     help = meta["help"] + (f"  [default: {shown}]" if default is not None and default is not False else "")
+    if hint is bool and default is True:  # on unless turned off
+        flag = names[0][2:]
+        return click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help)
     if hint is bool:
         return click.option(*names, field.name, is_flag=True, default=None, help=help)
     if "choices" in meta:

@@ -1,0 +1,105 @@
+"""What the model is told about the music ahead: the kept parts' coming notes and how far the end is.
+
+A user may keep parts of a song as they are (a melody to harmonize, a loop to play over)
+and ask for the end of the new music to close. Kept notes are in the token stream at
+their own time, but a part written under a melody must prepare the melody's next note,
+not only answer the last one. So beside each token's embedding the network gets
+``WIDTH`` numbers about what comes after that token:
+
+    columns  name       what
+     0-11    soon       pitch classes of kept notes starting within a quarter note after this token
+    12-23    later      pitch classes of kept notes starting a quarter to two quarters after it
+    24-27    ending     one-hot: this token is in the last bar, or 1, 2, 3 bars before it (all 0: not told)
+    28       kept       1 when some part is kept (the zeros above then mean the kept parts rest)
+
+"After this token" is by place in the stream: a kept note at the same moment but written
+later counts as soon. Drum tracks give no pitch classes. Header tokens, and anything after
+a piece's End (a training window may run on into the next piece), get zeros: with nothing kept and no ending asked for, every row is zero and
+the network is the plain one.
+
+Training (``melody.dataset``) keeps a random set of parts and tells the ending in a
+random half of its windows (``choose``); generation tells what the user keeps and asks
+for. What a token means comes from the tokenizer's table (``Tokenizer.token_table``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WIDTH = 29
+SOON, LATER, ENDING, KEPT = slice(0, 12), slice(12, 24), slice(24, 28), 28
+ENDING_BARS = 4
+KEEP_NOTHING = 0.5   # share of training windows of multi-part pieces with no part kept
+TELL_ENDING = 0.5    # share of training windows told where their piece ends
+
+
+def choose(rng: np.random.Generator, tracks: list[tuple[bool, int]]) -> tuple[frozenset[int], bool]:
+    """For one training window of a piece with ``tracks`` (``Tokenizer.tracks``): the tracks kept (none in
+    ``KEEP_NOTHING`` of the windows, and always none for a piece of one track; else each track kept with even
+    odds, at least one kept and one written) and whether the window is told where the piece ends."""
+    count = len(tracks)
+    kept: frozenset[int] = frozenset()
+    if count > 1 and rng.random() >= KEEP_NOTHING:
+        chosen = rng.random(count) < 0.5
+        if chosen.all() or not chosen.any():
+            chosen[rng.integers(count)] = not chosen.all()
+        kept = frozenset(np.flatnonzero(chosen).tolist())
+    return kept, bool(rng.random() < TELL_ENDING)
+
+
+def piece_features(tokens: np.ndarray, table: dict, header: int, drums: list[bool], kept: frozenset[int],
+                   tell_ending: bool, steps_per_quarter: int) -> np.ndarray:
+    """float32 (len(tokens), WIDTH): the features of every token of one whole piece (its header, ``header``
+    tokens, first, its End last; ``drums``: per track, whether it is a drum track), ``kept`` tracks kept, the
+    end told or not. ``table``: ``Tokenizer.token_table()``."""
+    tokens = np.asarray(tokens, dtype=np.intp)
+    features = np.zeros((len(tokens), WIDTH), np.float32)
+    body, rows = tokens[header:], features[header:]
+    if not len(body):
+        return features
+    if kept:
+        _kept_notes(rows, body, table, drums, kept, steps_per_quarter)
+        rows[:, KEPT] = 1.0
+    if tell_ending:
+        is_bar = table["bar_steps"][body] > 0
+        after = is_bar[::-1].cumsum()[::-1] - is_bar  # bar lines after each token
+        near = after < ENDING_BARS
+        rows[np.flatnonzero(near), ENDING.start + after[near]] = 1.0
+    return features
+
+
+def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[bool], kept: frozenset[int],
+                steps_per_quarter: int) -> None:
+    """Fill ``rows``' soon and later columns from the kept tracks' notes in ``body``."""
+    track_tokens = np.flatnonzero(table["track_of"][body] >= 0)
+    in_force = np.full(len(body), -1)
+    if len(track_tokens):
+        marks = np.full(len(body), -1)
+        marks[track_tokens] = track_tokens
+        last = np.maximum.accumulate(marks)
+        in_force = np.where(last >= 0, table["track_of"][body[np.maximum(last, 0)]], -1)
+    pitch = table["pitch_of"][body]
+    keeps = np.zeros(max(len(drums), int(in_force.max()) + 1, 1), bool)
+    keeps[[track for track in kept if track < len(keeps)]] = True
+    keeps[:len(drums)] &= ~np.asarray(drums, bool)
+    notes = np.flatnonzero((pitch >= 0) & (in_force >= 0) & keeps[np.maximum(in_force, 0)])
+    if not len(notes):
+        return
+    time = np.cumsum(table["shift_steps"][body])  # the time at each token, after its own shift
+    for columns, near, far in ((SOON, 0, steps_per_quarter), (LATER, steps_per_quarter, 2 * steps_per_quarter)):
+        # Tokens i before note j with near <= time_j - time_i < far; time never falls, so a range of places.
+        first = np.searchsorted(time, time[notes] - far, side="right")
+        last = np.minimum(np.searchsorted(time, time[notes] - near, side="right"), notes)  # exclusive
+        marks = np.zeros((len(body) + 1, 12), np.int32)
+        classes = pitch[notes] % 12
+        np.add.at(marks, (first, classes), 1)
+        np.add.at(marks, (np.maximum(last, first), classes), -1)
+        rows[:, columns] = np.cumsum(marks[:-1], axis=0) > 0
+
+
+def transposed(features: np.ndarray, semitones: int) -> np.ndarray:
+    """``features`` of music moved by ``semitones``: the pitch classes turn along."""
+    moved = features.copy()
+    for columns in (SOON, LATER):
+        moved[..., columns] = np.roll(features[..., columns], semitones, axis=-1)
+    return moved
