@@ -97,6 +97,16 @@ def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[boo
         rows[:, columns] = np.cumsum(marks[:-1], axis=0) > 0
 
 
+def ending(bars_left: np.ndarray) -> np.ndarray:
+    """float32 (rows, WIDTH): rows told only how many bar lines are left before the end (``bars_left``, one per
+    row; ``ENDING_BARS`` or more: nothing)."""
+    bars_left = np.asarray(bars_left)
+    features = np.zeros((len(bars_left), WIDTH), np.float32)
+    near = np.flatnonzero((bars_left >= 0) & (bars_left < ENDING_BARS))
+    features[near, ENDING.start + bars_left[near]] = 1.0
+    return features
+
+
 def transposed(features: np.ndarray, semitones: int) -> np.ndarray:
     """``features`` of music moved by ``semitones``: the pitch classes turn along."""
     moved = features.copy()

@@ -59,6 +59,8 @@ class GenerateConfig:
                                  "(loop), or stop (none).", choices=ACCOMPANIMENTS)
     density: float | None = setting(None, "Note onsets per quarter note to aim for (default: as the seed's last "
                                     "bars), e.g. 0.5 or 3.")
+    ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends, so the "
+                           "parts arrive together on a cadence (a model trained with --ahead).")
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
     key_strength: float = setting(KEY_STRENGTH, "How firmly to stay in key: nats taken off an out-of-key note (0: "
                                   "leave it to the model).")
@@ -149,6 +151,9 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
         primer = primer_from_opening(opening, tokenizer)
     clock.lap("read")
 
+    if config.ending and not manifest.model_config.ahead:
+        raise MelodyError(f"{manifest.path}: this model was trained without ahead inputs, so it cannot be told "
+                          "where the music ends; --ending needs one trained with them (melody train --ahead)")
     sampler = _sampler(manifest) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
     generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock)
@@ -177,12 +182,12 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
             clock: _Clock) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` rows of ``config.bars`` bars after ``primer``, and whether each is complete. A row
     without a single note is drawn again (reproducibly, with the random seed plus 1, 2, 3)."""
-    primed = sampler.prime(primer)
+    primed = sampler.prime(primer, ending_in=config.bars - 1 if config.ending else None)
     clock.lap("prime")
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
-                   "pitched": [not is_drum for is_drum, _ in tracks]}
+                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):

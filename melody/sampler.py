@@ -5,6 +5,9 @@ A sequence model for sampling implements two methods on NumPy arrays:
     prime(tokens)        tokens: int (time,)   ->  (logits (1, vocabulary), state)
     step(tokens, state)  tokens: int (batch,)  ->  (logits (batch, vocabulary), state)
 
+and, to be told what lies ahead (``melody.ahead``: the end of the music), an optional
+third argument to each: float32 features (time or batch, ahead.WIDTH).
+
 ``state`` is whatever the model carries from one token to the next: nested lists
 and tuples of arrays whose first axis is the batch (the LSTM's (h, c) per layer,
 for ``melody.numpy_lstm.NumpyLSTM``). The sampler never looks inside it beyond
@@ -50,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melody import ahead
 from melody.errors import SettingError
 from melody.settings import setting
 
@@ -93,22 +97,30 @@ class Sampler:
         self.is_bar, self.shift_steps, self.track_of = table["bar_steps"] > 0, table["shift_steps"], table["track_of"]
         self.follows = table["follows"]  # the note grammar: which token may come right after which
 
-    def prime(self, primer: np.ndarray) -> Primed:
-        """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here."""
+    def prime(self, primer: np.ndarray, ending_in: int | None = None) -> Primed:
+        """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here. ``ending_in``:
+        tell the model the music ends that many bars after the primer's last bar line (``ahead.ending``)."""
         primer = np.asarray(primer, dtype=np.intp)
-        logits, state = self.model.prime(primer)
+        if ending_in is None:
+            logits, state = self.model.prime(primer)
+        else:
+            told = np.zeros((len(primer), ahead.WIDTH), np.float32)
+            told[-1:] = ahead.ending(np.array([ending_in]))
+            logits, state = self.model.prime(primer, told)
         return Primed(primer, logits, state)
 
     def sample(self, primed: Primed, samples: int, allowed: np.ndarray, max_tokens: int, bars: int,
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
-               pitched: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               pitched: np.ndarray | None = None, ending: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
 
         ``allowed``: bool (vocabulary,), the tokens a row may draw. ``penalty``: float (vocabulary,),
         subtracted from the logits (e.g. notes out of key) while the current track is one of ``pitched``
-        (bool per track; drums are not held to a key). The same ``random_seed`` gives the same tokens.
+        (bool per track; drums are not held to a key). ``ending``: tell the model, token by token, how many
+        bars are left (``melody.ahead``), so that it closes (prime with ``ending_in=bars - 1`` then). The same
+        ``random_seed`` gives the same tokens.
         """
         primer = primed.tokens
         tracks = int(self.track_of.max()) + 1
@@ -148,7 +160,10 @@ class Sampler:
             last = token
             switched = self.track_of[token]
             track = np.where(switched >= 0, switched, track)
-            logits, state = self.model.step(token, state)
+            if ending:
+                logits, state = self.model.step(token, state, ahead.ending(bars - bars_seen))
+            else:
+                logits, state = self.model.step(token, state)
         finished |= (position >= bar_length) & (bars_seen >= bars)  # a row whose last bar closed on the last token
         return [row[:_length(row)] for row in output], finished
 

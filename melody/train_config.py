@@ -23,7 +23,8 @@ class TrainConfig:
     learning_rate: float = setting(2e-3, "Adam learning rate.")
     val_split: float = setting(0.1, "Share of files held out for validation.")
     max_steps: int | None = setting(None, "Stop after this many steps in all (quick runs).")
-    steps_per_epoch: int | None = None
+    steps_per_epoch: int | None = setting(None, "Steps between validations and checkpoints (default: one pass "
+                                                "over the training tokens); shorter on a large corpus.")
     patience: int = setting(3, "Epochs without improvement before stopping.")
     clip_norm: float = 1.0
     max_transpose: int = 5

@@ -77,6 +77,36 @@ def test_weights_read_from_the_folder_are_the_keras_models(bundle):
         np.testing.assert_array_equal(from_folder[name], from_keras[name], err_msg=name)
 
 
+def test_asked_to_end_the_model_is_told_the_bars_left_at_every_token(bundle):
+    """--ending: each token the model reads is told how many bar lines are left (the primer's last one
+    included), from the real sampler through the real network; without it, nothing."""
+    network, tokenizer = numpy_network(bundle), bundle.tokenizer
+    told = []
+
+    class Listening:
+        def prime(self, tokens, ahead=None):
+            told.append(None if ahead is None else ahead[-1])
+            return network.prime(tokens, ahead)
+
+        def step(self, tokens, state, ahead=None):
+            told.append(None if ahead is None else ahead[0])
+            return network.step(tokens, state, ahead)
+
+    sampler = Sampler(Listening(), tokenizer.token_table())
+    primer = primer_of(bundle)
+    rows, done = sampler.sample(sampler.prime(primer, ending_in=5), 1, tokenizer.sampling_mask(1), 2000, 6,
+                                random_seed=3, ending=True)
+    assert done[0] and len(told) == 1 + len(rows[0])  # primed, then every sampled token stepped
+    bars_left = 5 - np.concatenate([[0], np.cumsum(tokenizer.is_bar(rows[0]))])
+    assert bars_left[-1] == 0
+    for features, left in zip(told, bars_left):
+        expected = [left] if left < ahead.ENDING_BARS else []
+        assert (np.flatnonzero(features[ahead.ENDING]).tolist(), features.sum()) == (expected, len(expected))
+    told.clear()
+    sampler.sample(sampler.prime(primer), 1, tokenizer.sampling_mask(1), 2000, 6, random_seed=3)
+    assert told and all(features is None for features in told)
+
+
 def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     network, sampler = stepper_and_sampler(bundle)  # its logits are Keras's (test above)
     primer = primer_of(bundle)

@@ -1,0 +1,118 @@
+"""melody's network on the JSB chorales benchmark, against published polyphonic results.
+
+    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--out DIR]
+
+The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
+valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding
+(the JSON holds {"train": [piece, ...], "valid": ..., "test": ...}, a piece a list of
+frames, a frame a list of pitches). Published test results are in nats per frame:
+
+    LSTM 8.67, GRU 8.54 (Chung et al. 2014); LSTM 8.45, TCN 8.10 (Bai et al. 2018);
+    RNN-NADE about 5.6 (Boulanger-Lewandowski et al. 2012)
+
+How melody is scored the same way: each piece becomes a MIDI file of one track where
+every frame's pitches are quarter notes struck at that frame (4/4 bar lines; the frame
+data has no meter), so frames <-> tokens is one-to-one and the token sequence's
+likelihood is the frames' likelihood. A network of the default model's shape (melody's
+own LSTM, lookback and ahead inputs, told nothing ahead) is trained on the train split
+only (a tenth of it held out for early stopping); the valid and test splits' total NLL,
+header tokens included (the key and density tokens are derived from the whole piece, so
+they are scored, not given), is divided by their frames.
+
+The shipped default model is not scored here: its chorales include the test pieces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from melody.bundle import load_bundle  # noqa: E402
+from melody.evaluate import model_nll  # noqa: E402
+from melody.midi_write import write_midi  # noqa: E402
+from melody.model import ModelConfig  # noqa: E402
+from melody.score import Instrument, Note, Score, TimeSignature  # noqa: E402
+from melody.train import TrainConfig, train  # noqa: E402
+
+TICKS = 480
+PUBLISHED = {"LSTM (Chung et al. 2014)": 8.67, "GRU (Chung et al. 2014)": 8.54, "LSTM (Bai et al. 2018)": 8.45,
+             "TCN (Bai et al. 2018)": 8.10, "RNN-NADE (Boulanger-Lewandowski et al. 2012)": 5.6}
+MAX_FRAMES, MAX_PITCHES = 10_000, 16  # bounds on what the JSON may hold per piece and per frame
+
+
+def read_split(path: Path) -> dict[str, list[list[list[int]]]]:
+    """The JSON's three splits, each a list of pieces of frames of MIDI pitches; ValueError if it is not that."""
+    if path.stat().st_size > 50 * 1024**2:
+        raise ValueError(f"{path}: over 50 MB, not the JSB chorales")
+    data = json.loads(path.read_text())
+    splits = {}
+    for name in ("train", "valid", "test"):
+        pieces = data[name]
+        if not all(isinstance(piece, list) and len(piece) <= MAX_FRAMES for piece in pieces):
+            raise ValueError(f"{path}: {name} is not a list of pieces of at most {MAX_FRAMES} frames")
+        splits[name] = [[sorted({int(p) for p in frame if 0 <= int(p) <= 127})[:MAX_PITCHES] for frame in piece]
+                        for piece in pieces]
+    return splits
+
+
+def frames_to_score(frames: list[list[int]]) -> Score:
+    notes = [Note(index * TICKS, pitch, TICKS, 80) for index, frame in enumerate(frames) for pitch in frame]
+    return Score(TICKS, [Instrument(52, name="Chorale", notes=notes)], time_signatures=[TimeSignature(0, 4, 4)])
+
+
+def write_split(pieces, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frames in enumerate(pieces):
+        paths.append(write_midi(frames_to_score(frames), folder / f"{index:03d}.mid", force=True))
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path, help="jsb-chorales-quarter.json")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--out", type=Path, help="model folder to keep (default: a temporary one)")
+    arguments = parser.parse_args()
+    splits = read_split(arguments.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        write_split(splits["train"], scratch / "train")
+        write_split(splits["valid"], scratch / "valid")
+        test = write_split(splits["test"], scratch / "test")
+        out = arguments.out or scratch / "model"
+        started = time.time()
+        metrics = train(scratch / "train", out, ModelConfig(units=arguments.units),
+                        TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=4), force=True)
+        bundle = load_bundle(out)
+        tokenizer = bundle.tokenizer
+        from melody.midi_read import read_midi
+
+        pieces = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in test]
+        nats = model_nll(bundle.model, pieces)
+        frames = sum(len(piece) for piece in splits["test"])
+        valid = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in sorted((scratch / "valid").glob("*.mid"))]
+        valid_nats = model_nll(bundle.model, valid)
+        valid_frames = sum(len(piece) for piece in splits["valid"])
+    print(f"melody {arguments.units}-unit network, trained {metrics['steps']} steps in {time.time() - started:.0f} s "
+          f"({metrics['stopped']})")
+    print(f"  valid: {valid_nats / valid_frames:.3f} nats/frame ({valid_frames} frames)")
+    print(f"  test:  {nats / frames:.3f} nats/frame ({frames} frames, {sum(map(len, pieces))} tokens)")
+    for name, value in PUBLISHED.items():
+        print(f"  published {name}: {value:.2f}")
+
+
+if __name__ == "__main__":
+    main()
