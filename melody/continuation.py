@@ -58,6 +58,10 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
     ``density``: onsets per quarter note to ask for (default: the density of the primer's bars)."""
     sources = tokenizer.track_sources(seed)
     prepared = tokenizer.prepare(seed)
+    if programs and -1 not in programs:  # drums, for a model that never learned them: left to the loop
+        playable = [index for index, part in enumerate(prepared.instruments) if not part.is_drum]
+        sources = [sources[index] for index in playable]
+        prepared = prepared.replace(instruments=[prepared.instruments[index] for index in playable])
     if not prepared.notes:
         raise MelodyError("the seed has no pitched notes to take a melody from" if tokenizer.config.melody_only
                           else "the seed has no notes")
@@ -93,10 +97,20 @@ def primer_from_opening(opening: np.ndarray, tokenizer: Tokenizer) -> Primer:
     return Primer(tokens, 0, tuple(range(len(tokenizer.tracks(tokens)))), tokenizer.decode(tokens), 0)
 
 
+@dataclass(frozen=True)
+class Arranged:
+    """The output score, how many of its new notes are loops, and what became of each track of the seed:
+    ``tracks`` maps "written" (the model continued it), "looped" and "silent" to the tracks' names."""
+
+    score: Score
+    looped_notes: int
+    tracks: dict[str, list[str]]
+
+
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
-            continuation_only: bool = False, accompaniment: str = "loop") -> tuple[Score, int]:
+            continuation_only: bool = False, accompaniment: str = "loop") -> Arranged:
     """The output score: the seed followed by the new music (see the module), or the new music alone;
-    and how many of its new notes are the accompaniment's loops."""
+    with how many of its new notes are the accompaniment's loops and what each seed track did."""
     if accompaniment not in ACCOMPANIMENTS:
         raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
     before = tokenizer.decode(primer.tokens, meta=primer.timing)
@@ -116,38 +130,52 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
                  for n in new.notes if (n.start, n.pitch) not in known and at(n.start) < limit]
         new_parts.append((primer.sources[track] if track < len(primer.sources) else None, new, notes))
     if seed is None:
-        return after.replace(instruments=[dataclasses.replace(part, notes=notes) for _, part, notes in new_parts
-                                          if notes]), 0
+        parts = [dataclasses.replace(part, notes=notes) for _, part, notes in new_parts if notes]
+        return Arranged(after.replace(instruments=parts), 0, {"written": [_name(part, k) for k, part in
+                                                                             enumerate(parts)]})
     added = {source: notes for source, _, notes in new_parts if source is not None}
+    written = sorted(index for index, notes in added.items() if notes)
     extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
     lead = primer.sources[0] if tokenizer.config.melody_only and primer.sources else None
-    looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" else 0
+    looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" else {}
+    tracks = {"written": [_name(seed.instruments[k], k) for k in written],
+              "looped": [_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
+              "silent": [_name(part, k) for k, part in enumerate(seed.instruments)
+                         if part.notes and not added.get(k)]}
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
-        return _from(seed.replace(instruments=parts), begin), looped
+        return Arranged(_from(seed.replace(instruments=parts), begin), sum(looped.values()), tracks)
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
-    return seed.replace(instruments=instruments + extra), looped
+    return Arranged(seed.replace(instruments=instruments + extra), sum(looped.values()), tracks)
+
+
+def _name(part: Instrument, index: int) -> str:
+    """How the summary names a track: its name, else its number and what it plays."""
+    what = "drums" if part.is_drum else f"program {part.program}"
+    return part.name.strip() or f"track {index + 1} ({what})"
 
 
 ACCOMPANIMENTS = ("loop", "none")
 
 
-def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begin: int, limit: int) -> int:
+def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begin: int, limit: int) -> dict[int, int]:
     """Add to ``added`` (seed instrument -> new notes) the loops of the parts that would fall silent, and the
-    lead's own lower notes for a melody model (``lead``); returns how many notes the loops hold."""
-    looped = 0
+    lead's own lower notes for a melody model (``lead``); returns how many looped notes each track got."""
+    looped = {}
     for index, part in enumerate(seed.instruments):
         if index == lead:  # the lead's own lower voices (a piano's left hand) play on under the new tune
             line = {(note.start, note.pitch) for note in melody_line(seed, index).notes}
             below = _looped(dataclasses.replace(part, notes=[n for n in part.notes if (n.start, n.pitch) not in line]),
                             seed, begin, limit)
             added[index] = sorted(added.get(index, []) + below)
-            looped += len(below)
+            if below:
+                looped[index] = len(below)
         elif not added.get(index) and _sounds_before(part, seed, begin):
             added[index] = _looped(part, seed, begin, limit)
-            looped += len(added[index])
+            if added[index]:
+                looped[index] = len(added[index])
     return looped
 
 

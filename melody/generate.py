@@ -159,7 +159,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock)
     arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
                         config.accompaniment) for row in generated]
-    scores = [score for score, _ in arranged]
+    scores = [one.score for one in arranged]
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
     old_notes = 0 if seed_score is None or config.continuation_only else len(seed_score.notes)
@@ -169,7 +169,8 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
                               for row, done in zip(generated, complete) if not done],
                "notes": sum(len(score.notes) - old_notes for score in scores),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
-               "accompaniment_notes": sum(looped for _, looped in arranged),
+               "accompaniment_notes": sum(one.looped_notes for one in arranged),
+               "tracks": _track_roles(arranged, seed_score, manifest.programs),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None}
@@ -202,6 +203,20 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
             generated[row], complete[row] = tokens, finished
     clock.lap("sample")
     return generated, complete
+
+
+def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dict[str, list[str]]:
+    """What each seed track did in any sample: "written" by the model, else "looped" or "silent"; and
+    "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop)."""
+    roles = {role: [] for role in ("written", "looped", "silent")}
+    for one in arranged:
+        for role, names in one.tracks.items():
+            roles[role] += [name for name in names if name not in roles[role]]
+    roles["looped"] = [name for name in roles["looped"] if name not in roles["written"]]
+    roles["silent"] = [name for name in roles["silent"] if name not in roles["written"] + roles["looped"]]
+    drums = seed is not None and any(part.is_drum and part.notes for part in seed.instruments)
+    roles["not_played"] = ["drums"] if drums and -1 not in programs else []
+    return roles
 
 
 def _opening(manifest: Manifest, random_seed: int) -> np.ndarray:

@@ -78,6 +78,11 @@ def _print_summary(summary: dict) -> None:
                + (f" ({looped} of them the accompaniment repeating its last bars)" if looped else "")
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
+    tracks = summary["tracks"]
+    roles = [f"{role} {', '.join(tracks[role])}" for role in ("written", "looped", "silent") if tracks.get(role)]
+    if roles:
+        click.echo("Tracks: " + "; ".join(roles) + ("; drums left to the loop: the model plays no drums"
+                                                    if tracks["not_played"] else ""))
     stages = summary["wall_seconds"]
     click.echo(f"Done in {stages['total']:.1f} s: " + ", ".join(f"{stage} {stages[stage]:.2f}" for stage in
                                                             ("read", "load", "prime", "sample", "write"))
