@@ -1,0 +1,140 @@
+"""Does the band play together? New bars against the real next bars of real multi-part music.
+
+    python benchmarks/ensemble.py [--model melody/default_model] [--wild DIR] [--pieces 12] [--bars 8]
+                                  [--accompaniment loop|none] [--ending]
+
+Seeds: multi-part pieces the model did not train on (its validation files: chorales,
+Palestrina, madrigals, quartets), and with ``--wild DIR`` (MidiTok's test files, as the
+tests fetch them) POP909 songs (melody, bridge, piano) and multi-track pop songs. Each
+piece is cut at its middle bar line (a chorale of 14 bars after 7), continued for as many
+bars as it really has there, up to ``--bars`` (random seed = its number), and the new bars
+are measured against the piece's real bars there (with ``--ending``: cut before its last
+bars, so that the real side is the piece's own close, and the model asked to close) with
+``melody.ensemble`` and ``melody.metrics.continuation_fit``:
+
+    clash       clashing share of the time two parts sound together (2nds, 7ths, tritones)
+    on_others   the lead's notes on a pitch class another part sounds
+    copied      the other parts' bars that copy one of their seed bars
+    closes      the last bar's downbeat on the tonic triad over the tonic (see --ending)
+    bars, in_key, density   as musical_fit.py
+
+Printed per group (the corpus folder, or "pop"): the mean of each, generated against real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from melody.bundle import corpus_files, read_manifest  # noqa: E402
+from melody.ensemble import clash_share, copied_bars, ends_on_tonic, on_others  # noqa: E402
+from melody.generate import DEFAULT_MODEL, GenerateConfig, generate  # noqa: E402
+from melody.keys import estimate_key, key_name  # noqa: E402
+from melody.metrics import continuation_fit  # noqa: E402
+from melody.midi_read import read_midi  # noqa: E402
+from melody.midi_write import write_midi  # noqa: E402
+from melody.score import Score, lead_index  # noqa: E402
+
+WILD = ["MIDIs_one_track/POP909_008.mid", "MIDIs_one_track/POP909_010.mid", "MIDIs_one_track/POP909_022.mid",
+        "MIDIs_one_track/POP909_191.mid", "MIDIs_multitrack/Aicha.mid", "MIDIs_multitrack/Mr. Blue Sky.mid",
+        "MIDIs_multitrack/In Too Deep.mid", "MIDIs_multitrack/What a Fool Believes.mid"]
+
+
+def cut(score: Score, start: int, end: int) -> Score:
+    """The notes of ``score`` that start before ``end`` (cut at ``end``) and at or after ``start`` (all if 0)."""
+    import dataclasses
+
+    parts = [dataclasses.replace(part, notes=tuple(dataclasses.replace(n, duration=min(n.duration, end - n.start))
+                                                   for n in part.notes if start <= n.start < end))
+             for part in score.instruments]
+    return score.replace(instruments=parts)
+
+
+def measure(music: Score, seed_end: int, end: int, key: str) -> dict:
+    """The ensemble numbers of ``music`` over [seed_end, end)."""
+    lead = lead_index(cut(music, 0, seed_end))
+    others = [k for k, part in enumerate(music.instruments) if k != lead and not part.is_drum and part.notes]
+    copies = [copied_bars(music, k, seed_end, end) for k in others]
+    return {"clash": clash_share(music, seed_end, end),
+            "on_others": math.nan if lead is None else on_others(music, lead, seed_end, end),
+            "copied": np.nanmean(copies) if any(not math.isnan(c) for c in copies) else math.nan,
+            "closes": ends_on_tonic(music, key, seed_end, end)}
+
+
+def pieces(model: Path, wild: Path | None, count: int) -> list[tuple[str, Path]]:
+    """(group, path) of the seeds: held-out multi-part files of each corpus folder, then the wild songs."""
+    chosen, per_group = [], defaultdict(int)
+    for name in corpus_files(model)[1]:
+        path = ROOT / name
+        if path.is_file() and per_group[path.parent.name] < count and len(read_midi(path).instruments) > 1:
+            per_group[path.parent.name] += 1
+            chosen.append((path.parent.name, path))
+    if wild:
+        chosen += [("pop", wild / name) for name in WILD if (wild / name).is_file()]
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--wild", type=Path)
+    parser.add_argument("--pieces", type=int, default=12, help="seeds per corpus folder")
+    parser.add_argument("--bars", type=int, default=8)
+    parser.add_argument("--accompaniment", default="loop", choices=("loop", "none"))
+    parser.add_argument("--ending", action="store_true")
+    arguments = parser.parse_args()
+    manifest = read_manifest(arguments.model)
+    rows = defaultdict(lambda: defaultdict(list))
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, (group, path) in enumerate(pieces(arguments.model, arguments.wild, arguments.pieces)):
+            real = read_midi(path)
+            lines = [line for line in real.bar_lines(until=real.end_tick) if line < real.end_tick] + [real.end_tick]
+            middle = len(lines) // 2
+            bars = min(arguments.bars, len(lines) - 1 - middle)
+            if arguments.ending:  # the piece's real last bars against an ending asked for
+                middle = len(lines) - 1 - bars
+            if middle < 4 or bars < 4:
+                continue
+            seed_end, end = lines[middle], lines[middle + bars]
+            seed = cut(real, 0, seed_end)
+            seed_path = Path(scratch) / f"{number}.mid"
+            write_midi(seed, seed_path, force=True)
+            config = GenerateConfig(bars=bars, random_seed=number, accompaniment=arguments.accompaniment,
+                                    ending=arguments.ending)
+            made = generate(manifest, seed_path, config=config, write=False).scores[0]
+            key = key_name(*estimate_key([n for p in seed.instruments if not p.is_drum for n in p.notes]))
+            new_end = max(line for line in made.bar_lines(until=made.end_tick + 1) if line <= made.end_tick) \
+                if made.end_tick > seed_end else seed_end
+            fit = continuation_fit(seed, made, bars)
+            for side, music, stop in (("generated", made, max(new_end, end)), ("real", real, end)):
+                for name, value in measure(music, seed_end, stop, key).items():
+                    rows[group][(name, side)].append(value)
+            rows[group][("bars exact", "generated")].append(float(fit["bars_exact"]))
+            rows[group][("in key", "generated")].append(fit["in_key"])
+            print(f"{group} {path.name}: " + ", ".join(f"{name} {values[-1]:.2f}" for (name, side), values
+                                                       in rows[group].items() if side == "generated"), flush=True)
+    print(f"\nmodel {arguments.model}, up to {arguments.bars} bars from the middle of each piece, accompaniment "
+          f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}")
+    for group, table in rows.items():
+        count = len(next(iter(table.values())))
+        cells = []
+        for name in ("clash", "on_others", "copied", "closes", "bars exact", "in key"):
+            made, real = table.get((name, "generated"), []), table.get((name, "real"), [])
+            cell = f"{name} {np.nanmean(made):.2f}" if made else ""
+            cells.append(cell + (f" vs {np.nanmean(real):.2f} real" if real else ""))
+        print(f"{group} ({count} pieces): " + "; ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
