@@ -18,11 +18,15 @@ a piece's End (a training window may run on into the next piece), get zeros: wit
 the network is the plain one.
 
 Training (``melody.dataset``) keeps a random set of parts and tells the ending in a
-random half of its windows (``choose``); generation tells what the user keeps and asks
-for. What a token means comes from the tokenizer's table (``Tokenizer.token_table``).
+random half of its windows (``choose``, ``piece_features``); generation plays the kept
+notes (``KeptNotes``, made by ``Tokenizer.kept_notes``) into the sampled stream and
+tells each token what is ahead the same way (``told``). What a token means comes from
+the tokenizer's table (``Tokenizer.token_table``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -95,6 +99,46 @@ def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[boo
         np.add.at(marks, (first, classes), 1)
         np.add.at(marks, (np.maximum(last, first), classes), -1)
         rows[:, columns] = np.cumsum(marks[:-1], axis=0) > 0
+
+
+@dataclass(frozen=True)
+class KeptNotes:
+    """The notes of kept parts within the music to be sampled, in stream order: ``times`` (int (n,), steps from
+    where sampling starts), ``slots`` (int (n, 4): the Track, Velocity, Note and Duration tokens that play each),
+    ``classes`` (int (n,): pitch class, -1 for a drum note) and ``tracks`` (the kept tracks: the model writes
+    none of their notes)."""
+
+    times: np.ndarray
+    slots: np.ndarray
+    classes: np.ndarray
+    tracks: frozenset[int]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def told(kept: KeptNotes | None, next_note: np.ndarray, now: np.ndarray, bars_left: np.ndarray | None,
+         steps_per_quarter: int) -> np.ndarray:
+    """float32 (rows, WIDTH): what each sampled row's last token is told: the kept notes from its ``next_note``
+    on (those not yet in its stream) by their time against its ``now``, and its ``bars_left`` (None: the end
+    not told), as ``piece_features`` tells a token of a training piece."""
+    rows = len(now)
+    features = np.zeros((rows, WIDTH), np.float32) if bars_left is None else ending(bars_left)
+    if kept is None:
+        return features
+    features[:, KEPT] = 1.0
+    if not len(kept):
+        return features
+    counts = np.zeros((len(kept) + 1, 12), np.int32)
+    pitched = kept.classes >= 0
+    counts[1:][np.flatnonzero(pitched), kept.classes[pitched]] = 1
+    counts = np.cumsum(counts, axis=0)
+    first = np.minimum(next_note, len(kept))
+    soon = np.maximum(np.searchsorted(kept.times, now + steps_per_quarter, side="left"), first)
+    later = np.maximum(np.searchsorted(kept.times, now + 2 * steps_per_quarter, side="left"), first)
+    features[:, SOON] = counts[soon] - counts[first] > 0
+    features[:, LATER] = counts[later] - counts[soon] > 0
+    return features
 
 
 def ending(bars_left: np.ndarray) -> np.ndarray:

@@ -96,22 +96,25 @@ class Sampler:
         table = self.table
         self.is_bar, self.shift_steps, self.track_of = table["bar_steps"] > 0, table["shift_steps"], table["track_of"]
         self.follows = table["follows"]  # the note grammar: which token may come right after which
+        self.steps_per_quarter = int(table["steps_per_quarter"])
 
-    def prime(self, primer: np.ndarray, ending_in: int | None = None) -> Primed:
-        """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here. ``ending_in``:
-        tell the model the music ends that many bars after the primer's last bar line (``ahead.ending``)."""
+    def prime(self, primer: np.ndarray, kept: ahead.KeptNotes | None = None, ending_in: int | None = None) -> Primed:
+        """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here. ``kept`` and
+        ``ending_in`` (bars after the primer's last bar line): what its last token is told (``melody.ahead``)."""
         primer = np.asarray(primer, dtype=np.intp)
-        if ending_in is None:
+        if kept is None and ending_in is None:
             logits, state = self.model.prime(primer)
         else:
             told = np.zeros((len(primer), ahead.WIDTH), np.float32)
-            told[-1:] = ahead.ending(np.array([ending_in]))
+            told[-1:] = ahead.told(kept, np.zeros(1, np.int64), np.zeros(1, np.int64),
+                                   None if ending_in is None else np.array([ending_in]), self.steps_per_quarter)
             logits, state = self.model.prime(primer, told)
         return Primed(primer, logits, state)
 
     def sample(self, primed: Primed, samples: int, allowed: np.ndarray, max_tokens: int, bars: int,
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
-               pitched: np.ndarray | None = None, ending: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+               pitched: np.ndarray | None = None, ending: bool = False,
+               kept: ahead.KeptNotes | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -119,28 +122,24 @@ class Sampler:
         ``allowed``: bool (vocabulary,), the tokens a row may draw. ``penalty``: float (vocabulary,),
         subtracted from the logits (e.g. notes out of key) while the current track is one of ``pitched``
         (bool per track; drums are not held to a key). ``ending``: tell the model, token by token, how many
-        bars are left (``melody.ahead``), so that it closes (prime with ``ending_in=bars - 1`` then). The same
-        ``random_seed`` gives the same tokens.
+        bars are left (``melody.ahead``), so that it closes. ``kept``: notes of kept parts, played into every
+        row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
+        of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. The same ``random_seed``
+        gives the same tokens.
         """
         primer = primed.tokens
-        tracks = int(self.track_of.max()) + 1
-        penalty = np.zeros(self.vocabulary, np.float32) if penalty is None else np.asarray(penalty, np.float32)
-        pitched = np.ones(tracks, bool) if pitched is None else \
-            np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
-        # A bias row per track (the first: no track yet): the penalty on pitched tracks, nothing on drums.
-        bias = np.concatenate([np.zeros((1, self.vocabulary), np.float32), -penalty[None] * pitched[:, None]])
-        free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar)[None, :]  # may follow, inside a bar
+        bias = self._bias(penalty, pitched)
         position, bar_token = self._bar_position(primer)
-        switches = self.track_of[primer]
-        track = np.full(samples, switches[switches >= 0][-1] if (switches >= 0).any() else -1)
-        forced = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
+        forced_line = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
-        fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left in the bar
+        fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
+        playing = _Playing(kept, samples, self.table, primer)
+        free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
         rng = np.random.default_rng(random_seed)
         output = np.full((samples, max_tokens), -1, np.int32)
-        position = np.full(samples, position)
+        position, now = np.full(samples, position), np.zeros(samples, np.int64)
         bars_seen = np.ones(samples, np.int64)  # the bar the primer ends in
         finished = np.zeros(samples, bool)
         last = np.full(samples, primer[-1])
@@ -149,23 +148,35 @@ class Sampler:
             finished |= at_line & (bars_seen >= bars)
             if finished.all():
                 break
-            left = np.maximum(bar_length - position, 0)
-            mask = np.where(at_line[:, None], forced[None, :], free[last] & fits[left])
-            token = _draw(np.where(mask, logits + bias[track + 1], -np.inf), rng, config)
+            left = np.minimum(np.maximum(bar_length - position, 0), playing.steps_to_next(now))
+            mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left] & playing.may(last))
+            playing.begin(now, last, at_line, self.follows)
+            mask = np.where(playing.begun[:, None], playing.forced()[:, None] == np.arange(self.vocabulary), mask)
+            token = _draw(np.where(mask, logits + bias[playing.track + 1], -np.inf), rng, config)
             token[finished] = 0
             output[:, index] = np.where(finished, -1, token)
             opened = self.is_bar[token]
             position = np.where(opened, 0, position + self.shift_steps[token])
+            now += self.shift_steps[token]
             bars_seen += opened
             last = token
-            switched = self.track_of[token]
-            track = np.where(switched >= 0, switched, track)
-            if ending:
-                logits, state = self.model.step(token, state, ahead.ending(bars - bars_seen))
-            else:
+            playing.played(token)
+            if kept is None and not ending:
                 logits, state = self.model.step(token, state)
+            else:
+                told = ahead.told(kept, playing.upcoming(), now, bars - bars_seen if ending else None,
+                                  self.steps_per_quarter)
+                logits, state = self.model.step(token, state, told)
         finished |= (position >= bar_length) & (bars_seen >= bars)  # a row whose last bar closed on the last token
         return [row[:_length(row)] for row in output], finished
+
+    def _bias(self, penalty: np.ndarray | None, pitched: np.ndarray | None) -> np.ndarray:
+        """A row of logit bias per track (the first: no track yet): ``penalty`` on pitched tracks, none on drums."""
+        tracks = int(self.track_of.max()) + 1
+        penalty = np.zeros(self.vocabulary, np.float32) if penalty is None else np.asarray(penalty, np.float32)
+        pitched = np.ones(tracks, bool) if pitched is None else \
+            np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
+        return np.concatenate([np.zeros((1, self.vocabulary), np.float32), -penalty[None] * pitched[:, None]])
 
     def _bar_position(self, primer: np.ndarray) -> tuple[int, int]:
         """(steps since the primer's last bar line, that bar line's token)."""
@@ -173,6 +184,72 @@ class Sampler:
         if not len(lines):
             raise ValueError("the primer holds no bar line: the sampler cannot tell the meter")
         return int(self.shift_steps[primer[lines[-1]:]].sum()), int(primer[lines[-1]])
+
+
+class _Playing:
+    """Where each row of a sample is in the kept notes (``ahead.KeptNotes``) it plays, and which track and
+    velocity are in force in it. A kept note is played as its slots (Track, Velocity, Note, Duration),
+    the Track and Velocity tokens only where they change, starting as soon as its time has come and the
+    note grammar allows a Track token."""
+
+    def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray):
+        self.kept, self.table = kept, table
+        in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
+        self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
+        self.next = np.zeros(rows, np.int64)       # the first kept note not yet begun
+        self.slot = np.zeros(rows, np.int64)       # the slot of a begun note to play next
+        self.begun = np.zeros(rows, bool)
+        tracks = int(table["track_of"].max()) + 1
+        self.kept_tracks = np.zeros(tracks + 1, bool)  # indexed by track, the last entry for "none yet"
+        self.kept_tracks[sorted(kept.tracks) if kept else []] = True
+        self.kept_track_tokens = (table["track_of"] >= 0) & self.kept_tracks[table["track_of"]]
+
+    def steps_to_next(self, now: np.ndarray) -> np.ndarray:
+        """Steps each row may move before its next kept note (a large number without one)."""
+        if self.kept is None or not len(self.kept):
+            return np.full(len(now), 1 << 30)
+        times = np.append(self.kept.times, 1 << 30)
+        return np.maximum(times[np.minimum(self.next, len(self.kept))] - now, 0)
+
+    def may(self, last: np.ndarray) -> np.ndarray:
+        """Bool (rows, vocabulary): while a kept track is in force, no note or velocity of the model's own."""
+        held = self.kept_tracks[self.track]
+        notes = (self.table["pitch_of"] >= 0) | (self.table["velocity_of"] >= 0)
+        return ~(held[:, None] & notes[None, :])
+
+    def begin(self, now: np.ndarray, last: np.ndarray, at_line: np.ndarray, follows: np.ndarray) -> None:
+        """Begin the next kept note in the rows whose time for it has come, skipping slots already in force."""
+        if self.kept is None or not len(self.kept):
+            return
+        waiting = ~self.begun & (self.next < len(self.kept)) & ~at_line
+        index = np.minimum(self.next, len(self.kept) - 1)
+        due = waiting & (self.kept.times[index] == now) & follows[last, self.kept.slots[index, 0]]
+        self.begun |= due
+        self.slot = np.where(due, 0, self.slot)
+        track, velocity = self.table["track_of"][self.kept.slots[index, 0]], \
+            self.table["velocity_of"][self.kept.slots[index, 1]]
+        self.slot = np.where(self.begun & (self.slot == 0) & (self.track == track), 1, self.slot)
+        self.slot = np.where(self.begun & (self.slot == 1) & (self.velocity == velocity), 2, self.slot)
+
+    def forced(self) -> np.ndarray:
+        """The token each begun row plays next (meaningless for the others)."""
+        index = np.minimum(self.next, len(self.kept) - 1) if self.kept is not None and len(self.kept) else 0
+        return self.kept.slots[index, np.minimum(self.slot, 3)] if self.kept is not None and len(self.kept) \
+            else np.zeros(len(self.next), np.int64)
+
+    def played(self, token: np.ndarray) -> None:
+        """After each row's token: the track and velocity in force, and how far its kept note has been played."""
+        for name, values in (("track_of", "track"), ("velocity_of", "velocity")):
+            changed = self.table[name][token]
+            setattr(self, values, np.where(changed >= 0, changed, getattr(self, values)))
+        self.slot = np.where(self.begun, self.slot + 1, self.slot)
+        done = self.begun & (self.slot == 4)
+        self.next += done
+        self.begun &= ~done
+
+    def upcoming(self) -> np.ndarray:
+        """Per row, the first kept note not yet sounding in its stream (its Note token not yet played)."""
+        return self.next + (self.begun & (self.slot == 3))
 
 
 def _repeat(state, samples: int):

@@ -76,6 +76,7 @@ from pathlib import Path
 import numpy as np
 
 from melody.errors import SettingError, TokenizerError
+from melody.ahead import KeptNotes
 from melody.files import atomic_write
 from melody.settings import setting
 from melody.keys import MAJOR_NAMES, MINOR_NAMES, estimate_key, in_key_share, key_name, parse_key, scale
@@ -335,7 +336,8 @@ class Tokenizer:
         """What the sampler needs to know of every token id, as arrays over the vocabulary:
         ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
         time shift moves; 0 for others), ``track_of`` (k for Track_k, -1 for other tokens), ``pitch_of`` (the
-        MIDI pitch of a Note token, -1 for others) and ``follows``
+        MIDI pitch of a Note token, -1 for others), ``velocity_of`` (the bin of a Velocity token, -1 for others),
+        ``steps_per_quarter`` (a number) and ``follows``
         ((vocabulary, vocabulary) bool: the note grammar, which token may come right after which: after a
         track, a velocity or a note; after a velocity, a note; after a note, its duration, and a duration
         nowhere else)."""
@@ -348,13 +350,34 @@ class Tokenizer:
         track_of[kinds["Track"].ids] = range(self.config.max_tracks)
         pitch_of = np.full(len(self), -1, dtype=np.int32)
         pitch_of[kinds["Note"].ids] = range(128)
+        velocity_of = np.full(len(self), -1, dtype=np.int32)
+        velocity_of[kinds["Velocity"].ids] = range(self.config.velocity_bins)
         is_note, is_duration, is_velocity, is_track = (kinds.mask(kind) for kind in ("Note", "Duration", "Velocity",
                                                                                      "Track"))
         follows = np.where(is_note[:, None], is_duration[None, :],
                            np.where(is_track[:, None], (is_note | is_velocity)[None, :],
                                     np.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
         return {"bar_steps": bar_steps, "shift_steps": shift_steps, "track_of": track_of, "pitch_of": pitch_of,
-                "follows": follows}
+                "velocity_of": velocity_of, "follows": follows, "steps_per_quarter": self.config.steps_per_quarter}
+
+    def kept_notes(self, prepared: Score, tracks, start: int, end: int) -> KeptNotes:
+        """The notes of ``tracks`` (track numbers of the prepared score) that start in grid steps [start, end), as
+        ``ahead.KeptNotes`` to be played into a sampled stream that starts at ``start``: stream order (time,
+        track, pitch), each note as its Track, Velocity, Note and Duration tokens."""
+        kinds, rows = self.kinds, []
+        for track in sorted(set(tracks)):
+            part = prepared.instruments[track]
+            for note in part.notes:
+                if start <= note.start < end:
+                    rows.append((note.start - start, track, note.pitch, self.config.velocity_bin(note.velocity),
+                                 self.durations.index(self._snap_duration(note.duration)), part.is_drum))
+        rows.sort()
+        slots = np.array([(kinds["Track"].token(track), kinds["Velocity"].token(velocity), kinds["Note"].token(pitch),
+                           kinds["Duration"].token(duration)) for _, track, pitch, velocity, duration, _ in rows],
+                         dtype=np.int64).reshape(-1, 4)
+        return KeptNotes(np.array([row[0] for row in rows], np.int64).reshape(-1), slots,
+                         np.array([-1 if drum else pitch % 12 for _, _, pitch, _, _, drum in rows], np.int64),
+                         frozenset(tracks))
 
     def out_of_key(self, tokens) -> np.ndarray:
         """Bool (vocabulary,): the Note tokens whose pitch class is outside the scale of the key in the header

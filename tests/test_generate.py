@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 from pathlib import Path
@@ -105,6 +107,53 @@ def test_asked_to_end_the_model_is_told_the_bars_left_at_every_token(bundle):
     told.clear()
     sampler.sample(sampler.prime(primer), 1, tokenizer.sampling_mask(1), 2000, 6, random_seed=3)
     assert told and all(features is None for features in told)
+
+
+def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundle):
+    """A chorale's soprano kept over 3 bars while the model writes the other voices: every row holds the
+    soprano's notes exactly (time, pitch, length, loudness bin) and no other note on its track; at every token
+    the model was told what training's ``piece_features`` tells that token of the finished stream."""
+    from melody.continuation import make_primer
+
+    network, tokenizer = numpy_network(bundle), bundle.tokenizer
+    chorale = read_midi(corpus_files("chorales")[3])
+    prepared = tokenizer.prepare(chorale)
+    lines = prepared.bar_lines(until=prepared.end_tick)
+    primer = make_primer(chorale.replace(instruments=[dataclasses.replace(part, notes=tuple(
+        n for n in part.notes if n.start < lines[3] * chorale.ticks_per_quarter // 12)) for part in chorale.instruments]),
+        tokenizer, primer_bars=3)
+    region = (primer.start + primer.end, lines[6])
+    kept = tokenizer.kept_notes(prepared, {0}, *region)
+    assert len(kept) >= 6 and kept.times[0] >= 0
+    told = []
+
+    class Listening:
+        def prime(self, tokens, ahead=None):
+            told.append(ahead[-1])
+            return network.prime(tokens, ahead)
+
+        def step(self, tokens, state, ahead=None):
+            told.append(ahead)
+            return network.step(tokens, state, ahead)
+
+    sampler = Sampler(Listening(), tokenizer.token_table())
+    allowed = tokenizer.sampling_mask(4)
+    rows, done = sampler.sample(sampler.prime(primer.tokens, kept, ending_in=2), 3, allowed, 3000, 3,
+                                random_seed=5, ending=True, kept=kept)
+    assert done.all()
+    wanted = sorted((n.start - region[0], n.pitch, n.duration, tokenizer.config.velocity_bin(n.velocity))
+                    for n in prepared.instruments[0].notes if region[0] <= n.start < region[1])
+    for number, row in enumerate(rows):
+        stream = np.concatenate([primer.tokens, row])
+        decoded = tokenizer.decode(stream)
+        soprano = sorted((n.start - primer.end, n.pitch, n.duration, tokenizer.config.velocity_bin(n.velocity))
+                         for n in decoded.instruments[0].notes if n.start >= primer.end)
+        assert soprano == wanted, number
+        assert any(n.start >= primer.end for part in decoded.instruments[1:] for n in part.notes)
+        expected = ahead.piece_features(stream, tokenizer.token_table(), tokenizer.header_length(stream),
+                                        [False] * 4, frozenset({0}), True, 12)
+        seen = np.stack([told[0]] + [step[number] for step in told[1:len(row) + 1]])
+        np.testing.assert_array_equal(seen, expected[len(primer.tokens) - 1:], err_msg=f"row {number}")
 
 
 def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
