@@ -34,10 +34,16 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
     inside the bar           no bar token; a time shift only if position + its steps <= bar_length
     the note grammar         after a track token, a velocity or a note; after a velocity, a note;
                              after a note, its duration; a duration nowhere else
+    kept notes (``kept``)    a kept note is played, not drawn, once its time has come and the grammar
+                             allows (its Track, Velocity, Note and Duration tokens, the first two only
+                             where they change); a time shift only up to the next kept note; no Track
+                             token of a kept track, and no note of the row's own while one is in force
 
 so bar lines fall exactly where the meter puts them and time never crosses one
 unmarked: ``bars`` asked are ``bars`` written. The bar the primer ends in counts as
 the first (a primer made by ``continuation.make_primer`` ends with a bar line).
+With kept notes or an ending asked for, each token is told what lies ahead
+(``melody.ahead.told``) as training told it.
 
 Each step costs a few small NumPy operations besides the network's matrix products:
 no graph to compile, no TensorFlow to import, and never a re-run of the network
