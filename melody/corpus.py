@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -203,8 +204,16 @@ def _run(jobs, workers: int):
     if workers == 1:
         yield from map(_tokenize_job, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
         yield from pool.imap(_tokenize_job, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
+
+
+def _worker_signals() -> None:
+    """A forked worker leaves signals to its parent: it ignores Ctrl-C (the parent answers it) and dies
+    quietly on the SIGTERM with which the pool ends it, instead of running the handler it inherited from
+    a training run (``melody.interrupts``), which printed a traceback when the pool closed early."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _write_array(path: Path, raw, count: int, dtype) -> None:
