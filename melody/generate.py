@@ -151,10 +151,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
         primer = primer_from_opening(opening, tokenizer)
     clock.lap("read")
 
-    if config.ending and not manifest.model_config.ahead:
-        raise MelodyError(f"{manifest.path}: this model was trained without ahead inputs, so it cannot be told "
-                          "where the music ends; --ending needs one trained with them (melody train --ahead)")
-    sampler = _sampler(manifest) if network is None else Sampler(network, tokenizer.token_table())
+    sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
     generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock)
     arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
@@ -258,7 +255,10 @@ def numpy_network(manifest: Manifest) -> NumpyLSTM:
     return NumpyLSTM(manifest.network, load_weights(manifest), manifest.tokenizer.bar_tokens())
 
 
-def _sampler(manifest: Manifest) -> Sampler:
+def _sampler(manifest: Manifest, config: GenerateConfig) -> Sampler:
+    if config.ending and not manifest.model_config.ahead:
+        raise MelodyError(f"{manifest.path}: this model was trained without ahead inputs, so it cannot be told "
+                          "where the music ends; --ending needs one trained with them (melody train --ahead)")
     stamp = manifest.network_stamp()
     network = _network(manifest.path, stamp) if stamp else numpy_network(manifest)
     return Sampler(network, manifest.tokenizer.token_table())
