@@ -143,12 +143,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
     tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
-    if seed_score is not None:
-        primer = make_primer(seed_score, tokenizer, config.primer_bars, set(manifest.programs), config.density)
-    else:
-        opening = tokenizer.opening(_opening(manifest, random_seed), config.key, config.density,
-                                    config.time_signature)
-        primer = primer_from_opening(opening, tokenizer)
+    primer = _primer(seed_score, manifest, config, random_seed)
     clock.lap("read")
 
     sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
@@ -174,6 +169,15 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     starts = [None if seed_score is None or config.continuation_only else _first_new_tick(score, seed_score)
               for score in scores]
     return Generation(scores, paths, summary, starts)
+
+
+def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int):
+    """The seed's primer, or without a seed the opening of a training piece picked by ``random_seed``."""
+    tokenizer = manifest.tokenizer
+    if seed is not None:
+        return make_primer(seed, tokenizer, config.primer_bars, set(manifest.programs), config.density)
+    opening = tokenizer.opening(_opening(manifest, random_seed), config.key, config.density, config.time_signature)
+    return primer_from_opening(opening, tokenizer)
 
 
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
