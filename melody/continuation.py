@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melody.ahead import KeptNotes
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
 from melody.score import Instrument, KeySignature, Note, Score, melody_line
@@ -50,12 +51,15 @@ class Primer:
     sources: tuple[int, ...]  # for each track of the tokens, the seed instrument it continues
     timing: Score             # the primer's score (tempo, meter, key, track names) to decode against
     end: int                  # grid step (primer time) where the primer ends and new music starts
+    score: Score | None = None  # the whole seed as the model sees it, its tracks numbered as the primer's
 
 
 def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = None,
-                programs: set[int] | None = None, density: float | None = None) -> Primer:
+                programs: set[int] | None = None, density: float | None = None, at_bar: int | None = None) -> Primer:
     """The primer for continuing ``seed`` (see the module); ``programs``: the instruments the model knows;
-    ``density``: onsets per quarter note to ask for (default: the density of the primer's bars)."""
+    ``density``: onsets per quarter note to ask for (default: the density of the primer's bars); ``at_bar``:
+    new music starts at this bar line of the seed (0: its first), the music before it the primer (default:
+    after the seed's end)."""
     sources = tokenizer.track_sources(seed)
     prepared = tokenizer.prepare(seed)
     if programs and -1 not in programs:  # drums, for a model that never learned them: left to the loop
@@ -71,15 +75,20 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
     steps = tokenizer.config.steps_per_quarter
     seed_end = round(seed.end_tick * steps / seed.ticks_per_quarter)  # every track's end, not only the primer's
     end = _next_bar_line(prepared, seed_end - steps // 4)  # a 16th over the last release is no bar more
+    if at_bar is not None:
+        lines = prepared.bar_lines(until=end)
+        if not 1 <= at_bar < len(lines):
+            raise MelodyError(f"the seed has {len(lines)} bars; new music can start at bar 2 to {len(lines)}")
+        end = lines[at_bar]
     bar_lines = prepared.bar_lines(until=end)
     count = min(primer_bars or len(bar_lines), len(bar_lines))
     while True:
         start = bar_lines[-count] if count else 0
-        cut = _from(prepared, start)
+        cut = _from(prepared, start, end)
         if estimated:  # no key signature: the key the primer's bars are in (a song may modulate), all parts heard
             cut = cut.replace(key_signatures=[KeySignature(0, key_name(*estimate_key(
                 [n for part in seed.instruments if not part.is_drum for n in part.notes
-                 if n.start * steps >= start * seed.ticks_per_quarter])))])
+                 if start * seed.ticks_per_quarter <= n.start * steps < end * seed.ticks_per_quarter])))])
         tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start, prepared=True),
                                        density=density)
         if len(tokens) <= MAX_PRIMER_TOKENS or count <= 1:
@@ -88,7 +97,17 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
     if len(tokens) > MAX_PRIMER_TOKENS:  # one bar too long: keep the header and the bar's end
         header = tokenizer.header_length(tokens)
         tokens = np.concatenate([tokens[:header], tokens[len(tokens) - (MAX_PRIMER_TOKENS - header):]])
-    return Primer(tokens.astype(np.int32), start, tuple(sources), cut, end - start)
+    return Primer(tokens.astype(np.int32), start, tuple(sources), cut, end - start, prepared)
+
+
+def kept_notes(primer: Primer, tokenizer: Tokenizer, keep: set[int], bars: int) -> KeptNotes:
+    """The notes of the seed's instruments ``keep`` (indices) within the ``bars`` bars to be written after
+    ``primer``, to be played into the sampled stream (``Tokenizer.kept_notes``)."""
+    tracks = {primer.sources.index(k) for k in keep if k in primer.sources}
+    begin = primer.start + primer.end
+    lines = [line for line in primer.score.bar_lines(until=begin + (bars + 1) * 64 * tokenizer.config.steps_per_quarter)
+             if line >= begin]
+    return tokenizer.kept_notes(primer.score, tracks, begin, lines[min(bars, len(lines) - 1)])
 
 
 def primer_from_opening(opening: np.ndarray, tokenizer: Tokenizer) -> Primer:
@@ -105,12 +124,15 @@ class Arranged:
     score: Score
     looped_notes: int
     tracks: dict[str, list[str]]
+    new_notes: int = 0  # notes the model wrote, loops included
 
 
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
-            continuation_only: bool = False, accompaniment: str = "loop") -> Arranged:
+            continuation_only: bool = False, accompaniment: str = "loop", keep: frozenset[int] = frozenset()) -> Arranged:
     """The output score: the seed followed by the new music (see the module), or the new music alone;
-    with how many of its new notes are the accompaniment's loops and what each seed track did."""
+    with how many of its new notes are the accompaniment's loops and what each seed track did. ``keep``: seed
+    instruments kept as they are (their notes were played into the stream, not written). New music inside the
+    seed (``make_primer(at_bar=...)``) replaces the written tracks' notes in its bars; nothing loops there."""
     if accompaniment not in ACCOMPANIMENTS:
         raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
     before = tokenizer.decode(primer.tokens, meta=primer.timing)
@@ -132,23 +154,38 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
     if seed is None:
         parts = [dataclasses.replace(part, notes=notes) for _, part, notes in new_parts if notes]
         return Arranged(after.replace(instruments=parts), 0, {"written": [_name(part, k) for k, part in
-                                                                             enumerate(parts)]})
-    added = {source: notes for source, _, notes in new_parts if source is not None}
+                                                                             enumerate(parts)]},
+                        sum(len(part.notes) for part in parts))
+    added = {source: notes for source, _, notes in new_parts if source is not None and source not in keep}
     written = sorted(index for index, notes in added.items() if notes)
     extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
     lead = primer.sources[0] if tokenizer.config.melody_only and primer.sources else None
-    looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" else {}
-    tracks = {"written": [_name(seed.instruments[k], k) for k in written],
+    inside = any(note.start >= begin for note in seed.notes)
+    looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" and not inside else {}
+    tracks = {"kept": [_name(seed.instruments[k], k) for k in sorted(keep)],
+              "written": [_name(seed.instruments[k], k) for k in written],
               "looped": [_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
               "silent": [_name(part, k) for k, part in enumerate(seed.instruments)
-                         if part.notes and not added.get(k)]}
+                         if part.notes and not added.get(k) and k not in keep]}
+    if inside:  # the written tracks' own notes in these bars give way to the new ones
+        seed = seed.replace(instruments=[part if k in keep else dataclasses.replace(part, notes=tuple(
+            n for n in part.notes if not begin <= n.start < limit)) for k, part in enumerate(seed.instruments)])
+        whole = seed.replace(instruments=[dataclasses.replace(part, notes=tuple(sorted(
+            part.notes + tuple(added.get(k, ())), key=lambda n: (n.start, n.pitch)))) for k, part in
+            enumerate(seed.instruments)] + extra)
+        return Arranged(_from(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra))
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
-        return Arranged(_from(seed.replace(instruments=parts), begin), sum(looped.values()), tracks)
+        return Arranged(_from(seed.replace(instruments=parts), begin), sum(looped.values()), tracks,
+                        _count(added, extra))
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
-    return Arranged(seed.replace(instruments=instruments + extra), sum(looped.values()), tracks)
+    return Arranged(seed.replace(instruments=instruments + extra), sum(looped.values()), tracks, _count(added, extra))
+
+
+def _count(added: dict, extra: list) -> int:
+    return sum(len(notes) for notes in added.values()) + sum(len(part.notes) for part in extra)
 
 
 def _name(part: Instrument, index: int) -> str:
@@ -233,17 +270,18 @@ def _known_instrument(part: Instrument, programs: set[int]) -> Instrument:
     return dataclasses.replace(part, program=(family or pitched)[0])
 
 
-def _from(score: Score, start: int) -> Score:
-    """The part of ``score`` from tick ``start`` on, moved to begin at 0, with the tempo, meter and key then
-    in force."""
+def _from(score: Score, start: int, end: int | None = None) -> Score:
+    """The part of ``score`` from tick ``start`` on (its notes starting before ``end``, if given), moved to begin
+    at 0, with the tempo, meter and key then in force."""
     def from_start(events):
         before = [e for e in events if e.tick <= start][-1:]
         return [dataclasses.replace(e, tick=max(0, e.tick - start)) for e in before + [e for e in events
                                                                                         if e.tick > start]]
 
     return score.replace(
-        instruments=[dataclasses.replace(i, notes=[dataclasses.replace(n, start=n.start - start)
-                                                   for n in i.notes if n.start >= start]) for i in score.instruments],
+        instruments=[dataclasses.replace(i, notes=[dataclasses.replace(n, start=n.start - start) for n in i.notes
+                                                   if n.start >= start and (end is None or n.start < end)])
+                     for i in score.instruments],
         time_signatures=from_start(score.time_signatures), key_signatures=from_start(score.key_signatures),
         tempos=from_start(score.tempos))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
-from melody.continuation import ACCOMPANIMENTS, arrange, make_primer, primer_from_opening
+from melody.continuation import ACCOMPANIMENTS, arrange, kept_notes, make_primer, primer_from_opening
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -59,6 +59,12 @@ class GenerateConfig:
                                  "(loop), or stop (none).", choices=ACCOMPANIMENTS)
     density: float | None = setting(None, "Note onsets per quarter note to aim for (default: as the seed's last "
                                     "bars), e.g. 0.5 or 3.")
+    keep: tuple[str, ...] = setting((), "Seed tracks kept as they are, by number (as `melody info` lists them, from "
+                                    "1) or name, comma-separated; the model writes the others around them.",
+                                    parse=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+                                    metavar="TRACKS")
+    from_bar: int | None = setting(None, "Write from this bar of the seed on, the bars before it priming the model "
+                                   "and the written tracks' notes there replaced (default: after the seed).")
     ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends, so the "
                            "parts arrive together on a cadence (a model trained with --ahead).")
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
@@ -87,6 +93,8 @@ class GenerateConfig:
                                f"got {self.accompaniment!r}")
         if not (0 <= self.key_strength <= 20):
             raise SettingError(f"key strength must be in 0..20 nats, got {self.key_strength}")
+        if self.from_bar is not None and self.from_bar < 2:
+            raise SettingError(f"from-bar must be 2 or more (the bars before it prime the model), got {self.from_bar}")
 
 
 @dataclass
@@ -135,6 +143,8 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     """
     if seed is not None and (config.key is not None or config.time_signature is not None):
         raise SettingError("key and time signature come from the seed; give them only without one")
+    if seed is None and (config.keep or config.from_bar):
+        raise SettingError("keep and from-bar are about a seed's tracks and bars; give a seed")
     clock = _Clock()
     paths = output_paths(out, seed, config.num_samples) if write else []
     for path in paths:
@@ -144,22 +154,23 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
     primer = _primer(seed_score, manifest, config, random_seed)
+    keep = _kept_instruments(seed_score, config.keep)
+    kept = kept_notes(primer, tokenizer, keep, config.bars) if keep else None
     clock.lap("read")
 
     sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
-    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock)
+    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept)
     arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
-                        config.accompaniment) for row in generated]
+                        config.accompaniment, keep) for row in generated]
     scores = [one.score for one in arranged]
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
-    old_notes = 0 if seed_score is None or config.continuation_only else len(seed_score.notes)
     tokens = int(sum(len(row) for row in generated))
     summary = {"files": [str(path) for path in paths], "samples": config.num_samples, "bars": config.bars,
                "bars_short": [int(config.bars - 1 - tokenizer.is_bar(row).sum())
                               for row, done in zip(generated, complete) if not done],
-               "notes": sum(len(score.notes) - old_notes for score in scores),
+               "notes": sum(one.new_notes for one in arranged),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
                "accompaniment_notes": sum(one.looped_notes for one in arranged),
                "tracks": _track_roles(arranged, seed_score, manifest.programs),
@@ -175,21 +186,41 @@ def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, rand
     """The seed's primer, or without a seed the opening of a training piece picked by ``random_seed``."""
     tokenizer = manifest.tokenizer
     if seed is not None:
-        return make_primer(seed, tokenizer, config.primer_bars, set(manifest.programs), config.density)
+        return make_primer(seed, tokenizer, config.primer_bars, set(manifest.programs), config.density,
+                           None if config.from_bar is None else config.from_bar - 1)
     opening = tokenizer.opening(_opening(manifest, random_seed), config.key, config.density, config.time_signature)
     return primer_from_opening(opening, tokenizer)
 
 
+def _kept_instruments(seed: Score | None, asked: tuple[str, ...]) -> frozenset[int]:
+    """The seed instruments ``asked`` for by number (from 1) or name; SettingError for one it lacks, or all."""
+    if not asked:
+        return frozenset()
+    names = [part.name.strip().lower() for part in seed.instruments]
+    kept = set()
+    for item in asked:
+        if item.isdigit() and 1 <= int(item) <= len(names):
+            kept.add(int(item) - 1)
+        elif item.lower() in names:
+            kept.add(names.index(item.lower()))
+        else:
+            raise SettingError(f"the seed has no track {item!r}; its tracks are 1..{len(names)}: "
+                               + ", ".join(part.name or "(unnamed)" for part in seed.instruments))
+    if len(kept) == len([part for part in seed.instruments if part.notes]):
+        raise SettingError("every track is kept: nothing is left to write")
+    return frozenset(kept)
+
+
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock) -> tuple[list[np.ndarray], list[bool]]:
-    """``config.num_samples`` rows of ``config.bars`` bars after ``primer``, and whether each is complete. A row
-    without a single note is drawn again (reproducibly, with the random seed plus 1, 2, 3)."""
-    primed = sampler.prime(primer, ending_in=config.bars - 1 if config.ending else None)
+            clock: _Clock, kept=None) -> tuple[list[np.ndarray], list[bool]]:
+    """``config.num_samples`` rows of ``config.bars`` bars after ``primer`` (``kept`` notes played in), and whether
+    each is complete. A row without a single note is drawn again (reproducibly, random seed plus 1, 2, 3)."""
+    primed = sampler.prime(primer, kept, ending_in=config.bars - 1 if config.ending else None)
     clock.lap("prime")
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
-                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending}
+                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):
@@ -209,7 +240,7 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
 def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent"; and
     "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop)."""
-    roles = {role: [] for role in ("written", "looped", "silent")}
+    roles = {role: [] for role in ("kept", "written", "looped", "silent")}
     for one in arranged:
         for role, names in one.tracks.items():
             roles[role] += [name for name in names if name not in roles[role]]

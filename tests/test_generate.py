@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import _tiny_bundle, corpus_files, note, run_melody, smf, track
 from melody.bundle import load_bundle, load_corpus, load_weights
-from melody.errors import MelodyError, OutputExistsError
+from melody.errors import MelodyError, OutputExistsError, SettingError
 from melody.cli import cli
 from melody.continuation import make_primer
 from melody.keys import scale
@@ -154,6 +154,29 @@ def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundl
                                         [False] * 4, frozenset({0}), True, 12)
         seen = np.stack([told[0]] + [step[number] for step in told[1:len(row) + 1]])
         np.testing.assert_array_equal(seen, expected[len(primer.tokens) - 1:], err_msg=f"row {number}")
+
+
+def test_kept_tracks_stay_and_the_others_are_written_anew_in_the_bars_asked(bundle, tmp_path):
+    """--keep Soprano --from-bar 5 --bars 3 on a chorale: the soprano is the seed's note for note, the other
+    voices are the seed's outside bars 5-7 and new inside them; the summary names what was kept and written."""
+    seed = corpus_files("chorales")[3]
+    config = GenerateConfig(bars=3, random_seed=4, keep=("Soprano",), from_bar=5)
+    result = generate(bundle, seed=seed, config=config, write=False)
+    original, made = read_midi(seed), result.scores[0]
+    lines = original.bar_lines(until=original.end_tick)
+    begin, end = lines[4], lines[7]
+    assert made.instruments[0].notes == original.instruments[0].notes
+    for before, after in zip(original.instruments[1:], made.instruments[1:]):
+        outside = [(n.start, n.pitch, n.duration) for n in before.notes if not begin <= n.start < end]
+        assert [(n.start, n.pitch, n.duration) for n in after.notes if not begin <= n.start < end] == outside
+    new = [(n.start, n.pitch) for part in made.instruments[1:] for n in part.notes if begin <= n.start < end]
+    old = [(n.start, n.pitch) for part in original.instruments[1:] for n in part.notes if begin <= n.start < end]
+    assert new and new != old and result.summary["notes"] == len(new)
+    assert result.summary["tracks"]["kept"] == ["Soprano"] and "Soprano" not in result.summary["tracks"]["written"]
+    with pytest.raises(SettingError, match="no track 'Flute'"):
+        generate(bundle, seed=seed, config=GenerateConfig(keep=("Flute",)), write=False)
+    with pytest.raises(SettingError, match="every track is kept"):
+        generate(bundle, seed=seed, config=GenerateConfig(keep=("1", "2", "3", "4")), write=False)
 
 
 def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):

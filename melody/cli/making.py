@@ -42,6 +42,7 @@ def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, 
       melody generate --out waltz.mid --time-signature 3/4 --key Eb --bars 16
       melody generate --seed song.mid --density 2 --accompaniment none
       melody generate --seed song.mid --wav --png
+      melody generate --seed chorale.mid --keep Soprano --from-bar 5 --bars 4   (new lower voices)
     """
     import json
 
@@ -79,7 +80,8 @@ def _print_summary(summary: dict) -> None:
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
     tracks = summary["tracks"]
-    roles = [f"{role} {', '.join(tracks[role])}" for role in ("written", "looped", "silent") if tracks.get(role)]
+    roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "looped", "silent")
+             if tracks.get(role)]
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums left to the loop: the model plays no drums"
                                                     if tracks["not_played"] else ""))
