@@ -155,9 +155,11 @@ class Sampler:
             if finished.all():
                 break
             left = np.minimum(np.maximum(bar_length - position, 0), playing.steps_to_next(now))
-            mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left] & playing.may(last))
-            playing.begin(now, last, at_line, self.follows)
-            mask = np.where(playing.begun[:, None], playing.forced()[:, None] == np.arange(self.vocabulary), mask)
+            mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
+            if kept is not None:
+                mask &= playing.may()
+                playing.begin(now, last, at_line, self.follows)
+                mask = np.where(playing.begun[:, None], playing.forced()[:, None] == np.arange(self.vocabulary), mask)
             token = _draw(np.where(mask, logits + bias[playing.track + 1], -np.inf), rng, config)
             token[finished] = 0
             output[:, index] = np.where(finished, -1, token)
@@ -217,7 +219,7 @@ class _Playing:
         times = np.append(self.kept.times, 1 << 30)
         return np.maximum(times[np.minimum(self.next, len(self.kept))] - now, 0)
 
-    def may(self, last: np.ndarray) -> np.ndarray:
+    def may(self) -> np.ndarray:
         """Bool (rows, vocabulary): while a kept track is in force, no note or velocity of the model's own."""
         held = self.kept_tracks[self.track]
         notes = (self.table["pitch_of"] >= 0) | (self.table["velocity_of"] >= 0)
