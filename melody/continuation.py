@@ -259,15 +259,25 @@ def _instrument(seed: Score, source: int | None, part: Instrument, notes: list[N
     return dataclasses.replace(base, notes=tuple(notes))
 
 
+# Where a General MIDI family without a program the model knows looks next, by the part it plays: a bass
+# line to the cello (42) or a choir's bass (52), pads and ensembles to the choir, lead lines (brass, reeds,
+# pipes, synth leads) to the violin (40), keyboards and guitars to the piano (0).
+ROLE_FALLBACKS = {1: (0,), 2: (0, 52), 3: (0,), 4: (42, 52, 41), 5: (40, 41, 42), 6: (52, 48, 40), 7: (40, 52),
+                  8: (40, 52), 9: (40, 52), 10: (40, 52), 11: (52, 48), 13: (40, 0)}
+
+
 def _known_instrument(part: Instrument, programs: set[int]) -> Instrument:
-    """``part``, announced as an instrument the model knows: its own, else one of its General MIDI family."""
+    """``part``, announced as an instrument the model knows: its own, else one of its General MIDI family, else
+    the first known of its family's ``ROLE_FALLBACKS``, else the lowest program the model knows."""
     if part.is_drum or part.program in programs:
         return part
     pitched = sorted(p for p in programs if p >= 0)
     if not pitched:
         return part
-    family = [p for p in pitched if p // 8 == part.program // 8]
-    return dataclasses.replace(part, program=(family or pitched)[0])
+    family = part.program // 8
+    same = [p for p in pitched if p // 8 == family]
+    role = [p for p in ROLE_FALLBACKS.get(family, ()) if p in programs]
+    return dataclasses.replace(part, program=(same or role or pitched)[0])
 
 
 def _from(score: Score, start: int, end: int | None = None) -> Score:

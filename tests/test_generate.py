@@ -314,6 +314,26 @@ def test_a_model_of_piano_music_writes_only_piano_and_continues_the_seeds_own_tr
     assert result.summary["notes"] > 0
 
 
+def test_instruments_the_model_lacks_are_announced_by_the_part_they_play():
+    """For a model of voices, strings and folk melodies (programs 0, 40, 41, 42, 52, no drums): a synth lead
+    is announced as a violin, a pad as the choir, an electric bass as the cello, and the drums are left out
+    of the primer (to the loop); a piano stays a piano."""
+    from melody.continuation import make_primer
+    from melody.tokenizer import Tokenizer, TokenizerConfig
+
+    bars = range(8)
+    parts = [Instrument(81, name="Lead", notes=[Note(480 * q, 76, 480, 90) for q in bars]),
+             Instrument(89, name="Pad", notes=[Note(1920 * q, 64, 1920, 60) for q in range(2)]),
+             Instrument(0, name="Keys", notes=[Note(960 * q, 60, 960, 70) for q in range(4)]),
+             Instrument(33, name="Bass", notes=[Note(480 * q, 40, 480, 90) for q in bars]),
+             Instrument(0, is_drum=True, name="Drums", notes=[Note(240 * q, 36, 120, 100) for q in bars])]
+    tokenizer = Tokenizer(TokenizerConfig())
+    primer = make_primer(Score(480, parts, time_signatures=[TimeSignature(0, 4, 4)]), tokenizer,
+                         programs={0, 40, 41, 42, 52})
+    assert tokenizer.tracks(primer.tokens) == [(False, 40), (False, 52), (False, 0), (False, 42)]
+    assert primer.sources == (0, 1, 2, 3)
+
+
 def test_each_new_note_joins_the_track_it_was_sampled_for(bundle, tmp_path):
     """SATB: four tracks with one program. New notes land on several of them, and no track is added."""
     seed_path = corpus_files("chorales")[7]
