@@ -52,7 +52,7 @@ def choose(rng: np.random.Generator, tracks: list[tuple[bool, int]]) -> tuple[fr
 
 
 def piece_features(tokens: np.ndarray, table: dict, header: int, drums: list[bool], kept: frozenset[int],
-                   tell_ending: bool, steps_per_quarter: int) -> np.ndarray:
+                   tell_ending: bool) -> np.ndarray:
     """float32 (len(tokens), WIDTH): the features of every token of one whole piece (its header, ``header``
     tokens, first, its End last; ``drums``: per track, whether it is a drum track), ``kept`` tracks kept, the
     end told or not. ``table``: ``Tokenizer.token_table()``."""
@@ -62,7 +62,7 @@ def piece_features(tokens: np.ndarray, table: dict, header: int, drums: list[boo
     if not len(body):
         return features
     if kept:
-        _kept_notes(rows, body, table, drums, kept, steps_per_quarter)
+        _kept_notes(rows, body, table, drums, kept)
         rows[:, KEPT] = 1.0
     if tell_ending:
         is_bar = table["bar_steps"][body] > 0
@@ -72,8 +72,7 @@ def piece_features(tokens: np.ndarray, table: dict, header: int, drums: list[boo
     return features
 
 
-def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[bool], kept: frozenset[int],
-                steps_per_quarter: int) -> None:
+def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[bool], kept: frozenset[int]) -> None:
     """Fill ``rows``' soon and later columns from the kept tracks' notes in ``body``."""
     track_tokens = np.flatnonzero(table["track_of"][body] >= 0)
     in_force = np.full(len(body), -1)
@@ -90,7 +89,8 @@ def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[boo
     if not len(notes):
         return
     time = np.cumsum(table["shift_steps"][body])  # the time at each token, after its own shift
-    for columns, near, far in ((SOON, 0, steps_per_quarter), (LATER, steps_per_quarter, 2 * steps_per_quarter)):
+    quarter = int(table["steps_per_quarter"])
+    for columns, near, far in ((SOON, 0, quarter), (LATER, quarter, 2 * quarter)):
         # Tokens i before note j with near <= time_j - time_i < far; time never falls, so a range of places.
         first = np.searchsorted(time, time[notes] - far, side="right")
         last = np.minimum(np.searchsorted(time, time[notes] - near, side="right"), notes)  # exclusive

@@ -142,7 +142,7 @@ class WindowSampler:
         tracks = tokenizer.tracks(tokens)
         kept, tell_ending = ahead.choose(rng, tracks)
         whole = ahead.piece_features(tokens, self.table, int(header), [drum for drum, _ in tracks], kept,
-                                     tell_ending, tokenizer.config.steps_per_quarter)
+                                     tell_ending)
         inside = positions < end  # a window running on past the piece's End is told nothing there
         features = np.zeros((len(positions), ahead.WIDTH), np.float32)
         features[inside] = whole[positions[inside] - start]

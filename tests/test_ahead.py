@@ -19,7 +19,7 @@ QUARTER = TOKENIZER.config.steps_per_quarter
 def features_of(tokens, kept, tell_ending):
     tracks = TOKENIZER.tracks(tokens)
     return ahead.piece_features(tokens, TABLE, TOKENIZER.header_length(tokens), [d for d, _ in tracks],
-                                frozenset(kept), tell_ending, QUARTER)
+                                frozenset(kept), tell_ending)
 
 
 def by_definition(tokens, kept, tell_ending) -> np.ndarray:

@@ -58,7 +58,7 @@ def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, melody
         told = np.zeros((len(tokens), ahead.WIDTH), np.float32)
         if bundle.model_config.ahead:  # told what track 0 plays next and where these tokens end
             told = ahead.piece_features(tokens, tokenizer.token_table(), tokenizer.header_length(tokens),
-                                        [d for d, _ in tokenizer.tracks(tokens)], frozenset({0}), True, 12)
+                                        [d for d, _ in tokenizer.tracks(tokens)], frozenset({0}), True)
             assert told[:, ahead.SOON].any() and told[:, ahead.ENDING].any()
         inputs = [tokens[None].astype("int32"), told[None]] if bundle.model_config.ahead else tokens[None].astype("int32")
         expected = bundle.model(inputs).numpy()[0]
@@ -151,7 +151,7 @@ def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundl
         assert soprano == wanted, number
         assert any(n.start >= primer.end for part in decoded.instruments[1:] for n in part.notes)
         expected = ahead.piece_features(stream, tokenizer.token_table(), tokenizer.header_length(stream),
-                                        [False] * 4, frozenset({0}), True, 12)
+                                        [False] * 4, frozenset({0}), True)
         seen = np.stack([told[0]] + [step[number] for step in told[1:len(row) + 1]])
         np.testing.assert_array_equal(seen, expected[len(primer.tokens) - 1:], err_msg=f"row {number}")
 
