@@ -241,9 +241,9 @@ class _Playing:
 
     def forced(self) -> np.ndarray:
         """The token each begun row plays next (meaningless for the others)."""
-        index = np.minimum(self.next, len(self.kept) - 1) if self.kept is not None and len(self.kept) else 0
-        return self.kept.slots[index, np.minimum(self.slot, 3)] if self.kept is not None and len(self.kept) \
-            else np.zeros(len(self.next), np.int64)
+        if self.kept is None or not len(self.kept):
+            return np.zeros(len(self.next), np.int64)
+        return self.kept.slots[np.minimum(self.next, len(self.kept) - 1), np.minimum(self.slot, 3)]
 
     def played(self, token: np.ndarray) -> None:
         """After each row's token: the track and velocity in force, and how far its kept note has been played."""
