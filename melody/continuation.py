@@ -37,7 +37,7 @@ from melody.ahead import KeptNotes
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
 from melody.score import Instrument, KeySignature, Note, Score, melody_line
-from melody.tokenizer import Tokenizer
+from melody.tokenizer import Tokenizer, onset_density
 
 MAX_PRIMER_TOKENS = 1024
 
@@ -55,13 +55,22 @@ class Primer:
 
 
 def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = None,
-                programs: set[int] | None = None, density: float | None = None, at_bar: int | None = None) -> Primer:
+                programs: set[int] | None = None, density: float | None = None, at_bar: int | None = None,
+                new_parts=()) -> Primer:
     """The primer for continuing ``seed`` (see the module); ``programs``: the instruments the model knows;
     ``density``: onsets per quarter note to ask for (default: the density of the primer's bars); ``at_bar``:
     new music starts at this bar line of the seed (0: its first), the music before it the primer (default:
-    after the seed's end)."""
+    after the seed's end); ``new_parts``: seed instruments without notes that the model is to write, tracks
+    after the seed's pitched ones (before its drums), in their order."""
     sources = tokenizer.track_sources(seed)
     prepared = tokenizer.prepare(seed)
+    if new_parts and not tokenizer.config.melody_only:
+        drums = next((k for k, part in enumerate(prepared.instruments) if part.is_drum), len(sources))
+        room = max(0, tokenizer.config.max_tracks - len(sources))
+        new_parts = list(new_parts)[:room]
+        sources = sources[:drums] + new_parts + sources[drums:]
+        parts = list(prepared.instruments)
+        prepared = prepared.replace(instruments=parts[:drums] + [seed.instruments[k] for k in new_parts] + parts[drums:])
     if programs and -1 not in programs:  # drums, for a model that never learned them: left to the loop
         playable = [index for index, part in enumerate(prepared.instruments) if not part.is_drum]
         sources = [sources[index] for index in playable]
@@ -77,8 +86,8 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
     end = _next_bar_line(prepared, seed_end - steps // 4)  # a 16th over the last release is no bar more
     if at_bar is not None:
         lines = prepared.bar_lines(until=end)
-        if not 1 <= at_bar < len(lines):
-            raise MelodyError(f"the seed has {len(lines)} bars; new music can start at bar 2 to {len(lines)}")
+        if not 0 <= at_bar < len(lines):
+            raise MelodyError(f"the seed has {len(lines)} bars; new music can start at bar 1 to {len(lines)}")
         end = lines[at_bar]
     bar_lines = prepared.bar_lines(until=end)
     count = min(primer_bars or len(bar_lines), len(bar_lines))
@@ -86,11 +95,13 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
         start = bar_lines[-count] if count else 0
         cut = _from(prepared, start, end)
         if estimated:  # no key signature: the key the primer's bars are in (a song may modulate), all parts heard
+            until = end if end > start else seed_end
             cut = cut.replace(key_signatures=[KeySignature(0, key_name(*estimate_key(
                 [n for part in seed.instruments if not part.is_drum for n in part.notes
-                 if start * seed.ticks_per_quarter <= n.start * steps < end * seed.ticks_per_quarter])))])
+                 if start * seed.ticks_per_quarter <= n.start * steps < until * seed.ticks_per_quarter])))])
         tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start, prepared=True),
-                                       density=density)
+                                       density=density if density is not None else _density(
+                                           prepared if end == 0 else cut, new_parts))
         if len(tokens) <= MAX_PRIMER_TOKENS or count <= 1:
             break
         count = max(1, min(count - 1, count * MAX_PRIMER_TOKENS // len(tokens)))  # bars that may fit
@@ -98,6 +109,37 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
         header = tokenizer.header_length(tokens)
         tokens = np.concatenate([tokens[:header], tokens[len(tokens) - (MAX_PRIMER_TOKENS - header):]])
     return Primer(tokens.astype(np.int32), start, tuple(sources), cut, end - start, prepared)
+
+
+# Distinct onsets of all parts per onset of the top part alone, median of Bach's chorales (1.53; Palestrina's
+# masses 2.07): what a lone line asks for once parts are added under it.
+PARTS_PER_LINE_DENSITY = 1.5
+
+
+def _density(score: Score, new_parts) -> float:
+    """The density to ask for: ``score``'s onsets per quarter; a lone line's times ``PARTS_PER_LINE_DENSITY``
+    when parts are added to it (new parts fill the line's rests and move under its held notes)."""
+    lines = sum(bool(part.notes) and not part.is_drum for part in score.instruments)
+    return onset_density(score) * (PARTS_PER_LINE_DENSITY if new_parts and lines == 1 else 1.0)
+
+
+# New tracks of these General MIDI programs may play chords (keyboards, chromatic percussion, organs,
+# guitars, string ensembles, pads); a new voice, solo string, wind or lead plays one note at a time.
+CHORDAL_PROGRAMS = frozenset(range(32)) | frozenset(range(48, 52)) | frozenset(range(88, 96))
+NEW_CHORD = 6
+
+
+def chord_limits(seed: Score, primer: Primer) -> np.ndarray:
+    """Per track of ``primer``, the most notes it may start at one moment: as many as its largest chord in the
+    seed; for a new track, ``NEW_CHORD`` on a chordal instrument (``CHORDAL_PROGRAMS``; the one asked for, not
+    the one the model is told of), else 1."""
+    limits = []
+    for part, source in zip(primer.score.instruments, primer.sources):
+        starts = np.unique([note.start for note in part.notes], return_counts=True)[1]
+        asked = seed.instruments[source]
+        limits.append(int(starts.max()) if len(starts) else
+                      NEW_CHORD if asked.is_drum or asked.program in CHORDAL_PROGRAMS else 1)
+    return np.array(limits, np.int64)
 
 
 def kept_notes(primer: Primer, tokenizer: Tokenizer, keep: set[int], bars: int) -> KeptNotes:
@@ -119,7 +161,8 @@ def primer_from_opening(opening: np.ndarray, tokenizer: Tokenizer) -> Primer:
 @dataclass(frozen=True)
 class Arranged:
     """The output score, how many of its new notes are loops, and what became of each track of the seed:
-    ``tracks`` maps "written" (the model continued it), "looped" and "silent" to the tracks' names."""
+    ``tracks`` maps "kept", "written" (the model continued it), "added" (a new track the model wrote),
+    "looped" and "silent" to the tracks' names."""
 
     score: Score
     looped_notes: int
@@ -163,7 +206,8 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
     inside = any(note.start >= begin for note in seed.notes)
     looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" and not inside else {}
     tracks = {"kept": [_name(seed.instruments[k], k) for k in sorted(keep)],
-              "written": [_name(seed.instruments[k], k) for k in written],
+              "written": [_name(seed.instruments[k], k) for k in written if seed.instruments[k].notes],
+              "added": [_name(seed.instruments[k], k) for k in written if not seed.instruments[k].notes],
               "looped": [_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
               "silent": [_name(part, k) for k, part in enumerate(seed.instruments)
                          if part.notes and not added.get(k) and k not in keep]}

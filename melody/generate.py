@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
-from melody.continuation import ACCOMPANIMENTS, arrange, kept_notes, make_primer, primer_from_opening
+from melody.continuation import ACCOMPANIMENTS, arrange, chord_limits, kept_notes, make_primer, primer_from_opening
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -32,13 +32,14 @@ from melody.midi_write import midi_bytes
 from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
-from melody.score import Score, parse_meter
+from melody.score import Instrument, Score, parse_meter
 from melody.settings import setting
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
 MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
 RETRIES = 3  # draws for a sample that came out without a note
+CHOIR = 52  # General MIDI 'Choir Aahs': the instrument of a new track unless told
 KEY_STRENGTH = 1.5  # nats off an out-of-key note: 4.5x less likely (measured in BENCHMARKS.md, "Musical fit")
 
 
@@ -63,8 +64,14 @@ class GenerateConfig:
                                     "1) or name, comma-separated; the model writes the others around them.",
                                     parse=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
                                     metavar="TRACKS")
-    from_bar: int | None = setting(None, "Write from this bar of the seed on, the bars before it priming the model "
-                                   "and the written tracks' notes there replaced (default: after the seed).")
+    add: tuple[str, ...] = setting((), "New tracks for the model to write, under the seed's pitched tracks, highest "
+                                   "first: NAME or NAME=INSTRUMENT (a General MIDI program number or name; default "
+                                   "choir), comma-separated, e.g. Alto,Tenor,Bass=cello.",
+                                   parse=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+                                   metavar="PARTS")
+    from_bar: int | None = setting(None, "Write from this bar of the seed on (1: from its start), the bars before it "
+                                   "priming the model and the written tracks' notes there replaced (default: "
+                                   "after the seed).")
     ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends, so the "
                            "parts arrive together on a cadence (a model trained with --ahead).")
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
@@ -93,8 +100,12 @@ class GenerateConfig:
                                f"got {self.accompaniment!r}")
         if not (0 <= self.key_strength <= 20):
             raise SettingError(f"key strength must be in 0..20 nats, got {self.key_strength}")
-        if self.from_bar is not None and self.from_bar < 2:
-            raise SettingError(f"from-bar must be 2 or more (the bars before it prime the model), got {self.from_bar}")
+        if self.from_bar is not None and self.from_bar < 1:
+            raise SettingError(f"from-bar must be 1 or more, got {self.from_bar}")
+        if len(self.add) > 16:
+            raise SettingError(f"at most 16 new tracks, got {len(self.add)}")
+        for part in self.add:
+            new_part(part)  # a SettingError for an instrument nobody knows
 
 
 @dataclass
@@ -143,24 +154,27 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     """
     if seed is not None and (config.key is not None or config.time_signature is not None):
         raise SettingError("key and time signature come from the seed; give them only without one")
-    if seed is None and (config.keep or config.from_bar):
-        raise SettingError("keep and from-bar are about a seed's tracks and bars; give a seed")
+    if seed is None and (config.keep or config.from_bar or config.add):
+        raise SettingError("keep, add and from-bar are about a seed's tracks and bars; give a seed")
     clock = _Clock()
     paths = output_paths(out, seed, config.num_samples) if write else []
     for path in paths:
         check_writable(path, force)
     seed_score = read_midi(seed) if seed else None
+    if config.add:  # the new tracks join the seed, without notes: the model writes them
+        seed_score = seed_score.replace(instruments=seed_score.instruments + tuple(new_part(p) for p in config.add))
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
     tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
     primer = _primer(seed_score, manifest, config, random_seed)
-    keep = _kept_instruments(seed_score, config.keep)
+    keep = _kept_instruments(seed_score, config.keep, bool(config.add))
     kept = kept_notes(primer, tokenizer, keep, config.bars) if keep else None
     clock.lap("read")
 
     sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
-    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept)
+    chords = chord_limits(seed_score, primer) if seed_score is not None else None
+    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords)
     arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
                         config.accompaniment, keep) for row in generated]
     scores = [one.score for one in arranged]
@@ -182,18 +196,58 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     return Generation(scores, paths, summary, starts)
 
 
+HARMONY = ("Alto", "Tenor", "Bass")  # what ``melody harmonize`` adds under a melody unless told
+
+
+def harmonizing(melody: str | os.PathLike, parts: tuple[str, ...] = HARMONY, ending: bool = True,
+                **settings) -> GenerateConfig:
+    """The request that harmonizes ``melody`` (a MIDI file): its every track kept, ``parts`` added (``new_part``),
+    written from its first bar to its last, told where it ends (``ending``: a model with ahead inputs);
+    ``settings``: any other ``GenerateConfig`` field."""
+    score = read_midi(melody)
+    bars = len(score.bar_lines(until=max(1, score.end_tick - score.ticks_per_quarter // 4)))
+    if bars > MAX_BARS:
+        raise SettingError(f"{melody}: {bars} bars; harmonize at most {MAX_BARS} at once (generate --keep --add "
+                           "--from-bar --bars writes any stretch)")
+    kept = tuple(str(index + 1) for index, part in enumerate(score.instruments) if part.notes)
+    if not kept:
+        raise MelodyError(f"{melody}: no notes to harmonize")
+    return GenerateConfig(bars=bars, keep=kept, add=tuple(parts), from_bar=1, ending=ending, **settings)
+
+
 def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int):
     """The seed's primer, or without a seed the opening of a training piece picked by ``random_seed``."""
     tokenizer = manifest.tokenizer
     if seed is not None:
         return make_primer(seed, tokenizer, config.primer_bars, set(manifest.programs), config.density,
-                           None if config.from_bar is None else config.from_bar - 1)
+                           None if config.from_bar is None else config.from_bar - 1,
+                           new_parts=range(len(seed.instruments) - len(config.add), len(seed.instruments)))
     opening = tokenizer.opening(_opening(manifest, random_seed), config.key, config.density, config.time_signature)
     return primer_from_opening(opening, tokenizer)
 
 
-def _kept_instruments(seed: Score | None, asked: tuple[str, ...]) -> frozenset[int]:
-    """The seed instruments ``asked`` for by number (from 1) or name; SettingError for one it lacks, or all."""
+def new_part(text: str) -> Instrument:
+    """A new track from ``NAME`` or ``NAME=INSTRUMENT`` (a General MIDI program, 0..127, or a word of its name:
+    ``cello``, ``choir``, ``strings``; the first program whose name holds it); without one, the choir."""
+    name, _, instrument = (item.strip() for item in text.partition("="))
+    if not name:
+        raise SettingError(f"a new track needs a name, got {text!r}")
+    if not instrument:
+        return Instrument(CHOIR, name=name)
+    if instrument.isdigit() and int(instrument) <= 127:
+        return Instrument(int(instrument), name=name)
+    from pretty_midi.constants import INSTRUMENT_MAP
+
+    found = [program for program, known in enumerate(INSTRUMENT_MAP) if instrument.lower() in known.lower()]
+    if not found:
+        raise SettingError(f"no General MIDI instrument is called {instrument!r} (try a program number, 0..127, "
+                           "or a word such as piano, violin, cello, choir, strings, flute)")
+    return Instrument(found[0], name=name)
+
+
+def _kept_instruments(seed: Score | None, asked: tuple[str, ...], adding: bool = False) -> frozenset[int]:
+    """The seed instruments ``asked`` for by number (from 1) or name; SettingError for one it lacks, or every
+    track with notes (with nothing new to write)."""
     if not asked:
         return frozenset()
     names = [part.name.strip().lower() for part in seed.instruments]
@@ -206,13 +260,13 @@ def _kept_instruments(seed: Score | None, asked: tuple[str, ...]) -> frozenset[i
         else:
             raise SettingError(f"the seed has no track {item!r}; its tracks are 1..{len(names)}: "
                                + ", ".join(part.name or "(unnamed)" for part in seed.instruments))
-    if len(kept) == len([part for part in seed.instruments if part.notes]):
+    if not adding and {index for index, part in enumerate(seed.instruments) if part.notes} <= kept:
         raise SettingError("every track is kept: nothing is left to write")
     return frozenset(kept)
 
 
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock, kept=None) -> tuple[list[np.ndarray], list[bool]]:
+            clock: _Clock, kept=None, chords=None) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` rows of ``config.bars`` bars after ``primer`` (``kept`` notes played in), and whether
     each is complete. A row without a single note is drawn again (reproducibly, random seed plus 1, 2, 3)."""
     primed = sampler.prime(primer, kept, ending_in=config.bars - 1 if config.ending else None)
@@ -220,7 +274,7 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
-                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept}
+                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept, "chords": chords}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):
@@ -240,7 +294,7 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
 def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent"; and
     "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop)."""
-    roles = {role: [] for role in ("kept", "written", "looped", "silent")}
+    roles = {role: [] for role in ("kept", "written", "added", "looped", "silent")}
     for one in arranged:
         for role, names in one.tracks.items():
             roles[role] += [name for name in names if name not in roles[role]]

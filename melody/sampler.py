@@ -38,6 +38,7 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              allows (its Track, Velocity, Note and Duration tokens, the first two only
                              where they change); a time shift only up to the next kept note; no Track
                              token of a kept track, and no note of the row's own while one is in force
+    chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
 
 so bar lines fall exactly where the meter puts them and time never crosses one
 unmarked: ``bars`` asked are ``bars`` written. The bar the primer ends in counts as
@@ -119,8 +120,8 @@ class Sampler:
 
     def sample(self, primed: Primed, samples: int, allowed: np.ndarray, max_tokens: int, bars: int,
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
-               pitched: np.ndarray | None = None, ending: bool = False,
-               kept: ahead.KeptNotes | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
+               chords: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -130,8 +131,8 @@ class Sampler:
         (bool per track; drums are not held to a key). ``ending``: tell the model, token by token, how many
         bars are left (``melody.ahead``), so that it closes. ``kept``: notes of kept parts, played into every
         row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
-        of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. The same ``random_seed``
-        gives the same tokens.
+        of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
+        most notes it may start at one moment (default: no limit). The same ``random_seed`` gives the same tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched)
@@ -139,7 +140,7 @@ class Sampler:
         forced_line = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
-        playing = _Playing(kept, samples, self.table, primer)
+        playing = _Playing(kept, samples, self.table, primer, chords)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
@@ -156,8 +157,8 @@ class Sampler:
                 break
             left = np.minimum(np.maximum(bar_length - position, 0), playing.steps_to_next(now))
             mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
+            mask &= playing.may()
             if kept is not None:
-                mask &= playing.may()
                 playing.begin(now, last, at_line, self.follows)
                 mask = np.where(playing.begun[:, None], playing.forced()[:, None] == np.arange(self.vocabulary), mask)
             token = _draw(np.where(mask, logits + bias[playing.track + 1], -np.inf), rng, config)
@@ -200,7 +201,8 @@ class _Playing:
     the Track and Velocity tokens only where they change, starting as soon as its time has come and the
     note grammar allows a Track token."""
 
-    def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray):
+    def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
+                 chords: np.ndarray | None = None):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
         self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
@@ -211,6 +213,12 @@ class _Playing:
         self.kept_tracks = np.zeros(tracks + 1, bool)  # indexed by track, the last entry for "none yet"
         self.kept_tracks[sorted(kept.tracks) if kept else []] = True
         self.kept_track_tokens = (table["track_of"] >= 0) & self.kept_tracks[table["track_of"]]
+        self.chords = np.full(tracks + 1, 1 << 30)  # the most notes a track may start at one moment
+        if chords is not None:
+            self.chords[:len(chords)] = np.asarray(chords)[:tracks]
+        self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
+        self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
+        self.is_track = table["track_of"] >= 0
 
     def steps_to_next(self, now: np.ndarray) -> np.ndarray:
         """Steps each row may move before its next kept note (a large number without one)."""
@@ -220,10 +228,11 @@ class _Playing:
         return np.maximum(times[np.minimum(self.next, len(self.kept))] - now, 0)
 
     def may(self) -> np.ndarray:
-        """Bool (rows, vocabulary): while a kept track is in force, no note or velocity of the model's own."""
-        held = self.kept_tracks[self.track]
-        notes = (self.table["pitch_of"] >= 0) | (self.table["velocity_of"] >= 0)
-        return ~(held[:, None] & notes[None, :])
+        """Bool (rows, vocabulary): no note or velocity of the model's own while a kept track is in force, or
+        one whose chord at this moment is full, and no Track token of a full one."""
+        full = self.onsets >= self.chords  # (rows, tracks + 1)
+        closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
+        return ~(closed[:, None] & self.is_note_token[None, :]) & ~(full[:, self.table["track_of"]] & self.is_track)
 
     def begin(self, now: np.ndarray, last: np.ndarray, at_line: np.ndarray, follows: np.ndarray) -> None:
         """Begin the next kept note in the rows whose time for it has come, skipping slots already in force."""
@@ -250,6 +259,9 @@ class _Playing:
         for name, values in (("track_of", "track"), ("velocity_of", "velocity")):
             changed = self.table[name][token]
             setattr(self, values, np.where(changed >= 0, changed, getattr(self, values)))
+        moved = (self.table["shift_steps"][token] > 0) | (self.table["bar_steps"][token] > 0)
+        self.onsets[moved] = 0
+        self.onsets[np.arange(len(token)), self.track] += self.table["pitch_of"][token] >= 0
         self.slot = np.where(self.begun, self.slot + 1, self.slot)
         done = self.begun & (self.slot == 4)
         self.next += done

@@ -452,7 +452,7 @@ class Tokenizer:
         tokens = self.header(prepared)
         notes = sorted((note.start, index, note.pitch, note.duration, note.velocity)
                        for index, part in enumerate(prepared.instruments) for note in part.notes)
-        bars = iter(_bars_with_meters(prepared, until=max(notes[-1][0] if notes else -1, until or -1) + 1))
+        bars = iter(_bars_with_meters(prepared, until=max(notes[-1][0] if notes else -1, -1 if until is None else until) + 1))
         next_bar = next(bars, None)
         now, track, velocity = 0, None, None
         stop = [(until, -1, 0, 0, 0)] if until is not None else []

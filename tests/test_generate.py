@@ -179,6 +179,67 @@ def test_kept_tracks_stay_and_the_others_are_written_anew_in_the_bars_asked(bund
         generate(bundle, seed=seed, config=GenerateConfig(keep=("1", "2", "3", "4")), write=False)
 
 
+def test_harmonize_keeps_the_melody_and_adds_named_voices_that_sing_one_note_at_a_time(bundle, tmp_path):
+    """``melody harmonize`` on a chorale's soprano alone: the soprano note for note, three new choir tracks
+    named as asked, every new note inside the melody's bars, no voice starting two notes at once, and the
+    summary naming the added tracks."""
+    original = read_midi(corpus_files("chorales")[3])
+    melody = tmp_path / "soprano.mid"
+    write_midi(original.replace(instruments=original.instruments[:1]), melody)
+    out = tmp_path / "h.mid"
+    result = CliRunner().invoke(cli, ["harmonize", str(melody), "--model", str(bundle.path), "--out", str(out),
+                                      "--random-seed", "3", "--json", "--parts", "Alto,Tenor,Bass=cello"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    made = read_midi(out)
+    assert made.instruments[0].notes == original.instruments[0].notes
+    assert [(part.name, part.program) for part in made.instruments[1:]] == [("Alto", 52), ("Tenor", 52),
+                                                                              ("Bass", 42)]
+    end = original.bar_lines()[-1] + original.instruments[0].notes[-1].end - original.bar_lines()[-1]
+    new = [note for part in made.instruments[1:] for note in part.notes]
+    assert new and summary["notes"] == len(new) and max(note.start for note in new) < max(end, made.end_tick)
+    assert summary["bars"] == len(original.bar_lines(until=original.end_tick - original.ticks_per_quarter // 4))
+    for part in made.instruments[1:]:
+        starts = [note.start for note in part.notes]
+        assert len(starts) == len(set(starts)), part.name
+    assert summary["tracks"]["kept"] == ["Soprano"]
+    assert summary["tracks"]["added"] == [part.name for part in made.instruments[1:] if part.notes]
+
+
+def test_a_chord_limit_holds_every_track_to_its_most_notes_at_one_moment(bundle):
+    """At temperature 3 the tiny model starts several notes of one track at one moment; with ``chords`` of 1
+    none does."""
+    _, sampler = stepper_and_sampler(bundle)
+    tokenizer = bundle.tokenizer
+    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
+    primed = sampler.prime(primer.tokens)
+    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+    hot = SamplingConfig(temperature=3.0)
+
+    def most_at_once(chords):
+        rows, _ = sampler.sample(primed, 8, allowed, 1000, 4, 11, hot, chords=chords)
+        most = 0
+        for row in rows:
+            decoded = tokenizer.decode(np.concatenate([primer.tokens, row]))
+            for part in decoded.instruments:
+                starts = np.unique([n.start for n in part.notes if n.start >= primer.end], return_counts=True)[1]
+                most = max([most, *starts])
+        return most
+
+    assert most_at_once(None) > 1
+    assert most_at_once(np.ones(4, np.int64)) == 1
+
+
+def test_new_parts_are_named_with_their_instruments():
+    from melody.generate import new_part
+
+    assert (new_part("Bass=cello").program, new_part("Bass=cello").name) == (42, "Bass")
+    assert new_part("Alto").program == 52 and new_part("Keys=0").program == 0 and new_part("S = piano").name == "S"
+    for bad in ("=cello", "Bass=kazoo", "Bass=128"):
+        with pytest.raises(SettingError):
+            new_part(bad)
+
+
 def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     network, sampler = stepper_and_sampler(bundle)  # its logits are Keras's (test above)
     primer = primer_of(bundle)

@@ -330,3 +330,13 @@ def test_a_vocabulary_maps_its_tokens_onto_another_by_name_and_kind():
     newer = Vocabulary([("Pad", (), "special"), ("Bar", ["3_4", "4_4"], "body"), ("Note", range(59, 62), "body"),
                         ("Key", ["C"], "header")])
     assert newer.rows_in(older).tolist() == [0, 3, 3, -1, 4, 5, -1]
+
+
+def test_a_primer_ending_at_time_0_is_the_header_and_the_first_bar_line():
+    """What ``generate --from-bar 1`` primes with: no note, and the bar line that tells the sampler the meter."""
+    tokenizer = Tokenizer()
+    score = Score(ticks_per_quarter=480, instruments=[Instrument(0, notes=[Note(0, 60, 480, 80)])],
+                  time_signatures=[TimeSignature(0, 3, 4)])
+    tokens = tokenizer.encode(score, end=False, until=0)
+    header = tokenizer.header_length(tokens)
+    assert tokenizer.names(tokens[header:]) == ["Bar_3_4"]

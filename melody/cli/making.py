@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from melody.cli.base import cli, configured, echo_notes, progress, seconds_since_start, settings
-from melody.generate import GenerateConfig
+from melody.generate import HARMONY, GenerateConfig
 from melody.sampler import SamplingConfig
 
 
@@ -44,13 +44,65 @@ def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, 
       melody generate --seed song.mid --wav --png
       melody generate --seed chorale.mid --keep Soprano --from-bar 5 --bars 4   (new lower voices)
     """
+    config = configured(GenerateConfig, options, sampling=configured(SamplingConfig, options))
+    _generate(model, seed_file, out, config, force, wav, png, soundfont, as_json, quiet)
+
+
+@cli.command()
+@click.argument("melody_file", type=click.Path(path_type=str))
+@click.option("--parts", "-p", type=str, default=",".join(HARMONY), show_default=True,
+              help="The new parts, highest first: NAME or NAME=INSTRUMENT (a General MIDI program number or "
+                   "name; default choir), comma-separated.")
+@click.option("--model", "-m", type=click.Path(path_type=str), default=None,
+              help="Model folder from `melody train` (default: the model shipped with melody).")
+@click.option("--out", "-o", type=click.Path(path_type=str), default=None,
+              help="Output file (default: MELODY-harmonized.mid).")
+@settings(SamplingConfig)
+@click.option("--num-samples", "-n", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Different harmonizations to write (OUT-1.mid ... OUT-K.mid), made in one batch.")
+@click.option("--random-seed", type=int, default=None, help="Make the output reproducible byte for byte.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
+@click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
+@click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def harmonize(melody_file, parts, model, out, num_samples, random_seed, force, wav, png, soundfont, as_json, quiet,
+              **options):
+    """Write new parts under a melody, from its first bar to its last.
+
+    Every track of MELODY_FILE is kept as it is; the model writes the new parts
+    around it, hearing each melody note in its time and told what comes in the
+    next beats and where the piece ends. The same as `melody generate --seed
+    MELODY_FILE --keep (every track) --add PARTS --from-bar 1 --bars (all)
+    --ending`.
+
+    \b
+    Examples:
+      melody harmonize tune.mid
+      melody harmonize tune.mid --parts "Alto,Tenor,Bass" --num-samples 4 --png
+      melody harmonize tune.mid --parts "Viola=viola,Cello=cello" --out quartet.mid
+      melody harmonize tune.mid --parts "Piano=piano" --temperature 0.9
+    """
+    from melody.bundle import read_manifest
+    from melody.generate import DEFAULT_MODEL, harmonizing
+
+    told = read_manifest(model or DEFAULT_MODEL).model_config.ahead
+    config = harmonizing(melody_file, tuple(p.strip() for p in parts.split(",") if p.strip()), ending=told,
+                         num_samples=num_samples, random_seed=random_seed,
+                         sampling=configured(SamplingConfig, options))
+    out = out or f"{Path(melody_file).stem}-harmonized.mid"
+    _generate(model, melody_file, out, config, force, wav, png, soundfont, as_json, quiet)
+
+
+def _generate(model, seed_file, out, config: GenerateConfig, force, wav, png, soundfont, as_json, quiet) -> None:
+    """Generate as ``config`` asks, render if asked, print the summary."""
     import json
 
     from melody.files import check_writable
     from melody.generate import generate as generate_music, output_paths
     from melody.render import find_soundfont
 
-    config = configured(GenerateConfig, options, sampling=configured(SamplingConfig, options))
     for path in output_paths(out, seed_file, config.num_samples):  # before any work: nothing overwritten by surprise
         for suffix in [".wav"] * wav + [".png"] * png:
             check_writable(path.with_suffix(suffix), force)
@@ -80,7 +132,7 @@ def _print_summary(summary: dict) -> None:
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
     tracks = summary["tracks"]
-    roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "looped", "silent")
+    roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "added", "looped", "silent")
              if tracks.get(role)]
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums left to the loop: the model plays no drums"
