@@ -168,6 +168,7 @@ class Arranged:
     looped_notes: int
     tracks: dict[str, list[str]]
     new_notes: int = 0  # notes the model wrote, loops included
+    written: tuple[int, int] | None = None  # ticks of ``score`` where the new music begins and ends
 
 
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
@@ -198,7 +199,7 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         parts = [dataclasses.replace(part, notes=notes) for _, part, notes in new_parts if notes]
         return Arranged(after.replace(instruments=parts), 0, {"written": [_name(part, k) for k, part in
                                                                              enumerate(parts)]},
-                        sum(len(part.notes) for part in parts))
+                        sum(len(part.notes) for part in parts), None)
     added = {source: notes for source, _, notes in new_parts if source is not None and source not in keep}
     written = sorted(index for index, notes in added.items() if notes)
     extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
@@ -217,15 +218,17 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         whole = seed.replace(instruments=[dataclasses.replace(part, notes=tuple(sorted(
             part.notes + tuple(added.get(k, ())), key=lambda n: (n.start, n.pitch)))) for k, part in
             enumerate(seed.instruments)] + extra)
-        return Arranged(_from(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra))
+        return Arranged(_from(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra),
+                        (0, limit - begin) if continuation_only else (begin, limit))
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
         return Arranged(_from(seed.replace(instruments=parts), begin), sum(looped.values()), tracks,
-                        _count(added, extra))
+                        _count(added, extra), (0, limit - begin))
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
-    return Arranged(seed.replace(instruments=instruments + extra), sum(looped.values()), tracks, _count(added, extra))
+    return Arranged(seed.replace(instruments=instruments + extra), sum(looped.values()), tracks, _count(added, extra),
+                    (begin, limit))
 
 
 def _count(added: dict, extra: list) -> int:

@@ -115,7 +115,7 @@ class Generation:
     scores: list[Score]
     files: list[Path]
     summary: dict
-    continuation_starts: list[int | None]  # tick of each score's first new note (None: no seed before it)
+    written: list[tuple[int, int] | None]  # ticks of each score where the new music begins and ends (None: all new)
 
     def pretty_midi(self) -> list:
         """The scores as ``pretty_midi.PrettyMIDI`` objects."""
@@ -191,9 +191,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None}
-    starts = [None if seed_score is None or config.continuation_only else _first_new_tick(score, seed_score)
-              for score in scores]
-    return Generation(scores, paths, summary, starts)
+    return Generation(scores, paths, summary, [None if seed_score is None else one.written for one in arranged])
 
 
 HARMONY = ("Alto", "Tenor", "Bass")  # what ``melody harmonize`` adds under a melody unless told
@@ -312,11 +310,6 @@ def _opening(manifest: Manifest, random_seed: int) -> np.ndarray:
         raise MelodyError(f"{manifest.path}: its corpus holds no training pieces to start from")
     piece = pieces[np.random.default_rng(random_seed).integers(len(pieces))]
     return manifest.tokenizer.opening(piece)
-
-
-def _first_new_tick(score: Score, seed: Score) -> int | None:
-    old = {(note.start, note.pitch) for note in seed.notes}
-    return min((note.start for note in score.notes if (note.start, note.pitch) not in old), default=None)
 
 
 class _Clock:

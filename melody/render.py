@@ -13,7 +13,7 @@ the music lasts (its disk filled up) is an error, not a silent tail.
 
 Pictures: time runs left to right in bars (bar lines drawn, numbered from 1),
 pitch bottom to top with note names (MIDI 60 = C4), one colour per instrument,
-drums in a lane of their own below, and the continuation of a seed shaded.
+drums in a lane of their own below, and the new music shaded wherever it lies (after the seed, bars inside it, parts added).
 matplotlib draws on its Agg canvas directly, without pyplot: no display needed.
 """
 
@@ -152,15 +152,16 @@ def _chunks(raw: Path, frames: int):
 
 
 def render(source: str | os.PathLike | Score, wav=None, png=None, soundfont=None, force: bool = False,
-           continuation_start: int | None = None, title: str | None = None) -> Audio | None:
-    """``melody render``: a MIDI file (or a Score) to ``wav`` and/or ``png``; returns the Audio if a WAV was made."""
+           written: tuple[int, int] | None = None, title: str | None = None) -> Audio | None:
+    """``melody render``: a MIDI file (or a Score) to ``wav`` and/or ``png``; returns the Audio if a WAV was made.
+    ``written``: ticks where new music begins and ends, shaded in the picture."""
     for path in (wav, png):
         if path is not None:
             check_writable(path, force)
     score = source if isinstance(source, Score) else read_midi(source)
     title = title or ("score" if isinstance(source, Score) else Path(source).name)
     if png is not None:
-        piano_roll(score, png, title=title, continuation_start=continuation_start, force=force)
+        piano_roll(score, png, title=title, written=written, force=force)
     return render_wav(score, wav, soundfont, force) if wav is not None else None
 
 
@@ -171,10 +172,10 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", continuation_start: int | None = None,
+def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", written: tuple[int, int] | None = None,
                force: bool = False) -> Path:
-    """Write a piano-roll PNG (PICTURE_INCHES at PICTURE_DPI) of ``score``; the part from
-    ``continuation_start`` (ticks) on is shaded as the continuation. One colour per instrument (20 at
+    """Write a piano-roll PNG (PICTURE_INCHES at PICTURE_DPI) of ``score``; the stretch ``written`` (ticks
+    from, to) is shaded as new, wherever it lies, the rest as the seed. One colour per instrument (20 at
     most, then they repeat); the legend names the first ``MAX_LEGEND`` instruments and counts the rest."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -199,7 +200,7 @@ def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", conti
                 by_colour.setdefault(index % len(palette), []).extend(instrument.notes)
         for colour, notes in by_colour.items():
             _draw_notes(axis, notes, is_drum, palette[colour], score)
-        _grid(axis, score, continuation_start)
+        _grid(axis, score, written)
     if pitched:
         _pitch_axis(axes[0], pitched)
     if drums:
@@ -232,7 +233,7 @@ def _draw_notes(axis, notes, is_drum: bool, colour, score: Score) -> None:
     axis.set_ylim(min(low, y.min() - 1.5), max(high, y.max() + 1.5))
 
 
-def _grid(axis, score: Score, continuation_start: int | None) -> None:
+def _grid(axis, score: Score, written: tuple[int, int] | None) -> None:
     end = max(score.end_tick, 1)
     lines = score.bar_lines(until=end)
     step = max(1, len(lines) // 24)  # at most about 24 numbered lines
@@ -240,13 +241,20 @@ def _grid(axis, score: Score, continuation_start: int | None) -> None:
         axis.axvline(tick, color="0.8", linewidth=0.6, zorder=0)
     axis.set_xticks(lines[::step], [str(number + 1) for number in range(0, len(lines), step)])
     axis.set_xlim(0, end)
-    if continuation_start is not None and 0 < continuation_start < end:
-        axis.axvspan(continuation_start, end, color="gold", alpha=0.15, zorder=0)
-        axis.axvspan(0, continuation_start, color="0.5", alpha=0.08, zorder=0)
-        if axis.get_subplotspec().is_first_row():
-            axis.text(continuation_start, 1.0, " continuation", transform=axis.get_xaxis_transform(),
-                      va="bottom", fontsize=8)
+    if written is None:
+        return
+    begin, until = max(0, written[0]), min(written[1], end)
+    if begin >= until:
+        return
+    axis.axvspan(begin, until, color="gold", alpha=0.15, zorder=0)
+    for seed in ((0, begin), (until, end)):
+        if seed[0] < seed[1]:
+            axis.axvspan(*seed, color="0.5", alpha=0.08, zorder=0)
+    if axis.get_subplotspec().is_first_row():
+        axis.text(begin, 1.0, " new", transform=axis.get_xaxis_transform(), va="bottom", fontsize=8)
+        if begin > 0:
             axis.text(0, 1.0, " seed", transform=axis.get_xaxis_transform(), va="bottom", fontsize=8)
+
 
 
 def _pitch_axis(axis, instruments) -> None:

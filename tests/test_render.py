@@ -87,7 +87,7 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_piano_roll_png_has_the_screen_size(tmp_path, pop_song):
-    piano_roll(read_midi(CHORALE), tmp_path / "c.png", title="bwv10.7", continuation_start=480 * 40)
+    piano_roll(read_midi(CHORALE), tmp_path / "c.png", title="bwv10.7", written=(480 * 40, 480 * 56))
     assert png_size(tmp_path / "c.png") == (1200, 600)
     piano_roll(read_midi(pop_song), tmp_path / "pop.png")  # 12 instruments and a drum lane
     assert png_size(tmp_path / "pop.png") == (1200, 600)

@@ -154,10 +154,10 @@ def _render_outputs(result, wav: bool, png: bool, soundfont, force: bool, quiet:
 
     written, notes = [], set()
     with progress(len(result.files), "Rendering", quiet) as bar:
-        for path, score, start in zip(result.files, result.scores, result.continuation_starts):
+        for path, score, region in zip(result.files, result.scores, result.written):
             audio = render(score, wav=path.with_suffix(".wav") if wav else None,
                            png=path.with_suffix(".png") if png else None, soundfont=soundfont, force=force,
-                           continuation_start=start, title=path.name)
+                           written=region, title=path.name)
             written += [str(path.with_suffix(s)) for s, wanted in ((".wav", wav), (".png", png)) if wanted]
             if audio is not None and audio.note:
                 notes.add(audio.note)
