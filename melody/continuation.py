@@ -152,6 +152,27 @@ def kept_notes(primer: Primer, tokenizer: Tokenizer, keep: set[int], bars: int) 
     return tokenizer.kept_notes(primer.score, tracks, begin, lines[min(bars, len(lines) - 1)])
 
 
+FOLLOWING_BARS = 4  # the bars after a fill that judge it
+
+
+def following_tokens(primer: Primer, tokenizer: Tokenizer, bars: int, count: int = FOLLOWING_BARS) -> np.ndarray | None:
+    """The seed's own body tokens for the ``count`` bars after the ``bars`` to be written after ``primer`` (a fill
+    inside the seed), every track of the primer, from the bar line on; None when the seed has no notes there."""
+    if primer.score is None:
+        return None
+    begin = primer.start + primer.end
+    longest = 64 * tokenizer.config.steps_per_quarter
+    lines = [line for line in primer.score.bar_lines(until=begin + (bars + count + 1) * longest) if line >= begin]
+    if len(lines) <= bars + 1:
+        return None
+    start, end = lines[bars], lines[min(bars + count, len(lines) - 1)]
+    cut = _from(primer.score, start, end)
+    if not cut.notes:
+        return None
+    tokens = tokenizer.encode(cut, end=False, until=end - start, prepared=True)
+    return tokens[tokenizer.header_length(tokens):].astype(np.int32)
+
+
 def primer_from_opening(opening: np.ndarray, tokenizer: Tokenizer) -> Primer:
     """A primer for music from scratch: a piece's opening (``Tokenizer.opening``)."""
     tokens = np.asarray(opening, dtype=np.int32)

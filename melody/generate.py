@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
-from melody.continuation import ACCOMPANIMENTS, arrange, chord_limits, kept_notes, make_primer, primer_from_opening
+from melody.continuation import (ACCOMPANIMENTS, arrange, chord_limits, following_tokens, kept_notes, make_primer,
+                                 primer_from_opening)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -72,6 +73,8 @@ class GenerateConfig:
     from_bar: int | None = setting(None, "Write from this bar of the seed on (1: from its start), the bars before it "
                                    "priming the model and the written tracks' notes there replaced (default: "
                                    "after the seed).")
+    candidates: int = setting(1, "Draw this many candidates for each sample and keep the one after which the model "
+                              "finds the seed's next bars likeliest (a fill: --from-bar inside the seed).")
     ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends, so the "
                            "parts arrive together on a cadence (a model trained with --ahead).")
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
@@ -82,7 +85,8 @@ class GenerateConfig:
     sampling: SamplingConfig = SamplingConfig()
 
     def __post_init__(self):
-        for name, value, top in (("bars", self.bars, MAX_BARS), ("num_samples", self.num_samples, 256)):
+        for name, value, top in (("bars", self.bars, MAX_BARS), ("num_samples", self.num_samples, 256),
+                                 ("candidates", self.candidates, 64)):
             if not isinstance(value, int) or not 1 <= value <= top:
                 raise SettingError(f"{name.replace('_', '-')} must be in 1..{top}, got {value}")
         if self.primer_bars is not None and self.primer_bars < 1:
@@ -173,14 +177,27 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
 
     sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
+    following = following_tokens(primer, tokenizer, config.bars) if seed_score is not None else None
+    if following is None and config.candidates > 1:
+        raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
+                           "that end inside the seed")
     chords = chord_limits(seed_score, primer) if seed_score is not None else None
     generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords)
+    tokens = int(sum(len(row) for row in generated))
+    fit = None
+    if following is not None:  # a fill: how likely the model finds the seed's next bars after each candidate
+        fit = _following_fit(sampler, primer.tokens, generated, following, tokenizer)
+        best = [sample * config.candidates + int(np.argmax(fit[sample * config.candidates:
+                                                                (sample + 1) * config.candidates]))
+                for sample in range(config.num_samples)]
+        generated, complete = [generated[k] for k in best], [complete[k] for k in best]
+        fit = [round(float(fit[k]), 4) for k in best]
+        clock.lap("judge")
     arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
                         config.accompaniment, keep) for row in generated]
     scores = [one.score for one in arranged]
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
-    tokens = int(sum(len(row) for row in generated))
     summary = {"files": [str(path) for path in paths], "samples": config.num_samples, "bars": config.bars,
                "bars_short": [int(config.bars - 1 - tokenizer.is_bar(row).sum())
                               for row, done in zip(generated, complete) if not done],
@@ -190,7 +207,8 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
                "tracks": _track_roles(arranged, seed_score, manifest.programs),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
-               "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None}
+               "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None,
+               "candidates": config.candidates, "following_log_likelihood": fit}
     return Generation(scores, paths, summary, [None if seed_score is None else one.written for one in arranged])
 
 
@@ -263,10 +281,21 @@ def _kept_instruments(seed: Score | None, asked: tuple[str, ...], adding: bool =
     return frozenset(kept)
 
 
+def _following_fit(sampler: Sampler, primer: np.ndarray, rows: list[np.ndarray], following: np.ndarray,
+                   tokenizer) -> np.ndarray:
+    """Per row, the mean log-likelihood per token (nats) of the seed's ``following`` bars after the primer and the
+    row: higher is a row that leads better into what comes after it."""
+    resumed = [tokenizer.resumed(following, np.concatenate([primer, row])) for row in rows]
+    total = sampler.log_likelihood(sampler.prime(primer), [np.concatenate([row, after]) for row, after in
+                                                           zip(rows, resumed)], [len(row) for row in rows])
+    return total / np.array([max(len(after), 1) for after in resumed])
+
+
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
             clock: _Clock, kept=None, chords=None) -> tuple[list[np.ndarray], list[bool]]:
-    """``config.num_samples`` rows of ``config.bars`` bars after ``primer`` (``kept`` notes played in), and whether
-    each is complete. A row without a single note is drawn again (reproducibly, random seed plus 1, 2, 3)."""
+    """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
+    bars after ``primer`` (``kept`` notes played in), and whether each is complete. A row without a single note is
+    drawn again (reproducibly, random seed plus 1, 2, 3)."""
     primed = sampler.prime(primer, kept, ending_in=config.bars - 1 if config.ending else None)
     clock.lap("prime")
     tracks = tokenizer.tracks(primer)
@@ -278,7 +307,7 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     def draw(rows: int, seed: int):
         return sampler.sample(primed, rows, allowed, max_tokens, config.bars, seed, config.sampling, **constraints)
 
-    generated, complete = draw(config.num_samples, random_seed)
+    generated, complete = draw(config.num_samples * config.candidates, random_seed)
     for attempt in range(1, RETRIES + 1):
         silent = [row for row, tokens in enumerate(generated) if not tokenizer.is_note(tokens).any()]
         if not silent:

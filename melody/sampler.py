@@ -179,6 +179,25 @@ class Sampler:
         finished |= (position >= bar_length) & (bars_seen >= bars)  # a row whose last bar closed on the last token
         return [row[:_length(row)] for row in output], finished
 
+    def log_likelihood(self, primed: Primed, rows: list[np.ndarray], scored_from: list[int]) -> np.ndarray:
+        """Per row of tokens after the primer (``prime``), the sum of the log-probabilities the model gives its
+        tokens from index ``scored_from[row]`` on, each after everything before it: how likely the model finds
+        them there (e.g. the bars after a fill, given the fill). All rows step together, told nothing ahead."""
+        lengths = np.array([len(row) for row in rows])
+        batch = np.zeros((len(rows), max(lengths.max(initial=0), 1)), np.intp)
+        for index, row in enumerate(rows):
+            batch[index, :len(row)] = row
+        logits, state = np.repeat(primed.logits, len(rows), axis=0), _repeat(primed.state, len(rows))
+        total = np.zeros(len(rows))
+        for index in range(batch.shape[1]):
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            counted = (index >= np.asarray(scored_from)) & (index < lengths)
+            total += np.where(counted, log_p[np.arange(len(rows)), batch[:, index]], 0.0)
+            if index + 1 < batch.shape[1]:
+                logits, state = self.model.step(batch[:, index], state)
+        return total
+
     def _bias(self, penalty: np.ndarray | None, pitched: np.ndarray | None) -> np.ndarray:
         """A row of logit bias per track (the first: no track yet): ``penalty`` on pitched tracks, none on drums."""
         tracks = int(self.track_of.max()) + 1

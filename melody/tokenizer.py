@@ -476,6 +476,21 @@ class Tokenizer:
             tokens.append(END)
         return np.asarray(tokens, dtype=np.uint16)
 
+    def resumed(self, tokens, before) -> np.ndarray:
+        """A body encoded on its own (``encode``, its header cut off), as it goes on after the stream ``before``:
+        its first Track and Velocity tokens are left out where they repeat the track and velocity in force
+        there (a stream names them only when they change)."""
+        tokens, before = np.asarray(tokens), np.asarray(before)
+        notes = np.flatnonzero(self.kinds["Note"].holds(tokens))
+        opening = tokens[:notes[0] if len(notes) else len(tokens)]
+        drop = []
+        for kind in ("Track", "Velocity"):
+            named = np.flatnonzero(self.kinds[kind].holds(before))
+            first = np.flatnonzero(self.kinds[kind].holds(opening))
+            if len(named) and len(first) and tokens[first[0]] == before[named[-1]]:
+                drop.append(first[0])
+        return np.delete(tokens, drop)
+
     def header(self, prepared: Score) -> list[int]:
         """Begin, the key in force at the first note, the density, and each track with its instrument."""
         first = min((note.start for note in prepared.notes), default=0)

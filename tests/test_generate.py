@@ -230,6 +230,30 @@ def test_a_chord_limit_holds_every_track_to_its_most_notes_at_one_moment(bundle)
     assert most_at_once(np.ones(4, np.int64)) == 1
 
 
+def test_a_fill_keeps_the_candidate_after_which_the_seeds_next_bars_are_likeliest(bundle):
+    """--from-bar 5 --bars 2 --candidates 4 draws the same four rows as four samples would (one batch, one random
+    seed) and keeps the one whose following-bars likelihood is the highest of the four."""
+    seed = corpus_files("chorales")[3]
+    four = generate(bundle, seed, config=GenerateConfig(bars=2, from_bar=5, num_samples=4, random_seed=9), write=False)
+    best = generate(bundle, seed, config=GenerateConfig(bars=2, from_bar=5, candidates=4, random_seed=9), write=False)
+    fits = four.summary["following_log_likelihood"]
+    assert len(set(fits)) > 1 and best.summary["following_log_likelihood"] == [max(fits)]
+    assert best.scores[0] == four.scores[int(np.argmax(fits))]
+
+
+def test_log_likelihood_is_the_sum_of_each_tokens_log_probability_after_all_before_it(bundle):
+    network, sampler = stepper_and_sampler(bundle)
+    primer = primer_of(bundle)
+    rows = [primer[-30:-10], primer[-12:]]
+    total = sampler.log_likelihood(sampler.prime(primer), rows, [5, 0])
+    for row, start, found in zip(rows, [5, 0], total):
+        expected = 0.0
+        for index in range(start, len(row)):
+            logits = network.prime(np.concatenate([primer, row[:index]]).astype(np.intp))[0][0]
+            expected += logits[row[index]] - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+        assert found == pytest.approx(expected, abs=1e-3)
+
+
 def test_new_parts_are_named_with_their_instruments():
     from melody.generate import new_part
 

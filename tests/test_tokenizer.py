@@ -337,6 +337,25 @@ def test_a_primer_ending_at_time_0_is_the_header_and_the_first_bar_line():
     tokenizer = Tokenizer()
     score = Score(ticks_per_quarter=480, instruments=[Instrument(0, notes=[Note(0, 60, 480, 80)])],
                   time_signatures=[TimeSignature(0, 3, 4)])
-    tokens = tokenizer.encode(score, end=False, until=0)
+    from melody.continuation import make_primer
+
+    tokens = make_primer(score, tokenizer, at_bar=0).tokens
     header = tokenizer.header_length(tokens)
     assert tokenizer.names(tokens[header:]) == ["Bar_3_4"]
+
+
+def test_a_body_resumed_after_a_stream_names_its_track_and_velocity_only_where_they_change():
+    tokenizer = Tokenizer()
+    score = Score(ticks_per_quarter=480, instruments=[Instrument(0, notes=[Note(0, 60, 480, 80), Note(1920, 62, 480, 80)]),
+                                                     Instrument(0, notes=[Note(1920, 48, 480, 40)])])
+    second_bar = Score(ticks_per_quarter=480, instruments=[Instrument(0, notes=[Note(0, 62, 480, 80)]),
+                                                          Instrument(0, notes=[Note(0, 48, 480, 40)])])
+    tokens = tokenizer.encode(score, end=False)
+    before = tokens[:np.flatnonzero(tokenizer.is_bar(tokens))[1]]
+    body = tokenizer.encode(second_bar, end=False)
+    body = body[tokenizer.header_length(body):]
+    velocity = tokenizer.names(body)[2]
+    assert tokenizer.names(body)[:4] == ["Bar_4_4", "Track_0", velocity, "Note_62"]
+    resumed = tokenizer.resumed(body, before)  # track 0 at that velocity is in force after the first bar
+    assert tokenizer.names(resumed)[:2] == ["Bar_4_4", "Note_62"] and len(resumed) == len(body) - 2
+    assert np.array_equal(tokenizer.resumed(body, tokens[:tokenizer.header_length(tokens)]), body)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from melody.cli.base import cli, configured, echo_notes, progress, seconds_since_start, settings
 from melody.generate import HARMONY, GenerateConfig
@@ -43,6 +44,8 @@ def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, 
       melody generate --seed song.mid --density 2 --accompaniment none
       melody generate --seed song.mid --wav --png
       melody generate --seed chorale.mid --keep Soprano --from-bar 5 --bars 4   (new lower voices)
+      melody generate --seed song.mid --from-bar 9 --bars 4 --candidates 8     (fill bars 9-12)
+      melody generate --seed tune.mid --add "Bass=cello" --keep 1 --from-bar 1 --bars 16
     """
     config = configured(GenerateConfig, options, sampling=configured(SamplingConfig, options))
     _generate(model, seed_file, out, config, force, wav, png, soundfont, as_json, quiet)
@@ -137,9 +140,13 @@ def _print_summary(summary: dict) -> None:
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums left to the loop: the model plays no drums"
                                                     if tracks["not_played"] else ""))
+    if summary["following_log_likelihood"]:
+        click.echo(f"Fill: the seed's next bars at {-np.mean(summary['following_log_likelihood']):.3f} nats/token "
+                   f"after it (the likeliest of {summary['candidates']} candidate(s) per sample)")
     stages = summary["wall_seconds"]
     click.echo(f"Done in {stages['total']:.1f} s: " + ", ".join(f"{stage} {stages[stage]:.2f}" for stage in
-                                                            ("read", "load", "prime", "sample", "write"))
+                                                            ("read", "load", "prime", "sample", "judge", "write")
+                                                            if stage in stages)
                + (f", render {stages['render']:.2f}" if "render" in stages else "") + ", the rest start-up")
     if summary["silent_samples"]:
         click.echo(f"Note: {summary['silent_samples']} sample(s) came out without a new note after "
