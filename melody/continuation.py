@@ -16,14 +16,16 @@ Score in, Score out; the model and the sampler are not seen here.
   was sampled for (``Primer.sources``), cut at the bar line ``bars`` bars on, in the
   seed's ticks, with its tempo, meter and key, after the seed (or alone,
   ``continuation_only``).
-* The band keeps playing (``accompaniment="loop"``): a track of the seed that sounds
-  in its last bar and that the model leaves silent (every track but the lead, for a
-  melody model) goes on playing its own last bars, repeated on the bar grid: the
-  drums keep their groove and the harmony its loop under the new music. For a
-  melody model the lead's track loops its notes below the melody too (a piano's left
-  hand under its new right-hand tune). The loop is the seed's last 4 bars (2, or 1,
-  if the seed is shorter or its meter changed within them). ``accompaniment="none"``
-  leaves such tracks silent.
+* The band keeps playing (``accompaniment="band"``, the default): a track of the seed that
+  sounds in its last bar and that the model leaves silent (drums, for a model that never
+  learned them; every track but the lead, for a melody model) goes on playing its own
+  last bars, repeated on the bar grid: the drums keep their groove and the harmony its
+  loop under the new music. For a melody model the lead's track loops its notes below
+  the melody too (a piano's left hand under its new right-hand tune). The loop is the
+  seed's last 4 bars (2, or 1, if the seed is shorter or its meter changed within them).
+  ``accompaniment="loop"`` loops every track but the lead (``with_loops``), and a model
+  of several parts hears the loops as it writes the lead (they are kept notes).
+  ``accompaniment="none"`` leaves silent tracks silent.
 """
 
 from __future__ import annotations
@@ -193,7 +195,7 @@ class Arranged:
 
 
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
-            continuation_only: bool = False, accompaniment: str = "loop", keep: frozenset[int] = frozenset()) -> Arranged:
+            continuation_only: bool = False, accompaniment: str = "band", keep: frozenset[int] = frozenset()) -> Arranged:
     """The output score: the seed followed by the new music (see the module), or the new music alone;
     with how many of its new notes are the accompaniment's loops and what each seed track did. ``keep``: seed
     instruments kept as they are (their notes were played into the stream, not written). New music inside the
@@ -218,7 +220,7 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         new_parts.append((primer.sources[track] if track < len(primer.sources) else None, new, notes))
     if seed is None:
         parts = [dataclasses.replace(part, notes=notes) for _, part, notes in new_parts if notes]
-        return Arranged(after.replace(instruments=parts), 0, {"written": [_name(part, k) for k, part in
+        return Arranged(after.replace(instruments=parts), 0, {"written": [track_name(part, k) for k, part in
                                                                              enumerate(parts)]},
                         sum(len(part.notes) for part in parts), None)
     added = {source: notes for source, _, notes in new_parts if source is not None and source not in keep}
@@ -226,12 +228,12 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
     extra = [_instrument(seed, None, part, notes) for source, part, notes in new_parts if source is None and notes]
     lead = primer.sources[0] if tokenizer.config.melody_only and primer.sources else None
     inside = any(note.start >= begin for note in seed.notes)
-    looped = _accompany(seed, added, lead, begin, limit) if accompaniment == "loop" and not inside else {}
-    tracks = {"kept": [_name(seed.instruments[k], k) for k in sorted(keep)],
-              "written": [_name(seed.instruments[k], k) for k in written if seed.instruments[k].notes],
-              "added": [_name(seed.instruments[k], k) for k in written if not seed.instruments[k].notes],
-              "looped": [_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
-              "silent": [_name(part, k) for k, part in enumerate(seed.instruments)
+    looped = _accompany(seed, added, lead, begin, limit) if accompaniment != "none" and not inside else {}
+    tracks = {"kept": [track_name(seed.instruments[k], k) for k in sorted(keep)],
+              "written": [track_name(seed.instruments[k], k) for k in written if seed.instruments[k].notes],
+              "added": [track_name(seed.instruments[k], k) for k in written if not seed.instruments[k].notes],
+              "looped": [track_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
+              "silent": [track_name(part, k) for k, part in enumerate(seed.instruments)
                          if part.notes and not added.get(k) and k not in keep]}
     if inside:  # the written tracks' own notes in these bars give way to the new ones
         seed = seed.replace(instruments=[part if k in keep else dataclasses.replace(part, notes=tuple(
@@ -256,13 +258,27 @@ def _count(added: dict, extra: list) -> int:
     return sum(len(notes) for notes in added.values()) + sum(len(part.notes) for part in extra)
 
 
-def _name(part: Instrument, index: int) -> str:
+def track_name(part: Instrument, index: int) -> str:
     """How the summary names a track: its name, else its number and what it plays."""
     what = "drums" if part.is_drum else f"program {part.program}"
     return part.name.strip() or f"track {index + 1} ({what})"
 
 
-ACCOMPANIMENTS = ("loop", "none")
+ACCOMPANIMENTS = ("band", "loop", "none")
+
+
+def with_loops(seed: Score, tracks: set[int], bars: int) -> tuple[Score, int, dict[int, int]]:
+    """``seed`` with its ``tracks`` that sound in its last bar repeating their last bars (``_looped``) for ``bars``
+    bars after it ends, the index of the bar line where the loops begin (the seed's bars before it), and how many
+    notes each looping track adds."""
+    begin = _next_bar_line(seed, seed.end_tick - seed.ticks_per_quarter // 4)
+    limit = _bar_limit(seed, begin, bars)
+    loops = {k: _looped(part, seed, begin, limit) for k, part in enumerate(seed.instruments)
+             if k in tracks and _sounds_before(part, seed, begin)}
+    parts = [dataclasses.replace(part, notes=part.notes + tuple(loops.get(k, ()))) for k, part in
+             enumerate(seed.instruments)]
+    return seed.replace(instruments=parts), len(seed.bar_lines(until=begin)), {k: len(v) for k, v in loops.items()
+                                                                                 if v}
 
 
 def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begin: int, limit: int) -> dict[int, int]:

@@ -14,6 +14,7 @@ knows.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import secrets
@@ -25,7 +26,7 @@ import numpy as np
 
 from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import (ACCOMPANIMENTS, arrange, chord_limits, following_tokens, kept_notes, make_primer,
-                                 primer_from_opening)
+                                 primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -33,7 +34,7 @@ from melody.midi_write import midi_bytes
 from melody.numpy_lstm import NumpyLSTM
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
-from melody.score import Instrument, Score, parse_meter
+from melody.score import Instrument, Score, lead_index, parse_meter
 from melody.settings import setting
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
@@ -57,8 +58,10 @@ class GenerateConfig:
     primer_bars: int | None = setting(None, "Prime with only the seed's last N bars (default: all of it, up to "
                                       "1024 tokens).")
     continuation_only: bool = setting(False, "Write only the new music, not the seed before it.")
-    accompaniment: str = setting("loop", "Seed tracks the model leaves silent: keep playing their last bars "
-                                 "(loop), or stop (none).", choices=ACCOMPANIMENTS)
+    accompaniment: str = setting("band", "band: the model writes every part it can, a part it leaves silent (or "
+                                 "cannot play: drums, for a model without) repeats its last bars; loop: every part "
+                                 "but the lead repeats its last bars, heard by the model as it writes the lead; "
+                                 "none: nothing repeats.", choices=ACCOMPANIMENTS)
     density: float | None = setting(None, "Note onsets per quarter note to aim for (default: as the seed's last "
                                     "bars), e.g. 0.5 or 3.")
     keep: tuple[str, ...] = setting((), "Seed tracks kept as they are, by number (as `melody info` lists them, from "
@@ -145,8 +148,9 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     ``density`` (note onsets per quarter note) asks for busier or calmer music (default: as the
     seed's last bars). ``key_strength`` (nats, >= 0) makes notes outside the key (the seed's, or
     ``key``) that much less likely on pitched tracks: 0 leaves the model alone, the default
-    keeps continuations in key while allowing chromatic notes. ``accompaniment``: 'loop' keeps the
-    seed's tracks that the model leaves silent playing their last bars, 'none' lets them stop.
+    keeps continuations in key while allowing chromatic notes. ``accompaniment``: 'band' keeps the
+    seed's tracks that the model leaves silent playing their last bars, 'loop' loops every track but the
+    lead (heard by a model of several parts as kept notes), 'none' lets silent tracks stop.
     Writes the files unless ``write`` is False and returns them with their scores and a summary
     (``files``, ``bars``, ``notes``, ``accompaniment_notes``, ``silent_samples``, ``seconds`` of
     music, ``tokens``, ``tokens_per_second`` of sampling, ``wall_seconds`` of each stage: read,
@@ -160,6 +164,9 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
         raise SettingError("key and time signature come from the seed; give them only without one")
     if seed is None and (config.keep or config.from_bar or config.add):
         raise SettingError("keep, add and from-bar are about a seed's tracks and bars; give a seed")
+    if config.accompaniment == "loop" and (config.keep or config.from_bar or config.add):
+        raise SettingError("--accompaniment loop keeps every part but the lead; it does not combine with keep, add "
+                           "or from-bar")
     clock = _Clock()
     paths = output_paths(out, seed, config.num_samples) if write else []
     for path in paths:
@@ -170,6 +177,13 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
     tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
+    looping, loop_notes = frozenset(), 0
+    if config.accompaniment == "loop" and seed_score is not None and not tokenizer.config.melody_only:
+        others = frozenset(range(len(seed_score.instruments))) - {lead_index(seed_score)}
+        looped, at_bar, loops = with_loops(seed_score, others, config.bars)
+        if loops:  # the loops are kept notes after the seed, the lead written over them
+            seed_score, looping, loop_notes = looped, frozenset(loops), sum(loops.values())
+            config = dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(others)), from_bar=at_bar + 1)
     primer = _primer(seed_score, manifest, config, random_seed)
     keep = _kept_instruments(seed_score, config.keep, bool(config.add))
     kept = kept_notes(primer, tokenizer, keep, config.bars) if keep else None
@@ -201,10 +215,10 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     summary = {"files": [str(path) for path in paths], "samples": config.num_samples, "bars": config.bars,
                "bars_short": [int(config.bars - 1 - tokenizer.is_bar(row).sum())
                               for row, done in zip(generated, complete) if not done],
-               "notes": sum(one.new_notes for one in arranged),
+               "notes": sum(one.new_notes for one in arranged) + loop_notes * len(arranged),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
-               "accompaniment_notes": sum(one.looped_notes for one in arranged),
-               "tracks": _track_roles(arranged, seed_score, manifest.programs),
+               "accompaniment_notes": sum(one.looped_notes for one in arranged) + loop_notes * len(arranged),
+               "tracks": _track_roles(arranged, seed_score, manifest.programs, looping),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None,
@@ -318,13 +332,17 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     return generated, complete
 
 
-def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dict[str, list[str]]:
+def _track_roles(arranged: list, seed: Score | None, programs: list[int], looping=frozenset()) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent"; and
     "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop)."""
     roles = {role: [] for role in ("kept", "written", "added", "looped", "silent")}
     for one in arranged:
         for role, names in one.tracks.items():
             roles[role] += [name for name in names if name not in roles[role]]
+    if looping:  # kept to be heard, but what they play is their loop (the others: silent)
+        roles["looped"] = [track_name(seed.instruments[k], k) for k in sorted(looping)]
+        roles["silent"] += [name for name in roles["kept"] if name not in roles["looped"]]
+        roles["kept"] = []
     roles["looped"] = [name for name in roles["looped"] if name not in roles["written"]]
     roles["silent"] = [name for name in roles["silent"] if name not in roles["written"] + roles["looped"]]
     drums = seed is not None and any(part.is_drum and part.notes for part in seed.instruments)

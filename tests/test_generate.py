@@ -626,3 +626,24 @@ def test_a_track_silent_in_the_primers_bars_keeps_its_number(bundle):
     decoded = tokenizer.decode(primer.tokens, meta=primer.timing)
     assert [len(i.notes) for i in decoded.instruments] == [8, 0, 2]
     assert {n.pitch for n in decoded.instruments[2].notes} == {36 + 6 % 3, 36 + 7 % 3}
+
+
+def test_accompaniment_loop_writes_the_lead_over_the_other_parts_loops_which_the_model_hears(bundle):
+    """A chorale's soprano over its alto, tenor and bass repeating their last bars: the three lower voices after
+    the seed are exactly their loops (``with_loops``; played into the stream as kept notes, the test above), the
+    soprano is new, and the summary says so."""
+    from melody.continuation import with_loops
+
+    path = corpus_files("chorales")[5]
+    seed = read_midi(path)
+    config = GenerateConfig(bars=3, random_seed=2, accompaniment="loop")
+    made = generate(bundle, path, config=config, write=False)
+    looped, at_bar, loops = with_loops(seed, {1, 2, 3}, 3)
+    begin = seed.bar_lines(until=looped.end_tick)[at_bar]
+    for voice in (1, 2, 3):
+        assert made.scores[0].instruments[voice].notes == looped.instruments[voice].notes
+    soprano = [n for n in made.scores[0].instruments[0].notes if n.start >= begin]
+    assert soprano and made.written[0][0] == begin
+    tracks = made.summary["tracks"]
+    assert tracks["written"] == ["Soprano"] and tracks["looped"] == ["Alto", "Tenor", "Bass"] and not tracks["kept"]
+    assert made.summary["accompaniment_notes"] == sum(loops.values())
