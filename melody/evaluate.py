@@ -235,7 +235,9 @@ def fit_to_seeds(generated, seeds, bars: int | None = None, on_file=None) -> dic
     longest such: ``song.mid`` is the seed of ``song-continued.mid`` and ``song-2.mid``. ``bars``: the
     number asked when generating. Returns {"pairs": [{"generated", "seed", **fit}], "unpaired": [names],
     "bars_exact", "in_key_mean", "in_key_worst" (over tonal seeds: at least 85% of their last bars' notes
-    in their key), "tonal_seeds", "density_within_1_5", "tracks_kept", "tracks_before", "distinct_bar_ratio"}.
+    in their key), "tonal_seeds", "density_within_1_5", "tracks_kept", "tracks_before", "distinct_bar_ratio",
+    and the mean of each ensemble measure over the pairs that have one: "clash_mean", "lead_on_others_mean",
+    "copied_bars_mean", "parallels_mean"}.
     """
     seed_paths = {path.stem: path for path in find_midi_files([Path(seeds)])}
     result = {"pairs": [], "unpaired": []}
@@ -268,7 +270,15 @@ def _fit_totals(pairs: list[dict]) -> dict:
             "in_key_worst": min(tonal) if tonal else math.nan, "tonal_seeds": len(tonal),
             "density_within_1_5": float(np.mean([1 / 1.5 <= d <= 1.5 for d in densities])) if densities else math.nan,
             "tracks_kept": sum(p["tracks_kept"] for p in pairs), "tracks_before": sum(p["tracks_before"] for p in pairs),
-            "distinct_bar_ratio": float(np.mean(distinct)) if distinct else math.nan}
+            "distinct_bar_ratio": float(np.mean(distinct)) if distinct else math.nan,
+            **{f"{name}_mean": _mean(finite(p[name] for p in pairs)) for name in ENSEMBLE}}
+
+
+ENSEMBLE = ("clash", "lead_on_others", "copied_bars", "parallels")  # ``continuation_fit``'s ensemble measures
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
 
 
 def fit_table(result: dict) -> str:
@@ -285,6 +295,10 @@ def fit_table(result: dict) -> str:
                   f"seed lead's: {result['density_within_1_5']:.0%}; tracks still sounding after the seed: "
                   f"{result['tracks_kept']}/{result['tracks_before']}; distinct bars: "
                   f"{result['distinct_bar_ratio']:.2f}"]
+    lines.append(f"ensemble: clashing {result['clash_mean']:.2f} of the time parts sound together; the lead on "
+                 f"another part's pitch class {result['lead_on_others_mean']:.2f}; accompaniment bars copied "
+                 f"{result['copied_bars_mean']:.2f}; parallel fifths and octaves {result['parallels_mean']:.1f} per "
+                 "100 moves of a pair")
     if result["unpaired"]:
         lines.append(f"without a seed (not measured): {', '.join(result['unpaired'][:10])}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from melody.keys import estimate_key, in_key_share, key_name
+from melody.ensemble import clash_share, copied_bars, on_others, parallels
 from melody.score import Score, lead_index
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -254,6 +255,11 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
     * ``tracks_before``: the seed's tracks sounding in its last bar; ``tracks_kept``: how many of them
       sound (their ``counterparts``) in the first new bar.
     * ``distinct_bar_ratio`` of the new notes.
+    * Ensemble (``melody.ensemble``, over the new bars of ``output``, every part sounding there): ``clash``
+      (clashing share of the time two parts sound together), ``lead_on_others`` (share of the new lead's
+      notes on a pitch class another part sounds), ``copied_bars`` (mean over the other pitched parts of the
+      share of their bars copied from a bar before), ``parallels`` (parallel fifths and octaves per 100
+      moves of a pair of parts); nan where there is nothing to measure.
     """
     new, start, holds_seed = new_notes(seed, output)
     written = bars_spanned(new, start)
@@ -271,7 +277,16 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
               if sounds(part, seed_lines[-1] if seed_lines else 0, seed.end_tick)]
     kept = [k for k in before if partner[k] is not None
             and sounds(new.instruments[partner[k]], first_bar, _next_line(new, first_bar))]
-    return {"bars_written": written, "bars_asked": bars_asked,
+    region = (start, _next_line(new, last_onset))
+    others = [partner[k] for k, part in enumerate(seed.instruments)
+              if k != lead and partner[k] is not None and not part.is_drum]
+    copied = [value for value in (copied_bars(output, k, *region) for k in others) if not math.isnan(value)]
+    ensemble = {"clash": clash_share(output, *region),
+                "lead_on_others": on_others(output, partner[lead], *region)
+                if lead is not None and partner[lead] is not None else math.nan,
+                "copied_bars": float(np.mean(copied)) if copied else math.nan,
+                "parallels": parallels(output, *region)}
+    return {**ensemble, "bars_written": written, "bars_asked": bars_asked,
             "bars_exact": None if bars_asked is None else written == bars_asked,
             "key": key_name(*key), "seed_in_key": in_key_share(ending, key),
             "in_key": in_key_share(_pitched(new), key),

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from conftest import CORPORA
-from melody.ensemble import clash_share, copied_bars, ends_on_tonic, on_others
+from melody.ensemble import clash_share, copied_bars, crossings, ends_on_tonic, on_others, parallels
 from melody.midi_read import read_midi
 from melody.score import Instrument, Note, Score, TimeSignature
 
@@ -69,3 +69,20 @@ def test_real_chorales_rarely_clash_and_a_voice_moved_a_semitone_does():
         soprano, notes=tuple(dataclasses.replace(n, pitch=n.pitch + 6) for n in soprano.notes)), *real.instruments[1:]])
     assert on_others(real, 0, 0, end) > 0.25 > on_others(off, 0, 0, end)
     assert ends_on_tonic(real, "Gm", 0, end) == 1.0
+
+
+def test_parallel_fifths_and_octaves_are_counted_per_100_moves_of_a_pair():
+    fifths = score([(0, 67, Q, 80), (Q, 69, Q, 80), (2 * Q, 71, Q, 80)],    # G A B over
+                   [(0, 60, Q, 80), (Q, 62, Q, 80), (2 * Q, 60, Q, 80)])    # C D C: a fifth, a fifth, then a sixth
+    assert parallels(fifths, 0, BAR) == 50  # two moves, one in parallel fifths
+    contrary = score([(0, 67, Q, 80), (Q, 69, Q, 80)], [(0, 60, Q, 80), (Q, 55, Q, 80)])  # fifth to octave+... apart
+    assert parallels(contrary, 0, BAR) == 0
+    octaves = score([(0, 72, Q, 80), (Q, 74, Q, 80)], [(0, 48, Q, 80), (Q, 50, Q, 80)], [(0, 64, 2 * Q, 80)])
+    assert parallels(octaves, 0, BAR) == 100 / 3  # the outer pair moves in octaves; the held E moves with neither
+    assert math.isnan(parallels(score([(0, 60, BAR, 80)], [(0, 64, BAR, 80)]), 0, BAR))  # nobody moves
+
+
+def test_a_lower_part_above_the_one_listed_before_it_is_a_crossing():
+    crossed = score([(0, 60, BAR, 80)], [(0, 64, BAR // 4, 80), (BAR // 4, 55, 3 * BAR // 4, 80)])
+    assert crossings(crossed, 0, BAR) == 0.25
+    assert crossings(score([(0, 72, BAR, 80)], [(0, 60, BAR, 80)]), 0, BAR) == 0

@@ -606,6 +606,8 @@ def test_evaluate_pairs_continuations_with_their_seeds(bundle, tmp_path):
         assert pair["bars_written"] == own["bars_written"] and 1 <= own["bars_written"] <= 4  # (a tiny model
         assert pair["in_key"] == pytest.approx(own["in_key"], nan_ok=True)                   # may rest in a bar)
         assert pair["tracks_before"] == own["tracks_before"] == 1
+        for name in ("clash", "lead_on_others", "copied_bars", "parallels"):  # nan is null in JSON
+            assert pair[name] == pytest.approx(own[name]) if pair[name] is not None else np.isnan(own[name])
     assert fit["tracks_before"] == 2  # summed over the pairs
     assert fit["bars_exact"] == np.mean([p["bars_written"] == 4 for p in fit["pairs"]])
     assert all(0 <= p["in_key"] <= 1 and p["density_ratio"] > 0 for p in fit["pairs"])

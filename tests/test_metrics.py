@@ -122,6 +122,9 @@ def test_fit_of_a_continuation_with_known_answers():
     assert fit["density_ratio"] == pytest.approx(2.0)
     assert (fit["tracks_before"], fit["tracks_kept"]) == (3, 2)  # the drums stopped
     assert fit["distinct_bar_ratio"] == pytest.approx(2 / 2)
+    # the new D and C# over the bass's low C (a 9th, a minor 9th) clash all the time they overlap; no new lead note
+    # on the bass's C; the bass's one new bar repeats its bars before; one move of the pair, the lead alone
+    assert (fit["clash"], fit["lead_on_others"], fit["copied_bars"], fit["parallels"]) == (1.0, 0.0, 1.0, 0.0)
 
 
 def test_fit_of_a_continuation_written_alone_and_asked_for_more_bars():
