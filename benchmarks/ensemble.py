@@ -1,7 +1,7 @@
 """Does the band play together? New bars against the real next bars of real multi-part music.
 
     python benchmarks/ensemble.py [--model melody/default_model] [--wild DIR] [--pieces 12] [--bars 8]
-                                  [--accompaniment loop|none] [--ending]
+                                  [--accompaniment band|loop|none] [--ending]
 
 Seeds: multi-part pieces the model did not train on (its validation files: chorales,
 Palestrina, madrigals, quartets), and with ``--wild DIR`` (MidiTok's test files, as the
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--wild", type=Path)
     parser.add_argument("--pieces", type=int, default=12, help="seeds per corpus folder")
     parser.add_argument("--bars", type=int, default=8)
-    parser.add_argument("--accompaniment", default="loop", choices=("loop", "none"))
+    parser.add_argument("--accompaniment", default="band", choices=("band", "loop", "none"))
     parser.add_argument("--ending", action="store_true")
     arguments = parser.parse_args()
     manifest = read_manifest(arguments.model)

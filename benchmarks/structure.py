@@ -103,7 +103,7 @@ def train_all(models: dict, data, steps: int, config: TrainConfig) -> dict:
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         start = time.perf_counter()
         for step in range(steps):
-            window = data.sampler.batch(np.random.default_rng([config.random_seed, 1, step]), config.batch_size)
+            window = data.sampler.batch(np.random.default_rng([config.random_seed, 1, step]), config.batch_size)[0]
             loss = model.train_on_batch(window[:, :-1], window[:, 1:])
             if step % 250 == 0 or step == steps - 1:
                 print(f"  {name} step {step}: loss {float(loss):.4f}", flush=True)

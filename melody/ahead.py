@@ -18,7 +18,10 @@ a piece's End (a training window may run on into the next piece), get zeros: wit
 the network is the plain one.
 
 Training (``melody.dataset``) keeps a random set of parts and tells the ending in a
-random half of its windows (``choose``, ``piece_features``); generation plays the kept
+random half of its windows (``choose``, ``piece_features``), and does not ask the network
+for the kept parts' own tokens (``given``): generation plays those in, so a network
+trained on them learns to copy the kept notes from what it is told instead of writing
+the other parts around them. Generation plays the kept
 notes (``KeptNotes``, made by ``Tokenizer.kept_notes``) into the sampled stream and
 tells each token what is ahead the same way (``told``). What a token means comes from
 the tokenizer's table (``Tokenizer.token_table``).
@@ -72,15 +75,37 @@ def piece_features(tokens: np.ndarray, table: dict, header: int, drums: list[boo
     return features
 
 
+def given(tokens: np.ndarray, table: dict, header: int, kept: frozenset[int]) -> np.ndarray:
+    """Bool per token of one whole piece: the tokens that play the ``kept`` tracks' notes (a kept track's Track
+    token, and the Velocity, Note and Duration tokens while it is in force). Generation plays these in itself,
+    so training does not ask the network for them: their loss counts nothing (``melody.dataset``)."""
+    tokens = np.asarray(tokens, dtype=np.intp)
+    result = np.zeros(len(tokens), bool)
+    if not kept:
+        return result
+    body = tokens[header:]
+    in_force = _in_force(body, table)
+    keeps = np.zeros(int(in_force.max(initial=-1)) + 2, bool)
+    keeps[[track for track in kept if track < len(keeps) - 1]] = True
+    moves = (table["shift_steps"][body] > 0) | (table["bar_steps"][body] > 0) | (body < 3)  # and Pad, Begin, End
+    result[header:] = keeps[in_force] & ~moves
+    return result
+
+
+def _in_force(body: np.ndarray, table: dict) -> np.ndarray:
+    """Per token of ``body``, the track in force there (its own, for a Track token), -1 before the first."""
+    track_tokens = np.flatnonzero(table["track_of"][body] >= 0)
+    if not len(track_tokens):
+        return np.full(len(body), -1)
+    marks = np.full(len(body), -1)
+    marks[track_tokens] = track_tokens
+    last = np.maximum.accumulate(marks)
+    return np.where(last >= 0, table["track_of"][body[np.maximum(last, 0)]], -1)
+
+
 def _kept_notes(rows: np.ndarray, body: np.ndarray, table: dict, drums: list[bool], kept: frozenset[int]) -> None:
     """Fill ``rows``' soon and later columns from the kept tracks' notes in ``body``."""
-    track_tokens = np.flatnonzero(table["track_of"][body] >= 0)
-    in_force = np.full(len(body), -1)
-    if len(track_tokens):
-        marks = np.full(len(body), -1)
-        marks[track_tokens] = track_tokens
-        last = np.maximum.accumulate(marks)
-        in_force = np.where(last >= 0, table["track_of"][body[np.maximum(last, 0)]], -1)
+    in_force = _in_force(body, table)
     pitch = table["pitch_of"][body]
     keeps = np.zeros(max(len(drums), int(in_force.max()) + 1, 1), bool)
     keeps[[track for track in kept if track < len(keeps)]] = True

@@ -118,9 +118,11 @@ class WindowSampler:
                                         np.arange(body, body + length - header)]))
         return np.stack(rows), piece
 
-    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray | None,
+                                                                        np.ndarray | None]:
         """(batch_size, seq_len + 1) int32 token windows, transposed at random; with ``ahead``, float32
-        (batch_size, seq_len + 1, ahead.WIDTH) features for them (else None)."""
+        (batch_size, seq_len + 1, ahead.WIDTH) features for them and bool (batch_size, seq_len + 1): the
+        tokens that play kept notes (``ahead.given``; else None, None)."""
         index, pieces = self.positions(rng, batch_size)
         tokens = np.asarray(self.cache.tokens[index], dtype=np.int32)
         shifts = np.zeros(len(tokens), np.int64)
@@ -131,12 +133,15 @@ class WindowSampler:
             shifts = np.floor(rng.random(len(tokens)) * (down + up + 1)).astype(np.int64) - down
             tokens = tokenizer.transpose_windows(tokens, drums, shifts)
         if not self.ahead:
-            return tokens, None
-        return tokens, np.stack([self._features(rng, row, piece, shift)
-                                 for row, piece, shift in zip(index, pieces, shifts)])
+            return tokens, None, None
+        features, given = zip(*[self._features(rng, row, piece, shift) for row, piece, shift in
+                                zip(index, pieces, shifts)])
+        return tokens, np.stack(features), np.stack(given)
 
-    def _features(self, rng: np.random.Generator, positions: np.ndarray, piece: int, shift: int) -> np.ndarray:
-        """The ``melody.ahead`` features of one window (cache ``positions``) starting in ``piece``."""
+    def _features(self, rng: np.random.Generator, positions: np.ndarray, piece: int,
+                  shift: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``melody.ahead`` features of one window (cache ``positions``) starting in ``piece``, and which of its
+        tokens play kept notes."""
         start, end, header = self.pieces.starts[piece], self.pieces.ends[piece], self.pieces.headers[piece]
         tokenizer, tokens = self.cache.tokenizer, np.asarray(self.cache.tokens[start:end])
         tracks = tokenizer.tracks(tokens)
@@ -146,7 +151,9 @@ class WindowSampler:
         inside = positions < end  # a window running on past the piece's End is told nothing there
         features = np.zeros((len(positions), ahead.WIDTH), np.float32)
         features[inside] = whole[positions[inside] - start]
-        return ahead.transposed(features, int(shift))
+        given = np.zeros(len(positions), bool)
+        given[inside] = ahead.given(tokens, self.table, int(header), kept)[positions[inside] - start]
+        return ahead.transposed(features, int(shift)), given
 
 
 def validation_windows(cache: TokenCache, pieces: np.ndarray, seq_len: int, max_windows: int = 2048) -> np.ndarray:
@@ -170,7 +177,8 @@ def validation_windows(cache: TokenCache, pieces: np.ndarray, seq_len: int, max_
 def training_dataset(sampler: WindowSampler, batch_size: int, steps: int, seed: int, epoch: int,
                      first_step: int = 0, rows: list[slice] | None = None):
     """A tf.data pipeline of (inputs, targets) batches for ``epoch``'s steps ``first_step`` to ``steps``,
-    prefetched; inputs are the tokens, or (tokens, ahead features) for a sampler with ``ahead``. Each step's
+    prefetched; for a sampler with ``ahead``, (inputs, targets, weights): inputs (tokens, ahead features),
+    weights 0 for a target that plays a kept note (``ahead.given``: not asked of the network), else 1. Each step's
     global batch of ``batch_size`` windows is drawn whole; ``rows`` (default: all) picks the shares of it this
     process's replicas train on, one element per replica in turn."""
     import tensorflow as tf
@@ -182,11 +190,12 @@ def training_dataset(sampler: WindowSampler, batch_size: int, steps: int, seed: 
 
     def make(step):
         rng = np.random.default_rng([seed, epoch, int(step)])
-        window, features = sampler.batch(rng, batch_size)
+        window, features, given = sampler.batch(rng, batch_size)
         shares = np.stack([window[part] for part in rows])
         if features is None:
             return shares[..., :-1], shares[..., 1:]
-        return shares[..., :-1], np.stack([features[part] for part in rows])[..., :-1, :], shares[..., 1:]
+        weights = np.stack([~given[part] for part in rows])[..., 1:].astype(np.float32)
+        return shares[..., :-1], np.stack([features[part] for part in rows])[..., :-1, :], shares[..., 1:], weights
 
     def load(step):
         if not sampler.ahead:
@@ -194,11 +203,12 @@ def training_dataset(sampler: WindowSampler, batch_size: int, steps: int, seed: 
             inputs.set_shape(shape)
             targets.set_shape(shape)
             return inputs, targets
-        inputs, features, targets = tf.numpy_function(make, [step], (tf.int32, tf.float32, tf.int32),
-                                                      stateful=False)
+        inputs, features, targets, weights = tf.numpy_function(make, [step], (tf.int32, tf.float32, tf.int32,
+                                                                              tf.float32), stateful=False)
         inputs.set_shape(shape)
         features.set_shape((*shape, WIDTH))
         targets.set_shape(shape)
-        return (inputs, features), targets
+        weights.set_shape(shape)
+        return (inputs, features), targets, weights
 
     return tf.data.Dataset.range(first_step, steps).map(load).unbatch().prefetch(tf.data.AUTOTUNE)

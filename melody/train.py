@@ -378,10 +378,12 @@ def _train_step(model, strategy, tokens_per_step: int, clip_norm: float):
     variables = model.trainable_variables
     model.optimizer.clipnorm = None  # clipped here, after the sum (Keras would clip each replica's share)
 
-    def replica_step(inputs, targets):
+    def replica_step(inputs, targets, weights=None):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(inputs, training=True), tf.float32)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+            if weights is not None:  # kept notes' tokens (``ahead.given``) count nothing
+                losses = losses * weights
             loss = tf.reduce_sum(losses) / tokens_per_step
         context = tf.distribute.get_replica_context()
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(loss, variables))

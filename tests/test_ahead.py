@@ -75,6 +75,24 @@ def test_the_part_below_is_told_the_kept_melodys_next_notes_and_drums_tell_nothi
     np.testing.assert_array_equal(features, by_definition(tokens, (0, 2), False))
 
 
+def test_the_kept_parts_own_tokens_are_given_and_everything_else_is_asked():
+    """Melody kept over a bass: the melody's Track, Velocity, Note and Duration tokens are given (generation plays
+    them in); the bass's, the bar lines, time shifts, header and End are asked of the network."""
+    melody = Instrument(0, name="Melody", notes=[Note(0, 72, 480, 90), Note(480, 76, 480, 50)])
+    bass = Instrument(33, name="Bass", notes=[Note(0, 36, 960, 70)])
+    tokens = TOKENIZER.encode(Score(480, [melody, bass], time_signatures=[TimeSignature(0, 4, 4)]))
+    header = TOKENIZER.header_length(tokens)
+    given = ahead.given(tokens, TABLE, header, frozenset({0}))
+    names = TOKENIZER.names(tokens)
+    track = None
+    for name, is_given in zip(names[header:], given[header:]):
+        track = int(name.split("_")[1]) if name.startswith("Track_") else track
+        moves = name.startswith(("Bar_", "TimeShift_")) or name == "End"
+        assert is_given == (track == 0 and not moves), name
+    assert not given[:header].any() and given.sum() == 2 + 2 * 3  # Track_0 twice, two velocities, notes, durations
+    assert not ahead.given(tokens, TABLE, header, frozenset()).any()
+
+
 def test_training_keeps_some_parts_of_multi_part_pieces_and_none_of_a_melody():
     rng = np.random.default_rng(0)
     four = [(False, 52)] * 4

@@ -52,7 +52,7 @@ def test_windows_with_ahead_carry_the_features_of_their_piece(cache):
     """Each window's features are its piece's (``ahead.piece_features`` for some kept set and ending), turned
     with the window's transposition, and zero where the window has run on past its piece's End."""
     sampler = WindowSampler(cache, np.arange(len(cache)), seq_len=64, max_transpose=5, ahead=True)
-    tokens, features = sampler.batch(np.random.default_rng(5), 64)
+    tokens, features, given = sampler.batch(np.random.default_rng(5), 64)
     assert features.shape == (64, 65, ahead.WIDTH) and features.dtype == np.float32
     positions, pieces = sampler.positions(np.random.default_rng(5), 64)
     told_kept = told_ending = 0
@@ -66,6 +66,14 @@ def test_windows_with_ahead_carry_the_features_of_their_piece(cache):
         assert not told[:header].any()
         assert told[header:][row[header:] < end, ahead.KEPT].min() == told[:, ahead.KEPT].max()
     assert 10 < told_kept < 54 and told_ending > 0
+    table = cache.tokenizer.token_table()
+    for window, told, taken in zip(tokens, features, given):  # given: notes of kept tracks, only when kept
+        assert told[:, ahead.KEPT].any() or not taken.any()
+        assert not (taken & ((table["shift_steps"][window] > 0) | (table["bar_steps"][window] > 0))).any()
+    assert 0 < given.sum() < given[features[..., ahead.KEPT].any(axis=1)].size
+    inputs_features, targets, weights = next(training_dataset(sampler, 4, steps=1, seed=5, epoch=0)
+                                             .batch(4).as_numpy_iterator())
+    assert weights.shape == targets.shape and set(np.unique(weights)) <= {0.0, 1.0}
 
 
 def test_each_window_is_a_header_then_consecutive_tokens_of_training_files(cache):
@@ -84,7 +92,7 @@ def test_each_window_is_a_header_then_consecutive_tokens_of_training_files(cache
         assert np.array_equal(np.diff(body), np.ones(len(body) - 1))  # consecutive tokens
         assert starts[piece] + header <= body[0] < ends[piece]  # from this piece's body ...
         assert body[-1] < pieces.run_ends[piece]  # ... running on only into adjacent training pieces
-    windows, told = sampler.batch(np.random.default_rng(0), 500)
+    windows, told, _ = sampler.batch(np.random.default_rng(0), 500)
     assert told is None  # a sampler without ``ahead``
     tokenizer = cache.tokenizer
     assert all(tokenizer.names(w[:1]) == ["Begin"] and tokenizer.header_length(w) >= 5 for w in windows)
@@ -95,8 +103,8 @@ def test_transposition_moves_notes_and_key_of_whole_windows_within_range(cache):
     pieces = np.arange(len(cache))
     plain = WindowSampler(cache, pieces, seq_len=64)
     moved = WindowSampler(cache, pieces, seq_len=64, max_transpose=5)
-    a, _ = plain.batch(np.random.default_rng(1), 64)
-    b, _ = moved.batch(np.random.default_rng(1), 64)
+    a, *_ = plain.batch(np.random.default_rng(1), 64)
+    b, *_ = moved.batch(np.random.default_rng(1), 64)
     tokenizer = cache.tokenizer
     is_note, is_key = tokenizer.is_note(a), tokenizer.kinds["Key"].holds(a)
     assert np.array_equal(a[~is_note & ~is_key], b[~is_note & ~is_key])  # only notes and keys move
@@ -118,8 +126,8 @@ def test_drum_notes_are_never_transposed(tmp_path):
     prepare([tmp_path / "drums.mid"], tmp_path / "cache", workers=1)
     cache = TokenCache(tmp_path / "cache")
     assert cache.drums[tokenizer_notes(cache)].all()
-    a, _ = WindowSampler(cache, np.arange(len(cache)), seq_len=32).batch(np.random.default_rng(2), 32)
-    b, _ = WindowSampler(cache, np.arange(len(cache)), seq_len=32, max_transpose=6).batch(np.random.default_rng(2), 32)
+    a, *_ = WindowSampler(cache, np.arange(len(cache)), seq_len=32).batch(np.random.default_rng(2), 32)
+    b, *_ = WindowSampler(cache, np.arange(len(cache)), seq_len=32, max_transpose=6).batch(np.random.default_rng(2), 32)
     assert np.array_equal(a, b)
 
 
