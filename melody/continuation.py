@@ -235,8 +235,9 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
               "looped": [track_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
               "silent": [track_name(part, k) for k, part in enumerate(seed.instruments)
                          if part.notes and not added.get(k) and k not in keep]}
-    if inside:  # the written tracks' own notes in these bars give way to the new ones
-        seed = seed.replace(instruments=[part if k in keep else dataclasses.replace(part, notes=tuple(
+    if inside:  # the written tracks' own notes in these bars give way to the new ones; the others play on
+        tracks["kept"], tracks["silent"] = tracks["kept"] + tracks["silent"], []
+        seed = seed.replace(instruments=[part if k not in added else dataclasses.replace(part, notes=tuple(
             n for n in part.notes if not begin <= n.start < limit)) for k, part in enumerate(seed.instruments)])
         whole = seed.replace(instruments=[dataclasses.replace(part, notes=tuple(sorted(
             part.notes + tuple(added.get(k, ())), key=lambda n: (n.start, n.pitch)))) for k, part in

@@ -649,3 +649,16 @@ def test_accompaniment_loop_writes_the_lead_over_the_other_parts_loops_which_the
     tracks = made.summary["tracks"]
     assert tracks["written"] == ["Soprano"] and tracks["looped"] == ["Alto", "Tenor", "Bass"] and not tracks["kept"]
     assert made.summary["accompaniment_notes"] == sum(loops.values())
+
+
+def test_a_fill_leaves_what_the_model_cannot_play_as_it_was(bundle, tmp_path):
+    """Bars 3-4 of a piano piece with drums, written again by a model without drums: the drums of those bars stay
+    note for note, and the summary counts them among the tracks kept."""
+    piano = tuple(Note(480 * q, 60 + q % 7, 480, 80) for q in range(24))
+    drums = tuple(Note(240 * e, 36 + 2 * (e % 2), 120, 100) for e in range(48))
+    write_midi(Score(480, (Instrument(0, name="Piano", notes=piano), Instrument(0, True, "Kit", drums)),
+                     time_signatures=(TimeSignature(0, 4, 4),)), tmp_path / "seed.mid")
+    made = generate(bundle, tmp_path / "seed.mid", config=GenerateConfig(bars=2, from_bar=3, random_seed=3),
+                    write=False)
+    assert made.scores[0].instruments[1].notes == read_midi(tmp_path / "seed.mid").instruments[1].notes
+    assert made.summary["tracks"]["kept"] == ["Kit"] and made.summary["tracks"]["written"] == ["Piano"]

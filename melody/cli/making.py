@@ -138,7 +138,7 @@ def _print_summary(summary: dict) -> None:
     roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "added", "looped", "silent")
              if tracks.get(role)]
     if roles:
-        click.echo("Tracks: " + "; ".join(roles) + ("; drums left to the loop: the model plays no drums"
+        click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
     if summary["following_log_likelihood"]:
         click.echo(f"Fill: the seed's next bars at {-np.mean(summary['following_log_likelihood']):.3f} nats/token "
