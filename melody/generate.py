@@ -134,6 +134,8 @@ class Generation:
 def output_paths(out: str | os.PathLike | None, seed: str | os.PathLike | None, num_samples: int) -> list[Path]:
     """``out`` (default: '<seed>-continued.mid' or 'melody.mid'); with several samples out-1.mid, out-2.mid ..."""
     out = Path(out) if out else Path(f"{Path(seed).stem}-continued.mid" if seed else "melody.mid")
+    if out.suffix.lower() not in ("", ".mid", ".midi"):
+        raise SettingError(f"{out}: melody writes MIDI files; give --out a name ending in .mid")
     if num_samples == 1:
         return [out]
     return [out.with_name(f"{out.stem}-{number}{out.suffix or '.mid'}") for number in range(1, num_samples + 1)]

@@ -121,9 +121,22 @@ def _lookback_text(distances) -> str:
     return f"lookback {', '.join(map(str, distances))} bars" if distances else "no lookback"
 
 
+def duration(seconds: float) -> str:
+    """A span of time as people say it: 22 s, 14 min, 3 h 05 min."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _as_trained(precision: str) -> str:
+    """The precision a run recorded, its reason told of the machine that trained (not the one reading it)."""
+    return precision.replace("(this machine has", "(the training machine had").replace("(this machine", "(the "
+                                                                                         "training machine")
+
+
 def _model_text(d: dict) -> str:
     model, corpus = d["model"] or {}, d["corpus"]
-    minutes = (d["training_seconds"] or 0) / 60
     lines = [f"{d['path']}: melody model (format {d['version']}), {'melody only' if d['melody_only'] else 'full score'}",
              f"  network: {model.get('layers')} LSTM layers x {model.get('units')} units, embedding "
              f"{model.get('embedding')}, dropout {model.get('dropout')}; "
@@ -132,8 +145,8 @@ def _model_text(d: dict) -> str:
              f"  corpus: {corpus.get('ok')} files ({corpus.get('skipped')} skipped), {corpus.get('tokens') or 0:,} "
              f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
              + (f"; from {', '.join(d['sources'][:6])}" if d["sources"] else ""),
-             f"  training: {d['epochs']} epochs, {d['steps']} steps, {minutes:.0f} min ({d['stopped']}); "
-             f"precision {d['precision']}"]
+             f"  training: {d['epochs']} epochs, {d['steps']} steps, {duration(d['training_seconds'] or 0)} "
+             f"({d['stopped']}); precision {_as_trained(d['precision'])}"]
     if d["val_loss"] is not None:
         lines.append(f"  validation loss: {d['val_loss']:.4f} nats/token, perplexity {d['perplexity']:.2f} "
                      f"(unigram baseline {d['unigram_val_nll']:.4f})")

@@ -111,6 +111,8 @@ def _bad_inputs(tmp_path):
                                                    "no General MIDI instrument is called 'kazoo'"),
         "harmonize: missing melody": (["harmonize", tmp_path / "nope.mid"], "no such file"),
         "generate: keep without a seed": (["generate", "--keep", "1"], "give a seed"),
+        "generate: output that is not MIDI": (["generate", "--seed", song, "--out", tmp_path / "x.txt"],
+                                              "give --out a name ending in .mid"),
         "generate: candidates with nothing after them": (["generate", "--seed", song, "--candidates", "3", "--out",
                                                           tmp_path / "g.mid"], "candidates are judged by the seed's"),
         "generate: an ending from an older model": (["generate", "--seed", song, "--ending", "--out",

@@ -49,6 +49,16 @@ def test_a_model_folder(bundle):
     assert described["val_loss"] == bundle.metrics["best_val_loss"]
     text = CliRunner().invoke(cli, ["info", str(bundle.path)]).output
     assert "parameters" in text and "validation loss" in text
+    seconds = bundle.metrics["training_seconds"]
+    assert f"{bundle.metrics['steps']} steps, {seconds:.0f} s (" in text if seconds < 59.5 else " min (" in text
+    assert "this machine" not in text  # the precision's reason is about the machine that trained
+
+
+def test_spans_of_time_read_as_people_say_them():
+    from melody.info import duration
+
+    assert [duration(s) for s in (22, 59.4, 61, 14 * 60, 3 * 3600 + 5 * 60)] == ["22 s", "59 s", "1 min", "14 min",
+                                                                               "3 h 05 min"]
 
 
 def test_model_questions_and_generation_never_load_tensorflow(bundle, tmp_path):

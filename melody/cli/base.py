@@ -26,6 +26,7 @@ from melody.interrupts import SIGNALS
 
 USER_ERROR = 2
 _IMPORTED = time.perf_counter()
+_STARTING = time.process_time()  # CPU seconds of the interpreter's start and imports before this line
 
 
 class MelodyGroup(click.Group):
@@ -153,14 +154,10 @@ def configured(cls, options: dict, **more):
 # ----------------------------------------------------------------------------- shared by the commands
 
 def seconds_since_start() -> float:
-    """Wall time since this process started: on Linux from /proc, so the interpreter's own start-up
-    counts too (10 ms resolution); elsewhere since the command line was imported."""
-    try:
-        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return time.perf_counter() - _IMPORTED
+    """Wall time since the interpreter started: since the command line was imported, plus the CPU time the
+    interpreter's start and imports took before that. (Not the process's start time: a shell that ends with
+    ``melody ...`` runs it in its own process, which then started when the shell did.)"""
+    return _STARTING + time.perf_counter() - _IMPORTED
 
 
 def progress(length: int, label: str, quiet: bool):

@@ -130,7 +130,11 @@ def _print_summary(summary: dict) -> None:
     for path in summary["files"] + summary.get("rendered", []):
         click.echo(f"Wrote {path}")
     looped = summary["accompaniment_notes"]
-    click.echo(f"{summary['samples']} x {summary['bars']} bars: {summary['notes']} new notes"
+    bars, short = summary["bars"], summary["bars_short"]
+    written = f"{summary['samples']} x {bars} bars" if not short else (
+        f"{summary['samples']} x {bars} bars asked, {len(short)} of them cut short by the token limit "
+        f"({', '.join(f'{bars - missing} of {bars} bars' for missing in short)})")
+    click.echo(f"{written}: {summary['notes']} new notes"
                + (f" ({looped} of them the accompaniment repeating its last bars)" if looped else "")
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
@@ -151,8 +155,6 @@ def _print_summary(summary: dict) -> None:
     if summary["silent_samples"]:
         click.echo(f"Note: {summary['silent_samples']} sample(s) came out without a new note after "
                    f"4 draws; try another --random-seed or a higher --temperature", err=True)
-    for short in summary["bars_short"]:
-        click.echo(f"Note: a sample reached the token limit {short} bar(s) short of {summary['bars']}", err=True)
 
 
 def _render_outputs(result, wav: bool, png: bool, soundfont, force: bool, quiet: bool) -> list[str]:
