@@ -680,7 +680,9 @@ def test_a_fill_leaves_what_the_model_cannot_play_as_it_was(bundle, tmp_path):
 
 
 def test_a_sample_cut_short_by_the_token_limit_is_said_in_the_headline(bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr("melody.generate.TOKENS_PER_BAR_CAP", 4)  # 4 tokens a bar: no bar of a chorale fits
+    import sys
+
+    monkeypatch.setattr(sys.modules["melody.generate"], "TOKENS_PER_BAR_CAP", 4)  # no bar of a chorale fits in 4
     result = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(corpus_files("chorales")[0]),
                                       "--out", str(tmp_path / "g.mid"), "--bars", "3", "--random-seed", "1"])
     assert result.exit_code == 0, result.output
