@@ -36,6 +36,16 @@ from melody.model import ModelConfig, Network
 from melody.tokenizer import Tokenizer
 from melody.train_config import TrainConfig
 
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the model shipped with melody
+SHIPPED = "default"  # what ``--init-from`` calls it
+
+
+def model_folder(name: str | os.PathLike) -> Path:
+    """The model folder ``name`` names: ``SHIPPED`` is the model shipped with melody, unless a folder of that name
+    is here (``./default`` then names the shipped one's namesake)."""
+    return DEFAULT_MODEL if str(name) == SHIPPED and not Path(name).exists() else Path(name)
+
+
 FORMAT = "melody-model"
 FORMAT_VERSION = 2
 CHECKPOINT = "checkpoint"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melody.bundle import Manifest, load_corpus, load_weights, read_manifest
+from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import (ACCOMPANIMENTS, arrange, chord_limits, following_tokens, kept_notes, make_primer,
                                  primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
@@ -37,7 +37,6 @@ from melody.keys import parse_key
 from melody.score import Instrument, Score, lead_index, parse_meter
 from melody.settings import setting
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 TOKENS_PER_BAR_CAP = 256
 MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
 RETRIES = 3  # draws for a sample that came out without a note

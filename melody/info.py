@@ -73,6 +73,7 @@ def model_info(folder: str | os.PathLike, vocabulary: bool = False) -> dict:
         "sources": sorted({_printable(str(Path(name).parent)) for name in train_names + validation_names}),
         "epochs": len(metrics.get("epochs") or []), "steps": _number(metrics.get("steps")),
         "training_seconds": _number(metrics.get("training_seconds")), "stopped": _printable(metrics.get("stopped")),
+        "init_from": _started_from(metrics.get("init_from")),
         "precision": _printable(metrics.get("precision") or "float32"),
         "val_loss": _number(metrics.get("best_val_loss")), "perplexity": _number(metrics.get("best_val_perplexity")),
         "unigram_val_nll": _number(metrics.get("unigram_val_nll")), "train": asdict(manifest.train_config),
@@ -121,6 +122,14 @@ def _lookback_text(distances) -> str:
     return f"lookback {', '.join(map(str, distances))} bars" if distances else "no lookback"
 
 
+def _started_from(record) -> str | None:
+    """What a run started from (``--init-from``), as recorded in its metrics (any shape a file may hold)."""
+    if not isinstance(record, dict):
+        return None
+    return (f"{_printable(str(record.get('model')))} ({_number(record.get('tokens_matched'))} of "
+            f"{_number(record.get('tokens'))} tokens matched)")
+
+
 def duration(seconds: float) -> str:
     """A span of time as people say it: 22 s, 14 min, 3 h 05 min."""
     if seconds < 60:
@@ -146,7 +155,8 @@ def _model_text(d: dict) -> str:
              f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
              + (f"; from {', '.join(d['sources'][:6])}" if d["sources"] else ""),
              f"  training: {d['epochs']} epochs, {d['steps']} steps, {duration(d['training_seconds'] or 0)} "
-             f"({d['stopped']}); precision {_as_trained(d['precision'])}"]
+             f"({d['stopped']}); precision {_as_trained(d['precision'])}"
+             + (f"; started from {d['init_from']}" if d["init_from"] else "")]
     if d["val_loss"] is not None:
         lines.append(f"  validation loss: {d['val_loss']:.4f} nats/token, perplexity {d['perplexity']:.2f} "
                      f"(unigram baseline {d['unigram_val_nll']:.4f})")

@@ -103,7 +103,8 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     With ``resume``, the settings saved in ``out`` are used and training continues from
     the last checkpoint; ``changes`` (setting name -> value) may raise ``epochs``,
     ``max_steps`` or ``patience``, any other change is refused. ``init_from``: a model
-    folder whose weights start this run (see ``initialise_from``). ``strategy``: where
+    folder whose weights start this run (see ``initialise_from``; "default": the shipped
+    model), recorded in the metrics with how many tokens it matched. ``strategy``: where
     training runs (``melody.distribute``); ``cluster`` ('host:port,host:port,...') and
     ``task_index`` name the workers of a multi-worker run and this one's place among them (default:
     the TF_CONFIG environment variable). Only the chief, worker 0, writes ``out``.
@@ -113,6 +114,7 @@ def train(source, out, model_config: ModelConfig | None = None, config: TrainCon
     if resume and init_from is not None:
         raise TrainingError("init-from starts a new run from another model's weights; it cannot be combined with "
                             "resume")
+    init_from = None if init_from is None else bundle.model_folder(init_from)
     request = _Request(source, Path(out), model_config, config, tokenizer, resume, force, report or Report(),
                        changes or {}, init_from, strategy, cluster_config(cluster, task_index))
     try:
@@ -191,6 +193,7 @@ def _train(request: _Request, stop: Stop) -> dict:
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
         with placement.strategy.scope():  # variables (the optimizer's too) are created under the strategy
             model, state = _network(out, state, model_config, config, request.init_from, cache, precision, why)
+        data.summary["init_from"] = state.get("init_from")
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if writes:
@@ -211,12 +214,15 @@ def _network(out: Path, state, model_config, config, init_from, cache, precision
     else:
         with _memory_guard(model_config, config):
             model = build_model(model_config, len(cache.tokenizer), bar_tokens=cache.tokenizer.bar_tokens())
-        if init_from is not None:
-            initialise_from(model, model_config, init_from, cache.tokenizer.kinds)
+        matched = None if init_from is None else initialise_from(model, model_config, init_from,
+                                                                  cache.tokenizer.kinds)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),  # clipped in ``_train_step``
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         state = {"epoch": 0, "step": 0, "best_val_loss": None, "bad_epochs": 0, "epochs": [], "seconds": 0.0,
                  "precision": [precision, why]}
+        if init_from is not None:
+            state["init_from"] = {"model": str(init_from), "tokens_matched": matched,
+                                  "tokens": len(cache.tokenizer)}
     model.optimizer.build(model.trainable_variables)
     return model, state
 
@@ -481,7 +487,7 @@ def _write_metrics(out: Path, state: dict, summary: dict, parameters: int, stopp
     best_epoch = next((e["epoch"] for e in state["epochs"] if e["val_loss"] == round(best, 5)), None) \
         if best is not None else None
     metrics = {"epochs": state["epochs"], "corpus": summary, "parameters": parameters,
-               "precision": summary.get("precision"),
+               "precision": summary.get("precision"), "init_from": summary.get("init_from"),
                "best_epoch": best_epoch, "best_val_loss": None if best is None else round(best, 5),
                "best_val_perplexity": None if best is None else round(math.exp(best), 3),
                "unigram_val_nll": summary["unigram_val_nll"], "steps": state["step"],

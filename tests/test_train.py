@@ -179,6 +179,17 @@ def test_resume_refuses_changed_settings_and_names_them(folk, one_epoch, tmp_pat
     assert len(resumed["epochs"]) == 2
 
 
+def test_init_from_default_names_the_shipped_model_and_the_run_records_it(folk, tmp_path):
+    from melody.bundle import DEFAULT_MODEL
+    from melody.info import info, info_text
+
+    metrics = train(folk, tmp_path / "m", TINY, quick(epochs=1, steps_per_epoch=2), init_from="default")
+    shipped = load_bundle(DEFAULT_MODEL)
+    assert metrics["init_from"] == {"model": str(DEFAULT_MODEL), "tokens_matched": len(shipped.tokenizer),
+                                    "tokens": len(shipped.tokenizer)}
+    assert f"started from {DEFAULT_MODEL} ({len(shipped.tokenizer)} of" in info_text(info(tmp_path / "m"))
+
+
 def test_init_from_copies_weights_by_token_name(folk, tmp_path):
     """A model started from another keeps its LSTM weights and, token by token, its embedding and logits;
     a plain LSTM starts a lookback model: the first kernel's rows for ``matched`` start at zero, between the

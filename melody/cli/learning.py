@@ -87,7 +87,8 @@ def quantize(source, out, force, **options):
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="Model folder to write.")
 @settings(TrainConfig, ModelConfig, TokenizerConfig)
 @click.option("--init-from", type=click.Path(path_type=str), default=None,
-              help="Start from this model folder's weights (tokens matched by name), e.g. to fine-tune.")
+              help="Start from this model folder's weights (tokens matched by name), e.g. to fine-tune; "
+                   "`default` is the model shipped with melody.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
@@ -162,6 +163,10 @@ class _TrainReport:
                    f"training ({summary['train_tokens']:,} tokens), {summary['val_files']} for validation; "
                    f"unigram baseline {summary['unigram_val_nll']:.3f} nats/token", err=True)
         click.echo(f"Precision: {summary['precision']}", err=True)
+        if summary.get("init_from"):
+            started = summary["init_from"]
+            click.echo(f"Starting from {started['model']}: {started['tokens_matched']} of {started['tokens']} tokens "
+                       "matched", err=True)
         if summary.get("strategy", "one process") != "one process":
             click.echo(f"Strategy: {summary['strategy']}", err=True)
         self.bar = progress(total_steps, "Training", self.quiet).__enter__()
