@@ -374,7 +374,17 @@ def likelihood_table(result: dict) -> str:
     for name, row, gain in rows:
         bits = "-" if row["bits_per_note"] is None else f"{row['bits_per_note']:.2f}"
         lines.append(f"{name:32} {row['nll']:>10.4f} {row['perplexity']:>10.2f} {bits:>9} {gain:>9}")
+    lines.append(verdict(result))
     return "\n".join(lines)
+
+
+def verdict(result: dict) -> str:
+    """One line on whether the network has learned the music: does it beat its own n-gram baseline?"""
+    gain = result["gain"]["ngram"]
+    if gain > 0:
+        return f"Verdict: the network predicts this music {gain:.1%} better than the n-gram baseline."
+    return (f"Verdict: the network predicts this music {-gain:.1%} worse than a simple n-gram: it has not learned "
+            "it; train longer, on more music, or fine-tune the shipped model (melody train DIR --init-from default).")
 
 
 def music_table(result: dict) -> str:

@@ -299,6 +299,7 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
                                                     (config.batch_size * config.seq_len))
     total = steps_per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
+    data.summary["parameters"] = parameters
     report.start(total, state["step"], data.summary)
     train_step = _train_step(run.model, run.placement.strategy, config.batch_size * config.seq_len, config.clip_norm)
     validate = _validation(run.model, data.validation, config.batch_size)

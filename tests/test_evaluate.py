@@ -151,3 +151,11 @@ def test_files_are_measured_a_group_at_a_time_with_the_same_totals(bundle, monke
         assert grouped[key] == pytest.approx(at_once[key], abs=2e-4)
     for name in ("unigram", "ngram"):
         assert grouped["baselines"][name]["nll"] == pytest.approx(at_once["baselines"][name]["nll"], abs=2e-4)
+
+
+def test_the_verdict_says_whether_the_network_beats_its_n_gram():
+    from melody.evaluate import verdict
+
+    assert verdict({"gain": {"ngram": 0.12}}).startswith("Verdict: the network predicts this music 12.0% better")
+    worse = verdict({"gain": {"ngram": -0.32}})
+    assert "32.0% worse than a simple n-gram" in worse and "--init-from default" in worse

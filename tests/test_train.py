@@ -16,7 +16,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from click.testing import CliRunner
+
 from conftest import CORPORA, ROOT, corpus_files, melody_command
+from melody.cli import cli
 from melody.bundle import load_bundle, read_manifest
 from melody.errors import BundleError, OutputExistsError, TrainingError
 from melody.model import ModelConfig
@@ -404,3 +407,22 @@ def test_two_real_runs_into_one_folder_one_succeeds_and_the_other_says_why(folk,
     assert len(TokenCache(tmp_path / "cache")) == len(corpus_files("chorales"))
     trained = read_manifest(tmp_path / "model")
     assert trained.train_config.max_steps == 30 and trained.metrics["steps"] == 30
+
+
+def test_a_network_too_big_for_its_music_and_a_run_still_improving_are_said(tmp_path):
+    """Eleven tunes for a 2 x 64 network: a note at the start (fewer tokens than parameters, with the way out);
+    two epochs that both improve: a note at the end saying how to train on."""
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    for path in corpus_files("folk")[:11]:
+        shutil.copy(path, folder)
+    result = CliRunner().invoke(cli, ["train", str(folder), "--out", str(tmp_path / "m"), "--units", "64",
+                                      "--epochs", "2", "--steps-per-epoch", "30", "--batch-size", "8", "--seq-len",
+                                      "32", "--learning-rate", "0.01", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "training tokens for" in result.output and "--init-from default" in result.output
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    if metrics["best_epoch"] == 2:
+        assert f"--out {tmp_path / 'm'} --resume --epochs 4" in result.output
+    else:
+        assert "still falling" not in result.output

@@ -141,6 +141,10 @@ def train(source, out, init_from, resume, force, strategy, cluster, task_index, 
     click.echo(f"Trained {metrics['steps']} steps in {metrics['training_seconds']:.0f} s ({metrics['stopped']}). "
                f"Best validation loss {best:.4f} nats/token (perplexity {metrics['best_val_perplexity']:.2f}) at "
                f"epoch {metrics['best_epoch']}; unigram baseline {metrics['unigram_val_nll']:.4f}. Model: {out}")
+    epochs = metrics["epochs"]
+    if metrics["stopped"] == "finished all epochs" and epochs and metrics["best_epoch"] == epochs[-1]["epoch"]:
+        click.echo(f"Note: the validation loss was still falling at the last epoch; train longer with: melody train "
+                   f"{source} --out {out} --resume --epochs {2 * len(epochs)}", err=True)
 
 
 class _TrainReport:
@@ -163,6 +167,10 @@ class _TrainReport:
                    f"training ({summary['train_tokens']:,} tokens), {summary['val_files']} for validation; "
                    f"unigram baseline {summary['unigram_val_nll']:.3f} nats/token", err=True)
         click.echo(f"Precision: {summary['precision']}", err=True)
+        if summary.get("parameters") and summary["train_tokens"] < summary["parameters"]:
+            click.echo(f"Note: {summary['train_tokens']:,} training tokens for {summary['parameters']:,} parameters: "
+                       "a network this size learns little from so little music; fine-tune the shipped model "
+                       "instead (--init-from default) or give it more files", err=True)
         if summary.get("init_from"):
             started = summary["init_from"]
             click.echo(f"Starting from {started['model']}: {started['tokens_matched']} of {started['tokens']} tokens "
