@@ -103,7 +103,8 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
                  if start * seed.ticks_per_quarter <= n.start * steps < until * seed.ticks_per_quarter])))])
         tokens = tokenizer.with_header(tokenizer.encode(cut, end=False, until=end - start, prepared=True),
                                        density=density if density is not None else _density(
-                                           prepared if end == 0 else cut, new_parts))
+                                           prepared if end == 0 else _lead_playing(prepared, start, end),
+                                           new_parts))
         if len(tokens) <= MAX_PRIMER_TOKENS or count <= 1:
             break
         count = max(1, min(count - 1, count * MAX_PRIMER_TOKENS // len(tokens)))  # bars that may fit
@@ -116,6 +117,22 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
 # Distinct onsets of all parts per onset of the top part alone, median of Bach's chorales (1.53; Palestrina's
 # masses 2.07): what a lone line asks for once parts are added under it.
 PARTS_PER_LINE_DENSITY = 1.5
+
+
+LEAD_BARS = 8  # where the lead rests at the end, the density is asked of its last bars that play
+
+
+def _lead_playing(prepared: Score, start: int, end: int) -> Score:
+    """The stretch whose density the new music asks for: the primer's bars [start, end), or, when the lead (track
+    0) rests in the last two of them (an outro, a break), its last ``LEAD_BARS`` bars up to its last note."""
+    lines = prepared.bar_lines(until=end)
+    onsets = [note.start for note in prepared.instruments[0].notes if note.start < end] if prepared.instruments \
+        else []
+    if not onsets or len(lines) < 3 or max(onsets) >= lines[-2]:
+        return _from(prepared, start, end)
+    last = max(index for index, line in enumerate(lines) if line <= max(onsets))
+    until = lines[last + 1]
+    return _from(prepared, lines[max(0, last + 1 - LEAD_BARS)], until)
 
 
 def _density(score: Score, new_parts) -> float:

@@ -688,3 +688,20 @@ def test_a_sample_cut_short_by_the_token_limit_is_said_in_the_headline(bundle, t
     assert result.exit_code == 0, result.output
     headline = next(line for line in result.output.splitlines() if "new notes" in line)
     assert headline.startswith("1 x 3 bars asked, 1 of them cut short by the token limit (") and " of 3 bars)" in headline
+
+
+def test_a_lead_resting_at_the_end_asks_for_the_density_of_its_last_bars_that_play(bundle):
+    """Eighth notes for 8 bars over a pad, then 4 bars of the pad alone (an outro): the primer asks for the busy
+    bars' density, not the outro's."""
+    from melody.tokenizer import DENSITIES, onset_density
+
+    lead = tuple(Note(240 * e, 72 + e % 5, 240, 90) for e in range(64))
+    pad = tuple(Note(1920 * b, 60, 1920, 60) for b in range(12))
+    seed = Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(52, name="Pad", notes=pad)),
+                 time_signatures=(TimeSignature(0, 4, 4),))
+    tokenizer = bundle.tokenizer
+    asked = tokenizer.names(make_primer(seed, tokenizer).tokens)[2]
+    busy = onset_density(seed.replace(instruments=(seed.instruments[0],)))
+    assert asked == tokenizer.names([tokenizer.density_token(busy)])[0] == f"Density_{DENSITIES.index(2.0) + 1}"
+    outro = tokenizer.names([tokenizer.density_token(onset_density(Score(480, (Instrument(52, notes=pad[8:]),))))])
+    assert asked != outro[0]
