@@ -38,7 +38,7 @@ import numpy as np
 from melody.ahead import KeptNotes
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
-from melody.score import Instrument, KeySignature, Note, Score, melody_line
+from melody.score import Instrument, KeySignature, Note, Score, excerpt, melody_line
 from melody.tokenizer import Tokenizer, onset_density
 
 MAX_PRIMER_TOKENS = 1024
@@ -95,7 +95,7 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
     count = min(primer_bars or len(bar_lines), len(bar_lines))
     while True:
         start = bar_lines[-count] if count else 0
-        cut = _from(prepared, start, end)
+        cut = excerpt(prepared, start, end)
         if estimated:  # no key signature: the key the primer's bars are in (a song may modulate), all parts heard
             until = end if end > start else seed_end
             cut = cut.replace(key_signatures=[KeySignature(0, key_name(*estimate_key(
@@ -129,10 +129,10 @@ def _lead_playing(prepared: Score, start: int, end: int) -> Score:
     onsets = [note.start for note in prepared.instruments[0].notes if note.start < end] if prepared.instruments \
         else []
     if not onsets or len(lines) < 3 or max(onsets) >= lines[-2]:
-        return _from(prepared, start, end)
+        return excerpt(prepared, start, end)
     last = max(index for index, line in enumerate(lines) if line <= max(onsets))
     until = lines[last + 1]
-    return _from(prepared, lines[max(0, last + 1 - LEAD_BARS)], until)
+    return excerpt(prepared, lines[max(0, last + 1 - LEAD_BARS)], until)
 
 
 def _density(score: Score, new_parts) -> float:
@@ -185,7 +185,7 @@ def following_tokens(primer: Primer, tokenizer: Tokenizer, bars: int, count: int
     if len(lines) <= bars + 1:
         return None
     start, end = lines[bars], lines[min(bars + count, len(lines) - 1)]
-    cut = _from(primer.score, start, end)
+    cut = excerpt(primer.score, start, end)
     if not cut.notes:
         return None
     tokens = tokenizer.encode(cut, end=False, until=end - start, prepared=True)
@@ -259,12 +259,12 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         whole = seed.replace(instruments=[dataclasses.replace(part, notes=tuple(sorted(
             part.notes + tuple(added.get(k, ())), key=lambda n: (n.start, n.pitch)))) for k, part in
             enumerate(seed.instruments)] + extra)
-        return Arranged(_from(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra),
+        return Arranged(excerpt(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra),
                         (0, limit - begin) if continuation_only else (begin, limit))
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
-        return Arranged(_from(seed.replace(instruments=parts), begin), sum(looped.values()), tracks,
+        return Arranged(excerpt(seed.replace(instruments=parts), begin), sum(looped.values()), tracks,
                         _count(added, extra), (0, limit - begin))
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
@@ -380,22 +380,6 @@ def _known_instrument(part: Instrument, programs: set[int]) -> Instrument:
     same = [p for p in pitched if p // 8 == family]
     role = [p for p in ROLE_FALLBACKS.get(family, ()) if p in programs]
     return dataclasses.replace(part, program=(same or role or pitched)[0])
-
-
-def _from(score: Score, start: int, end: int | None = None) -> Score:
-    """The part of ``score`` from tick ``start`` on (its notes starting before ``end``, if given), moved to begin
-    at 0, with the tempo, meter and key then in force."""
-    def from_start(events):
-        before = [e for e in events if e.tick <= start][-1:]
-        return [dataclasses.replace(e, tick=max(0, e.tick - start)) for e in before + [e for e in events
-                                                                                        if e.tick > start]]
-
-    return score.replace(
-        instruments=[dataclasses.replace(i, notes=[dataclasses.replace(n, start=n.start - start) for n in i.notes
-                                                   if n.start >= start and (end is None or n.start < end)])
-                     for i in score.instruments],
-        time_signatures=from_start(score.time_signatures), key_signatures=from_start(score.key_signatures),
-        tempos=from_start(score.tempos))
 
 
 def _bar_limit(timing: Score, position: int, bars: int) -> int:

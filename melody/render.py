@@ -35,7 +35,7 @@ from melody.errors import RenderError
 from melody.files import atomic_write, atomic_writer, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes, to_pretty_midi, track_name
-from melody.score import Score
+from melody.score import Score, excerpt
 
 SAMPLE_RATE = 44100
 RELEASE_SECONDS = 1.0
@@ -149,6 +149,24 @@ def _chunks(raw: Path, frames: int):
                                                                    stop - (frames - fade)]
                 chunk[len(chunk) - len(ramp):] *= ramp[:, None]
             yield chunk
+
+
+AROUND_BARS = 4  # bars of the seed shown and heard on each side of new music
+
+
+def around(score: Score, written: tuple[int, int], bars: int = AROUND_BARS) -> tuple[Score, tuple[int, int]]:
+    """What to show and play of new music in ``score`` (ticks ``written``): it with up to ``bars`` bars of the
+    seed before and after it, moved to start at 0 (the tempo, meter and key then in force), and where the new
+    music lies in that."""
+    lines = score.bar_lines(until=max(score.end_tick, written[1]) + 1)
+    before = [line for line in lines if line <= written[0]]
+    after = [line for line in lines if line >= written[1]]
+    start = before[max(0, len(before) - 1 - bars)] if before else 0
+    end = after[min(bars, len(after) - 1)] if after else written[1]
+    if end <= written[1] or not any(n.start >= end for n in score.notes):
+        end = None
+    cut = excerpt(score, start, end)
+    return cut, (written[0] - start, written[1] - start)
 
 
 def render(source: str | os.PathLike | Score, wav=None, png=None, soundfont=None, force: bool = False,

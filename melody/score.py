@@ -187,6 +187,22 @@ class Score:
         return bars
 
 
+def excerpt(score: Score, start: int, end: int | None = None) -> Score:
+    """The part of ``score`` from tick ``start`` on (its notes starting before ``end``, if given), moved to begin
+    at 0, with the tempo, meter and key then in force."""
+    def from_start(events):
+        before = [e for e in events if e.tick <= start][-1:]
+        return [dataclasses.replace(e, tick=max(0, e.tick - start)) for e in before + [e for e in events
+                                                                                        if e.tick > start]]
+
+    return score.replace(
+        instruments=[dataclasses.replace(i, notes=[dataclasses.replace(n, start=n.start - start) for n in i.notes
+                                                   if n.start >= start and (end is None or n.start < end)])
+                     for i in score.instruments],
+        time_signatures=from_start(score.time_signatures), key_signatures=from_start(score.key_signatures),
+        tempos=from_start(score.tempos))
+
+
 def last_per_tick(events) -> list:
     """Meta events (tempo, signatures) sorted by tick, keeping the last of several on one tick: the one in force."""
     by_tick = {event.tick: event for event in events}

@@ -141,7 +141,31 @@ def test_generate_renders_one_wav_and_png_per_sample(fluidsynth, bundle, tmp_pat
     assert result.exit_code == 0, result.output
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names == ["idea-1.mid", "idea-1.png", "idea-1.wav", "idea-2.mid", "idea-2.png", "idea-2.wav"]
-    for number in (1, 2):
+    for number in (1, 2):  # the new music and the seed's 4 bars before it, not the whole chorale
         params, _ = read_wav(tmp_path / f"idea-{number}.wav")
-        seconds = read_midi(tmp_path / f"idea-{number}.mid").duration_seconds + RELEASE_SECONDS
-        assert params.nframes / 44100 == pytest.approx(seconds, abs=1e-3)
+        whole = read_midi(tmp_path / f"idea-{number}.mid")
+        lines = whole.bar_lines(until=read_midi(CHORALE).end_tick + 1)
+        shown = whole.duration_seconds - whole.tick_to_seconds(lines[-5])
+        assert params.nframes / 44100 == pytest.approx(shown + RELEASE_SECONDS, abs=1e-2)
+        assert params.nframes / 44100 < whole.duration_seconds - 5
+    result = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(CHORALE), "--out",
+                                      str(tmp_path / "all.mid"), "--bars", "2", "--wav", "--whole"])
+    assert result.exit_code == 0, result.output
+    params, _ = read_wav(tmp_path / "all.wav")
+    assert params.nframes / 44100 == pytest.approx(read_midi(tmp_path / "all.mid").duration_seconds + RELEASE_SECONDS,
+                                                   abs=1e-3)
+
+
+def test_new_music_is_shown_with_four_bars_of_the_seed_on_each_side():
+    from melody.render import around
+    from melody.score import Instrument, Note, Score, TimeSignature
+
+    bar = 1920
+    score = Score(480, (Instrument(0, notes=tuple(Note(bar * b, 60 + b, bar, 80) for b in range(16))),),
+                  time_signatures=(TimeSignature(0, 4, 4),))
+    shown, region = around(score, (6 * bar, 8 * bar))  # bars 7-8 written inside the piece
+    assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(62, 72))
+    shown, region = around(score, (14 * bar, 16 * bar))  # the last two bars: nothing after them
+    assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(70, 76))
+    shown, region = around(score, (bar, 2 * bar))  # bar 2: one bar before it
+    assert region == (bar, 2 * bar) and shown.notes[0].pitch == 60

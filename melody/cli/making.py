@@ -25,10 +25,12 @@ from melody.sampler import SamplingConfig
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
 @click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
+@click.option("--whole", is_flag=True, help="--wav and --png of the whole piece (default: the new music with up to "
+                                            "4 bars of the seed on each side).")
 @click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, **options):
+def generate(model, seed_file, out, force, wav, png, whole, soundfont, as_json, quiet, **options):
     """Continue a MIDI file (or start from scratch) and write new MIDI files.
 
     The output keeps the seed's tempo, time signature, key and instruments, and
@@ -48,7 +50,7 @@ def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, 
       melody generate --seed tune.mid --add "Bass=cello" --keep 1 --from-bar 1 --bars 16
     """
     config = configured(GenerateConfig, options, sampling=configured(SamplingConfig, options))
-    _generate(model, seed_file, out, config, force, wav, png, soundfont, as_json, quiet)
+    _generate(model, seed_file, out, config, force, wav, png, whole, soundfont, as_json, quiet)
 
 
 @cli.command()
@@ -67,11 +69,13 @@ def generate(model, seed_file, out, force, wav, png, soundfont, as_json, quiet, 
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
 @click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
+@click.option("--whole", is_flag=True, help="--wav and --png of the whole piece (default: the new music with up to "
+                                            "4 bars of the seed on each side).")
 @click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def harmonize(melody_file, parts, model, out, num_samples, random_seed, force, wav, png, soundfont, as_json, quiet,
-              **options):
+def harmonize(melody_file, parts, model, out, num_samples, random_seed, force, wav, png, whole, soundfont, as_json,
+              quiet, **options):
     """Write new parts under a melody, from its first bar to its last.
 
     Every track of MELODY_FILE is kept as it is; the model writes the new parts
@@ -95,10 +99,11 @@ def harmonize(melody_file, parts, model, out, num_samples, random_seed, force, w
                          num_samples=num_samples, random_seed=random_seed,
                          sampling=configured(SamplingConfig, options))
     out = out or f"{Path(melody_file).stem}-harmonized.mid"
-    _generate(model, melody_file, out, config, force, wav, png, soundfont, as_json, quiet)
+    _generate(model, melody_file, out, config, force, wav, png, whole, soundfont, as_json, quiet)
 
 
-def _generate(model, seed_file, out, config: GenerateConfig, force, wav, png, soundfont, as_json, quiet) -> None:
+def _generate(model, seed_file, out, config: GenerateConfig, force, wav, png, whole, soundfont, as_json,
+              quiet) -> None:
     """Generate as ``config`` asks, render if asked, print the summary."""
     import json
 
@@ -117,7 +122,7 @@ def _generate(model, seed_file, out, config: GenerateConfig, force, wav, png, so
     summary = result.summary
     if wav or png:
         rendering = time.perf_counter()
-        summary["rendered"] = _render_outputs(result, wav, png, soundfont, force, quiet)
+        summary["rendered"] = _render_outputs(result, wav, png, whole, soundfont, force, quiet)
         summary["wall_seconds"]["render"] = round(time.perf_counter() - rendering, 3)
     summary["wall_seconds"]["total"] = round(seconds_since_start(), 2)
     if as_json:
@@ -157,13 +162,16 @@ def _print_summary(summary: dict) -> None:
                    f"4 draws; try another --random-seed or a higher --temperature", err=True)
 
 
-def _render_outputs(result, wav: bool, png: bool, soundfont, force: bool, quiet: bool) -> list[str]:
-    """WAV and/or PNG beside each generated MIDI file; the paths written."""
-    from melody.render import render
+def _render_outputs(result, wav: bool, png: bool, whole: bool, soundfont, force: bool, quiet: bool) -> list[str]:
+    """WAV and/or PNG beside each generated MIDI file (of its new music with a few bars around it, or ``whole``);
+    the paths written."""
+    from melody.render import around, render
 
     written, notes = [], set()
     with progress(len(result.files), "Rendering", quiet) as bar:
         for path, score, region in zip(result.files, result.scores, result.written):
+            if region is not None and not whole:
+                score, region = around(score, region)
             audio = render(score, wav=path.with_suffix(".wav") if wav else None,
                            png=path.with_suffix(".png") if png else None, soundfont=soundfont, force=force,
                            written=region, title=path.name)
