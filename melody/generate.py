@@ -49,7 +49,7 @@ class GenerateConfig:
     """What to generate. ``key`` and ``time_signature`` choose what music without a seed starts in
     (default: those of the training piece it opens like); with a seed they come from it."""
 
-    bars: int = setting(8, "Bars to generate (1..256), in the seed's last meter.")
+    bars: int = setting(8, "Bars to generate (1..256), in the seed's last meter (a bar of 1/4 is one beat).")
     num_samples: int = setting(1, "Different continuations to write (OUT-1.mid ... OUT-K.mid), made in one batch.",
                                short="-n")
     random_seed: int | None = setting(None, "Make the output reproducible byte for byte (default: a random one, "

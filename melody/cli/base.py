@@ -160,11 +160,12 @@ def seconds_since_start() -> float:
     return _STARTING + time.perf_counter() - _IMPORTED
 
 
-def progress(length: int, label: str, quiet: bool):
-    """A progress bar on stderr, or a silent stand-in when quiet or not on a terminal."""
+def progress(length: int, label: str, quiet: bool, eta: bool = True):
+    """A progress bar on stderr, or a silent stand-in when quiet or not on a terminal; ``eta`` False for work
+    whose first items take far longer than the rest (an estimate from them would be wildly off)."""
     if quiet or not sys.stderr.isatty():
         return _NoProgress()
-    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True)
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_eta=eta)
 
 
 class _NoProgress:

@@ -154,8 +154,8 @@ class _TrainReport:
         self.quiet, self.bar, self.preparation, self.val_loss = quiet, None, None, ""
 
     def preparing(self, files: int) -> None:
-        label = f"Preparing {files} MIDI files (cached for the next run)"
-        self.preparation = progress(files, label, self.quiet).__enter__()
+        label = f"Preparing {files} MIDI files (those unchanged since the last run come from the cache)"
+        self.preparation = progress(files, label, self.quiet, eta=False).__enter__()  # workers start slowly
 
     def prepared(self, entry: dict) -> None:
         self.preparation.update(1)
@@ -177,8 +177,9 @@ class _TrainReport:
                        "matched", err=True)
         if summary.get("strategy", "one process") != "one process":
             click.echo(f"Strategy: {summary['strategy']}", err=True)
-        self.bar = progress(total_steps, "Training", self.quiet).__enter__()
-        self.bar.update(first_step)
+        # A resumed run's bar counts only the steps still to train, so its estimate comes from their own pace.
+        self.bar = progress(total_steps - first_step, "Training" if not first_step else
+                            f"Training from step {first_step}", self.quiet).__enter__()
         self.done = first_step
 
     def step(self, step: int, loss: float, tokens_per_second: float) -> None:
