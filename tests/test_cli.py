@@ -23,7 +23,7 @@ def run(*args):
 def test_help_lists_every_command_with_examples():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("prepare", "quantize", "train", "generate", "evaluate", "render", "info"):
+    for command in ("prepare", "quantize", "train", "generate", "harmonize", "evaluate", "render", "info"):
         assert command in result.output
         assert "Example" in run(command, "--help").output
 

@@ -65,6 +65,7 @@ def cli(debug: bool) -> None:
       melody generate --seed song.mid
       melody train my_midi_folder/ --out my-model
       melody generate --model my-model --seed song.mid --bars 16
+      melody harmonize tune.mid --parts "Alto,Tenor,Bass"
       melody prepare corpora/folk --out folk-cache
       melody evaluate --model my-model held_out_songs/
       melody render continued.mid
