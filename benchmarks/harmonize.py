@@ -20,6 +20,10 @@ parts' tokens (their Track, Velocity, Note and Duration tokens) of each whole ch
 harmonizing tells the model), and (b) told nothing (plain forcing: the soprano's notes are
 only in the stream). (a) below (b) means the look-ahead helps the lower parts prepare.
 
+The same sopranos are also harmonized with plain forcing (``--plain``: the network is told
+nothing ahead; the soprano's notes are only played into the stream), for the features and the
+classifier side by side.
+
 A classifier two-sample test: a logistic regression on those features (standardized) tells
 Bach's harmonization from melody's for the same sopranos, each soprano's pieces held out in
 turn (leave-one-soprano-out); its accuracy (weighted so both sides count equally) near 0.5
@@ -101,6 +105,19 @@ def lower_parts_nll(manifest, network, path: Path) -> tuple[float, float, int]:
     return total[0] / count, total[1] / count, count
 
 
+class Plain:
+    """A network that is told nothing ahead: plain forcing, for comparison."""
+
+    def __init__(self, network):
+        self.network = network
+
+    def prime(self, tokens, ahead=None):
+        return self.network.prime(tokens)
+
+    def step(self, tokens, state, ahead=None):
+        return self.network.step(tokens, state)
+
+
 def twice(state):
     """A network state (nested lists and tuples of arrays, batch first) for two rows."""
     if isinstance(state, (list, tuple)):
@@ -139,13 +156,14 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--samples", type=int, default=2, help="harmonizations per soprano")
     parser.add_argument("--pieces", type=int, default=40)
+    parser.add_argument("--plain", action="store_true", help="also harmonize with plain forcing")
     arguments = parser.parse_args()
     manifest = read_manifest(arguments.model)
     network = numpy_network(manifest)
     chorales = [ROOT / name for name in corpus_files(arguments.model)[1] if "chorales" in name]
     chorales = [path for path in chorales if path.is_file() and len(read_midi(path).instruments) == 4]
     chorales = chorales[:arguments.pieces]
-    bach, made, told, plain, started = [], [], [], [], time.perf_counter()
+    bach, made, forced, told, plain, started = [], [], [], [], [], time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         for number, path in enumerate(chorales):
             real = read_midi(path)
@@ -156,6 +174,9 @@ def main() -> None:
             scores = generate(manifest, soprano, config=config, write=False).scores
             bach.append(features(real))
             made.append([features(score) for score in scores])
+            if arguments.plain:
+                forced.append([features(score) for score in generate(manifest, soprano, config=config, write=False,
+                                                                     network=Plain(network)).scores])
             with_told, without, count = lower_parts_nll(manifest, network, path)
             told.append((with_told, count)), plain.append((without, count))
             print(f"{path.name}: clash {bach[-1]['clash']:.2f} Bach, "
@@ -163,16 +184,18 @@ def main() -> None:
                   f"{without:.3f} plain ({count} tokens)", flush=True)
     print(f"\nmodel {arguments.model}: {len(chorales)} held-out chorale sopranos, {arguments.samples} harmonizations "
           f"each ({time.perf_counter() - started:.0f} s)")
-    print(f"{'feature':12} {'Bach':>7} {'melody':>7}")
+    print(f"{'feature':12} {'Bach':>7} {'melody':>7}" + (f" {'plain':>7}" if forced else ""))
     for name in FEATURES:
-        ours = np.nanmean([row[name] for rows in made for row in rows])
-        print(f"{name:12} {np.nanmean([row[name] for row in bach]):7.2f} {ours:7.2f}")
+        ours = [np.nanmean([row[name] for rows in side for row in rows]) for side in ([made, forced] if forced
+                                                                                       else [made])]
+        print(f"{name:12} {np.nanmean([row[name] for row in bach]):7.2f}" + "".join(f" {v:7.2f}" for v in ours))
     tokens = sum(count for _, count in told)
     print(f"Bach's lower parts given his soprano: {sum(v * c for v, c in told) / tokens:.3f} nats/token told what "
           f"comes (soprano ahead, the ending), {sum(v * c for v, c in plain) / tokens:.3f} plain forcing "
           f"({tokens} tokens)")
     print(f"classifier two-sample test (logistic regression, {len(FEATURES)} features, leave-one-soprano-out): "
-          f"accuracy {classify(bach, made):.2f} (0.5: cannot tell; bar: at most 0.65)")
+          f"accuracy {classify(bach, made):.2f} (0.5: cannot tell; bar: at most 0.65)"
+          + (f"; with plain forcing {classify(bach, forced):.2f}" if forced else ""))
 
 
 if __name__ == "__main__":
