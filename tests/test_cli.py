@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, corpus_files, run_melody
+from melody.bundle import DEFAULT_MODEL
 from melody.cli import cli
 from melody.midi_read import read_midi
 from melody.midi_write import validate_midi
@@ -89,6 +91,11 @@ def _bad_inputs(tmp_path):
     old_model = tmp_path / "old-model"
     old_model.mkdir()
     (old_model / "config.json").write_text('{"format": "melody-model", "version": 1}')
+    before_ahead = tmp_path / "before-ahead"  # a model folder written before the ahead inputs: no "ahead" key
+    shutil.copytree(DEFAULT_MODEL, before_ahead, ignore=shutil.ignore_patterns("checkpoint"))
+    config = json.loads((before_ahead / "config.json").read_text())
+    config["model"].pop("ahead", None)
+    (before_ahead / "config.json").write_text(json.dumps(config))
     gen = ["generate", "--seed", song, "--out", tmp_path / "g.mid"]
     pipe = tmp_path / "pipe.mid"
     os.mkfifo(pipe)  # reading it would block forever
@@ -115,8 +122,8 @@ def _bad_inputs(tmp_path):
                                               "give --out a name ending in .mid"),
         "generate: candidates with nothing after them": (["generate", "--seed", song, "--candidates", "3", "--out",
                                                           tmp_path / "g.mid"], "candidates are judged by the seed's"),
-        "generate: an ending from an older model": (["generate", "--seed", song, "--ending", "--out",
-                                                     tmp_path / "g.mid"], "trained without ahead inputs"),
+        "generate: an ending from an older model": (["generate", "--seed", song, "--ending", "--model", before_ahead,
+                                                     "--out", tmp_path / "g.mid"], "trained without ahead inputs"),
         "generate: seed not MIDI": (["generate", "--seed", not_midi, "--out", tmp_path / "g.mid"], "not a MIDI"),
         "generate: seed without notes": (["generate", "--seed", no_notes, "--out", tmp_path / "g.mid"], "no notes"),
         "generate: temperature 0": (gen + ["--temperature", "0"], "temperature must be > 0"),
