@@ -17,7 +17,7 @@ Score in, Score out; the model and the sampler are not seen here.
   seed's ticks, with its tempo, meter and key, after the seed (or alone,
   ``continuation_only``).
 * The band keeps playing (``accompaniment="band"``, the default): a track of the seed that
-  sounds in its last bar and that the model leaves silent (drums, for a model that never
+  sounds in its last 4 bars and that the model leaves silent (drums, for a model that never
   learned them; every track but the lead, for a melody model) goes on playing its own
   last bars, repeated on the bar grid: the drums keep their groove and the harmony its
   loop under the new music. For a melody model the lead's track loops its notes below
@@ -286,7 +286,7 @@ ACCOMPANIMENTS = ("band", "loop", "none")
 
 
 def with_loops(seed: Score, tracks: set[int], bars: int) -> tuple[Score, int, dict[int, int]]:
-    """``seed`` with its ``tracks`` that sound in its last bar repeating their last bars (``_looped``) for ``bars``
+    """``seed`` with its ``tracks`` that sound in its last 4 bars repeating their last bars (``_looped``) for ``bars``
     bars after it ends, the index of the bar line where the loops begin (the seed's bars before it), and how many
     notes each looping track adds."""
     begin = _next_bar_line(seed, seed.end_tick - seed.ticks_per_quarter // 4)
@@ -318,11 +318,15 @@ def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begi
     return looped
 
 
+LOOP_BARS = 4  # the longest loop; a part that sounds in the seed's last this many bars is part of the band
+
+
 def _sounds_before(part: Instrument, seed: Score, begin: int) -> bool:
-    """Whether ``part`` sounds in the bar that ends at ``begin``."""
-    lines = seed.bar_lines(until=begin)
-    last = lines[-1] if lines and lines[-1] < begin else max(0, begin - 4 * seed.ticks_per_quarter)
-    return any(note.start < begin and note.end > last for note in part.notes)
+    """Whether ``part`` sounds in the ``LOOP_BARS`` bars that end at ``begin`` (a pad, a choir or a bass resting
+    in the last bar, a break, still belongs to the band)."""
+    lines = [line for line in seed.bar_lines(until=begin) if line < begin]
+    first = lines[-LOOP_BARS] if len(lines) >= LOOP_BARS else 0
+    return any(note.start < begin and note.end > first for note in part.notes)
 
 
 def _looped(part: Instrument, seed: Score, begin: int, limit: int) -> list[Note]:

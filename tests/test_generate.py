@@ -705,3 +705,18 @@ def test_a_lead_resting_at_the_end_asks_for_the_density_of_its_last_bars_that_pl
     assert asked == tokenizer.names([tokenizer.density_token(busy)])[0] == f"Density_{DENSITIES.index(2.0) + 1}"
     outro = tokenizer.names([tokenizer.density_token(onset_density(Score(480, (Instrument(52, notes=pad[8:]),))))])
     assert asked != outro[0]
+
+
+def test_a_part_resting_in_the_last_bar_still_belongs_to_the_band(melody_bundle, tmp_path):
+    """A pad holds chords in bars 1-3 and rests in bar 4 (a break): under a melody model's new tune it comes back,
+    repeating its last 4 bars (the break included); a part silent for the last 4 bars does not."""
+    lead = tuple(Note(480 * q, 72 + q % 5, 480, 90) for q in range(24))
+    pad = tuple(Note(1920 * b, 60, 1920, 60) for b in (2, 3, 4))
+    intro = (Note(0, 48, 1920, 60),)
+    seed = Score(480, (Instrument(52, name="Lead", notes=lead), Instrument(48, name="Pad", notes=pad),
+                       Instrument(32, name="Intro", notes=intro)), time_signatures=(TimeSignature(0, 4, 4),))
+    write_midi(seed, tmp_path / "seed.mid")
+    made = generate(melody_bundle, tmp_path / "seed.mid", config=GenerateConfig(bars=4, random_seed=1), write=False)
+    looped = [n.start for n in made.scores[0].instruments[1].notes if n.start >= 6 * 1920]
+    assert looped == [6 * 1920, 7 * 1920, 8 * 1920]  # the pad's bars 3-5 again, then its break
+    assert made.summary["tracks"]["looped"] == ["Pad"] and "Intro" in made.summary["tracks"]["silent"]
