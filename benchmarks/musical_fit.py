@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for seeds/ and continued/ (default: a temporary one)")
     parser.add_argument("--wild", default=None, help="the MidiTok test files folder (real pop and piano files)")
     parser.add_argument("--key-strength", type=float, default=None, help="as melody generate's")
-    parser.add_argument("--accompaniment", default="loop", help="as melody generate's")
+    parser.add_argument("--accompaniment", default="band", help="as melody generate's")
     parser.add_argument("--score-only", default=None,
                         help="measure the continuations in this folder (NN-<seed name>.mid, made from --out's seeds/)")
     args = parser.parse_args()

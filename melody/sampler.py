@@ -39,6 +39,8 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              where they change); a time shift only up to the next kept note; no Track
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
+    track order              within a moment, no track before one that has written there; a kept note
+                             waits while the tracks before it write theirs at its moment
 
 so bar lines fall exactly where the meter puts them and time never crosses one
 unmarked: ``bars`` asked are ``bars`` written. The bar the primer ends in counts as
@@ -158,10 +160,12 @@ class Sampler:
             left = np.minimum(np.maximum(bar_length - position, 0), playing.steps_to_next(now))
             mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
             mask &= playing.may()
+            scores = logits + bias[playing.track + 1]
             if kept is not None:
-                playing.begin(now, last, at_line, self.follows)
-                mask = np.where(playing.begun[:, None], playing.forced()[:, None] == np.arange(self.vocabulary), mask)
-            token = _draw(np.where(mask, logits + bias[playing.track + 1], -np.inf), rng, config)
+                mask, scores, due = playing.turn(mask, scores, now, last, at_line, self.follows)
+            token = _draw(np.where(mask, scores, -np.inf), rng, config)
+            if kept is not None:
+                playing.took(due, token)
             token[finished] = 0
             output[:, index] = np.where(finished, -1, token)
             opened = self.is_bar[token]
@@ -236,6 +240,7 @@ class _Playing:
         if chords is not None:
             self.chords[:len(chords)] = np.asarray(chords)[:tracks]
         self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
+        self.latest = np.full(rows, -1)  # the last track that wrote at this moment
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
         self.is_track = table["track_of"] >= 0
 
@@ -248,24 +253,58 @@ class _Playing:
 
     def may(self) -> np.ndarray:
         """Bool (rows, vocabulary): no note or velocity of the model's own while a kept track is in force, or
-        one whose chord at this moment is full, and no Track token of a full one."""
+        one whose chord at this moment is full; no Track token of a full one, nor of a track before one already
+        written at this moment (tracks come in their order within a moment, as in every training piece)."""
         full = self.onsets >= self.chords  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
-        return ~(closed[:, None] & self.is_note_token[None, :]) & ~(full[:, self.table["track_of"]] & self.is_track)
+        passed = self.table["track_of"][None, :] < self.latest[:, None]
+        return ~(closed[:, None] & self.is_note_token[None, :]) & \
+            ~((full[:, self.table["track_of"]] | passed) & self.is_track)
 
-    def begin(self, now: np.ndarray, last: np.ndarray, at_line: np.ndarray, follows: np.ndarray) -> None:
-        """Begin the next kept note in the rows whose time for it has come, skipping slots already in force."""
+    def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
+             follows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whose turn it is, per row: (the tokens it may draw, their scores, the rows where a kept note is due).
+
+        A row in the middle of a kept note plays its next slot. Where a kept note's time has come (and the
+        grammar allows a Track token), the parts before it in the stream's order (tracks numbered lower, written
+        first at each moment) may still write notes at this moment: the row draws one of those, or the kept
+        note, which takes the model's odds of everything else it could do (``took`` begins it)."""
+        if self.kept is None or not len(self.kept):
+            return mask, scores, np.zeros(len(mask), bool)
+        index = np.minimum(self.next, len(self.kept) - 1)
+        slots = self.kept.slots[index]
+        due = ~self.begun & (self.next < len(self.kept)) & ~at_line & (self.kept.times[index] == now) \
+            & follows[last, slots[:, 0]]
+        first = self._first_slot(slots)
+        forced = np.where(self.begun, self.forced(), slots[np.arange(len(slots)), first])
+        is_forced = forced[:, None] == np.arange(mask.shape[1])
+        before = self.table["track_of"][slots[:, 0]]  # the due kept note's track: lower tracks write first
+        track_of = self.table["track_of"]
+        earlier = (track_of >= 0)[None, :] & (track_of[None, :] < before[:, None]) & ~self.kept_track_tokens[None, :]
+        current = (self.track >= 0) & (self.track < before) & ~self.kept_tracks[self.track]
+        earlier |= current[:, None] & self.is_note_token[None, :]
+        earlier &= mask & due[:, None]
+        rest = (mask & ~earlier) | is_forced
+        share = np.logaddexp.reduce(np.where(rest, scores, -np.inf), axis=1)
+        scores = np.where(due[:, None] & is_forced, share[:, None], scores)
+        mask = np.where(self.begun[:, None], is_forced, np.where(due[:, None], earlier | is_forced, mask))
+        self._pending_first = first
+        return mask, scores, due
+
+    def took(self, due: np.ndarray, token: np.ndarray) -> None:
+        """After the draw: the due rows that drew their kept note begin it (from its first slot not in force)."""
         if self.kept is None or not len(self.kept):
             return
-        waiting = ~self.begun & (self.next < len(self.kept)) & ~at_line
         index = np.minimum(self.next, len(self.kept) - 1)
-        due = waiting & (self.kept.times[index] == now) & follows[last, self.kept.slots[index, 0]]
-        self.begun |= due
-        self.slot = np.where(due, 0, self.slot)
-        track, velocity = self.table["track_of"][self.kept.slots[index, 0]], \
-            self.table["velocity_of"][self.kept.slots[index, 1]]
-        self.slot = np.where(self.begun & (self.slot == 0) & (self.track == track), 1, self.slot)
-        self.slot = np.where(self.begun & (self.slot == 1) & (self.velocity == velocity), 2, self.slot)
+        starts = due & (token == self.kept.slots[index, self._pending_first])
+        self.begun |= starts
+        self.slot = np.where(starts, self._pending_first, self.slot)
+
+    def _first_slot(self, slots: np.ndarray) -> np.ndarray:
+        """Per row, the first slot of its next kept note not already in force (its Track, its Velocity)."""
+        same_track = self.table["track_of"][slots[:, 0]] == self.track
+        same_velocity = self.table["velocity_of"][slots[:, 1]] == self.velocity
+        return np.where(same_track, np.where(same_velocity, 2, 1), 0)
 
     def forced(self) -> np.ndarray:
         """The token each begun row plays next (meaningless for the others)."""
@@ -281,6 +320,7 @@ class _Playing:
         moved = (self.table["shift_steps"][token] > 0) | (self.table["bar_steps"][token] > 0)
         self.onsets[moved] = 0
         self.onsets[np.arange(len(token)), self.track] += self.table["pitch_of"][token] >= 0
+        self.latest = np.where(moved, -1, np.where(self.table["pitch_of"][token] >= 0, self.track, self.latest))
         self.slot = np.where(self.begun, self.slot + 1, self.slot)
         done = self.begun & (self.slot == 4)
         self.next += done

@@ -487,7 +487,8 @@ def test_default_model_ships_and_generates_from_the_command_line(tmp_path):
     from melody.generate import DEFAULT_MODEL
 
     shipped = load_bundle(DEFAULT_MODEL)
-    assert shipped.melody_only and shipped.metrics["best_val_loss"] < shipped.metrics["unigram_val_nll"]
+    assert not shipped.melody_only and shipped.model_config.ahead  # every part, told what lies ahead
+    assert shipped.metrics["best_val_loss"] < shipped.metrics["unigram_val_nll"]
     out = tmp_path / "x.mid"
     result = run_melody("generate", "--seed", corpus_files("chorales")[0], "--out", out, "--random-seed", 1,
                         cwd=tmp_path)
@@ -720,3 +721,39 @@ def test_a_part_resting_in_the_last_bar_still_belongs_to_the_band(melody_bundle,
     looped = [n.start for n in made.scores[0].instruments[1].notes if n.start >= 6 * 1920]
     assert looped == [6 * 1920, 7 * 1920, 8 * 1920]  # the pad's bars 3-5 again, then its break
     assert made.summary["tracks"]["looped"] == ["Pad"] and "Intro" in made.summary["tracks"]["silent"]
+
+
+def test_parts_above_a_kept_bass_write_first_at_its_moments(bundle):
+    """At each moment the stream writes its tracks in order, the top part first; a kept bass note waits while the
+    parts above it write theirs at that moment (before, it was played at once, and they could only follow it,
+    out of order), and comes when the model would do anything else."""
+    tokenizer = bundle.tokenizer
+    table = tokenizer.token_table()
+    seed = corpus_files("chorales")[3]
+    config = GenerateConfig(bars=3, from_bar=5, keep=("Bass",), random_seed=6, num_samples=8,
+                            sampling=SamplingConfig(temperature=1.5))
+    made = generate(bundle, seed, config=config, write=False)
+    original = read_midi(seed)
+    lines = original.bar_lines(until=original.end_tick)
+    begin, end = lines[4], lines[7]
+    bass = {n.start for n in original.instruments[3].notes if begin <= n.start < end}
+    together = [n.start for score in made.scores for part in score.instruments[:3] for n in part.notes
+                if n.start in bass]
+    assert len(together) > len(bass)  # upper notes struck with the bass's
+    for score in made.scores:
+        assert score.instruments[3].notes == original.instruments[3].notes
+    _, sampler = stepper_and_sampler(bundle)
+    primer = make_primer(original, tokenizer, at_bar=4)
+    from melody.continuation import kept_notes
+
+    kept = kept_notes(primer, tokenizer, {3}, 3)
+    rows, _ = sampler.sample(sampler.prime(primer.tokens, kept), 8, tokenizer.sampling_mask(4), 768, 3, 6,
+                             SamplingConfig(temperature=1.5), kept=kept)
+    for row in rows:  # within every moment, tracks in order
+        latest = -1
+        for token in row:
+            if table["shift_steps"][token] or table["bar_steps"][token]:
+                latest = -1
+            elif table["track_of"][token] >= 0:
+                assert table["track_of"][token] >= latest
+                latest = table["track_of"][token]
