@@ -169,14 +169,27 @@ def around(score: Score, written: tuple[int, int], bars: int = AROUND_BARS) -> t
     return cut, (written[0] - start, written[1] - start)
 
 
+def bars_of(score: Score, first: int, last: int | None = None) -> Score:
+    """Bars ``first`` to ``last`` (counted from 1; None: to the end) of ``score``, moved to start at 0."""
+    lines = [line for line in score.bar_lines(until=score.end_tick) if line < score.end_tick]
+    last = len(lines) if last is None else last
+    if not 1 <= first <= last <= len(lines):
+        raise RenderError(f"the file has {len(lines)} bars; ask for bars within 1-{len(lines)}")
+    return excerpt(score, lines[first - 1], lines[last] if last < len(lines) else None)
+
+
 def render(source: str | os.PathLike | Score, wav=None, png=None, soundfont=None, force: bool = False,
-           written: tuple[int, int] | None = None, title: str | None = None) -> Audio | None:
+           written: tuple[int, int] | None = None, title: str | None = None,
+           bars: tuple[int, int | None] | None = None) -> Audio | None:
     """``melody render``: a MIDI file (or a Score) to ``wav`` and/or ``png``; returns the Audio if a WAV was made.
-    ``written``: ticks where new music begins and ends, shaded in the picture."""
+    ``written``: ticks where new music begins and ends, shaded in the picture; ``bars``: (first, last) bars
+    only (``bars_of``)."""
     for path in (wav, png):
         if path is not None:
             check_writable(path, force)
     score = source if isinstance(source, Score) else read_midi(source)
+    if bars is not None:
+        score = bars_of(score, *bars)
     title = title or ("score" if isinstance(source, Score) else Path(source).name)
     if png is not None:
         piano_roll(score, png, title=title, written=written, force=force)

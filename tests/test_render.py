@@ -169,3 +169,20 @@ def test_new_music_is_shown_with_four_bars_of_the_seed_on_each_side():
     assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(70, 76))
     shown, region = around(score, (bar, 2 * bar))  # bar 2: one bar before it
     assert region == (bar, 2 * bar) and shown.notes[0].pitch == 60
+
+
+def test_render_shows_and_plays_only_the_bars_asked(fluidsynth, tmp_path):
+    """`melody render FILE --bars 5-8`: the picture and the audio of those four bars only; a range past the
+    file's end or not a range is one Error line."""
+    song = tmp_path / "song.mid"
+    shutil.copy(CHORALE, song)
+    result = CliRunner().invoke(cli, ["render", str(song), "--bars", "5-8", "--quiet"])
+    assert result.exit_code == 0, result.output
+    whole = read_midi(CHORALE)
+    lines = whole.bar_lines(until=whole.end_tick)
+    params, _ = read_wav(tmp_path / "song.wav")
+    seconds = whole.tick_to_seconds(lines[8]) - whole.tick_to_seconds(lines[4])
+    assert params.nframes / 44100 == pytest.approx(seconds + RELEASE_SECONDS, abs=0.05)
+    for wrong in ("5-999", "8-5", "five"):
+        refused = CliRunner().invoke(cli, ["render", str(song), "--bars", wrong, "--png", "--force"])
+        assert refused.exit_code == 2 and refused.output.startswith("Error:"), wrong

@@ -191,9 +191,11 @@ def _render_outputs(result, wav: bool, png: bool, whole: bool, soundfont, force:
               help="Write a piano roll: to the file given, or alone to FILE.png.")
 @click.option("--soundfont", type=click.Path(path_type=str), default=None,
               help="A .sf2 soundfont (default: the General MIDI soundfont of the fluid-soundfont-gm package).")
+@click.option("--bars", "bar_range", type=str, default=None, metavar="FIRST-LAST",
+              help="Only these bars, counted from 1, e.g. 41-52 (a continuation's new bars) or 41- (to the end).")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
-def render(midi_file, wav, png, soundfont, force, quiet):
+def render(midi_file, wav, png, bar_range, soundfont, force, quiet):
     """Hear and see a MIDI file: a WAV through FluidSynth and a piano-roll PNG.
 
     Without --wav or --png, writes FILE.wav and FILE.png beside the file. The
@@ -205,6 +207,7 @@ def render(midi_file, wav, png, soundfont, force, quiet):
       melody render continued.mid --png --force
       melody render continued.mid --wav continued.wav
       melody render song.mid --png roll.png --soundfont my.sf2
+      melody render continued.mid --bars 21-32        (the seed's last 4 bars and 8 new)
     """
     from melody.render import find_soundfont, render as render_file
 
@@ -216,10 +219,22 @@ def render(midi_file, wav, png, soundfont, force, quiet):
         find_soundfont(soundfont)
     if not quiet and sys.stderr.isatty():
         click.echo(f"Rendering {midi_file} ...", err=True)
-    audio = render_file(midi_file, wav=wav, png=png, soundfont=soundfont, force=force)
+    audio = render_file(midi_file, wav=wav, png=png, soundfont=soundfont, force=force, bars=_bar_range(bar_range))
     if audio is not None and audio.note:
         echo_notes([audio.note])
     for path, what in ((wav, f"audio, {audio.seconds:.1f} s via {audio.engine}" if audio else ""),
                        (png, "piano roll")):
         if path is not None:
             click.echo(f"Wrote {path} ({what})")
+
+
+def _bar_range(text: str | None) -> tuple[int, int | None] | None:
+    """``FIRST-LAST`` or ``FIRST-`` as (first, last or None); a SettingError for anything else."""
+    from melody.errors import SettingError
+
+    if text is None:
+        return None
+    first, dash, last = text.partition("-")
+    if not dash or not first.strip().isdigit() or (last.strip() and not last.strip().isdigit()):
+        raise SettingError(f"--bars takes FIRST-LAST or FIRST- (bars counted from 1), got {text!r}")
+    return int(first), int(last) if last.strip() else None
