@@ -161,6 +161,13 @@ def chord_limits(seed: Score, primer: Primer) -> np.ndarray:
     return np.array(limits, np.int64)
 
 
+def added_under(primer: Primer, new_parts) -> np.ndarray:
+    """Per track of ``primer``, the track whose last note it stays under (-1: none): a part added under the seed's
+    (``new_parts``, seed instruments) stays under the part before it, so added voices do not cross above it."""
+    new = set(new_parts)
+    return np.array([k - 1 if source in new and k > 0 else -1 for k, source in enumerate(primer.sources)], np.int64)
+
+
 def kept_notes(primer: Primer, tokenizer: Tokenizer, keep: set[int], bars: int) -> KeptNotes:
     """The notes of the seed's instruments ``keep`` (indices) within the ``bars`` bars to be written after
     ``primer``, to be played into the sampled stream (``Tokenizer.kept_notes``)."""

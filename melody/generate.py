@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
-from melody.continuation import (ACCOMPANIMENTS, arrange, chord_limits, following_tokens, kept_notes, make_primer,
-                                 primer_from_opening, track_name, with_loops)
+from melody.continuation import (ACCOMPANIMENTS, added_under, arrange, chord_limits, following_tokens, kept_notes,
+                                 make_primer, primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -197,7 +197,9 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
         raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
                            "that end inside the seed")
     chords = chord_limits(seed_score, primer) if seed_score is not None else None
-    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords)
+    under = added_under(primer, range(len(seed_score.instruments) - len(config.add), len(seed_score.instruments))) \
+        if config.add else None
+    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords, under)
     tokens = int(sum(len(row) for row in generated))
     fit = None
     if following is not None:  # a fill: how likely the model finds the seed's next bars after each candidate
@@ -307,7 +309,7 @@ def _following_fit(sampler: Sampler, primer: np.ndarray, rows: list[np.ndarray],
 
 
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock, kept=None, chords=None) -> tuple[list[np.ndarray], list[bool]]:
+            clock: _Clock, kept=None, chords=None, under=None) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
     bars after ``primer`` (``kept`` notes played in), and whether each is complete. A row without a single note is
     drawn again (reproducibly, random seed plus 1, 2, 3)."""
@@ -316,7 +318,7 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
-                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept, "chords": chords}
+                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept, "chords": chords, "under": under}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):

@@ -39,6 +39,7 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              where they change); a time shift only up to the next kept note; no Track
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
+    under (``under``)        no note of a track above the last note of the track it stays under
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
 
@@ -123,7 +124,7 @@ class Sampler:
     def sample(self, primed: Primed, samples: int, allowed: np.ndarray, max_tokens: int, bars: int,
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
-               chords: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               chords: np.ndarray | None = None, under: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -134,7 +135,9 @@ class Sampler:
         bars are left (``melody.ahead``), so that it closes. ``kept``: notes of kept parts, played into every
         row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
         of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
-        most notes it may start at one moment (default: no limit). The same ``random_seed`` gives the same tokens.
+        most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
+        note it may not rise above (-1: none), e.g. parts added under a melody. The same ``random_seed`` gives
+        the same tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched)
@@ -142,7 +145,7 @@ class Sampler:
         forced_line = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
-        playing = _Playing(kept, samples, self.table, primer, chords)
+        playing = _Playing(kept, samples, self.table, primer, chords, under)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
@@ -225,7 +228,7 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None):
+                 chords: np.ndarray | None = None, under: np.ndarray | None = None):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
         self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
@@ -241,6 +244,12 @@ class _Playing:
             self.chords[:len(chords)] = np.asarray(chords)[:tracks]
         self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
         self.latest = np.full(rows, -1)  # the last track that wrote at this moment
+        self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
+        if under is not None:
+            self.under[:len(under)] = np.asarray(under)[:tracks]
+        self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
+        for track, pitch in _last_pitches(primer, table).items():
+            self.last_pitch[:, track] = pitch
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
         self.is_track = table["track_of"] >= 0
 
@@ -258,7 +267,10 @@ class _Playing:
         full = self.onsets >= self.chords  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
-        return ~(closed[:, None] & self.is_note_token[None, :]) & \
+        rows = np.arange(len(self.track))
+        ceiling = np.where(self.under[self.track] >= 0, self.last_pitch[rows, self.under[self.track]], 128)
+        above = self.table["pitch_of"][None, :] > ceiling[:, None]  # over the part it stays under
+        return ~(closed[:, None] & self.is_note_token[None, :]) & ~above & \
             ~((full[:, self.table["track_of"]] | passed) & self.is_track)
 
     def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
@@ -321,6 +333,8 @@ class _Playing:
         self.onsets[moved] = 0
         self.onsets[np.arange(len(token)), self.track] += self.table["pitch_of"][token] >= 0
         self.latest = np.where(moved, -1, np.where(self.table["pitch_of"][token] >= 0, self.track, self.latest))
+        struck = np.flatnonzero(self.table["pitch_of"][token] >= 0)
+        self.last_pitch[struck, self.track[struck]] = self.table["pitch_of"][token[struck]]
         self.slot = np.where(self.begun, self.slot + 1, self.slot)
         done = self.begun & (self.slot == 4)
         self.next += done
@@ -329,6 +343,16 @@ class _Playing:
     def upcoming(self) -> np.ndarray:
         """Per row, the first kept note not yet sounding in its stream (its Note token not yet played)."""
         return self.next + (self.begun & (self.slot == 3))
+
+
+def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:
+    """Each track's last note in ``primer`` (by the Track token in force before it)."""
+    last, track = {}, -1
+    for token in primer:
+        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
+        if table["pitch_of"][token] >= 0 and track >= 0:
+            last[int(track)] = int(table["pitch_of"][token])
+    return last
 
 
 def _repeat(state, samples: int):

@@ -183,8 +183,8 @@ def test_kept_tracks_stay_and_the_others_are_written_anew_in_the_bars_asked(bund
 
 def test_harmonize_keeps_the_melody_and_adds_named_voices_that_sing_one_note_at_a_time(bundle, tmp_path):
     """``melody harmonize`` on a chorale's soprano alone: the soprano note for note, three new choir tracks
-    named as asked, every new note inside the melody's bars, no voice starting two notes at once, and the
-    summary naming the added tracks."""
+    named as asked, every new note inside the melody's bars, no voice starting two notes at once nor rising
+    above the last note of the voice above it, and the summary naming the added tracks."""
     original = read_midi(corpus_files("chorales")[3])
     melody = tmp_path / "soprano.mid"
     write_midi(original.replace(instruments=original.instruments[:1]), melody)
@@ -204,6 +204,10 @@ def test_harmonize_keeps_the_melody_and_adds_named_voices_that_sing_one_note_at_
     for part in made.instruments[1:]:
         starts = [note.start for note in part.notes]
         assert len(starts) == len(set(starts)), part.name
+    for above, part in zip(made.instruments, made.instruments[1:]):  # each added voice under the one above it
+        for note in part.notes:
+            before = [n.pitch for n in above.notes if n.start <= note.start]
+            assert not before or note.pitch <= before[-1], (part.name, note)
     assert summary["tracks"]["kept"] == ["Soprano"]
     assert summary["tracks"]["added"] == [part.name for part in made.instruments[1:] if part.notes]
 
