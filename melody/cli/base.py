@@ -16,7 +16,6 @@ import sys
 import time
 import traceback
 import typing
-from pathlib import Path
 
 import click
 
