@@ -39,7 +39,8 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              where they change); a time shift only up to the next kept note; no Track
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
-    under (``under``)        no note of a track above the last note of the track it stays under
+    under (``under``)        no note of a track above the last note of the track it stays under, nor
+                             one in parallel fifths or octaves with it
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
 
@@ -162,7 +163,7 @@ class Sampler:
                 break
             left = np.minimum(np.maximum(bar_length - position, 0), playing.steps_to_next(now))
             mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
-            mask &= playing.may()
+            mask &= playing.may(now)
             scores = logits + bias[playing.track + 1]
             if kept is not None:
                 mask, scores, due = playing.turn(mask, scores, now, last, at_line, self.follows)
@@ -176,7 +177,7 @@ class Sampler:
             now += self.shift_steps[token]
             bars_seen += opened
             last = token
-            playing.played(token)
+            playing.played(token, now)
             if kept is None and not ending:
                 logits, state = self.model.step(token, state)
             else:
@@ -248,6 +249,8 @@ class _Playing:
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
+        self.before_pitch = np.full((rows, tracks + 1), 128)  # the note before it
+        self.last_start = np.full((rows, tracks + 1), -1)  # the time its last note started (-1: in the primer)
         for track, pitch in _last_pitches(primer, table).items():
             self.last_pitch[:, track] = pitch
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
@@ -260,18 +263,35 @@ class _Playing:
         times = np.append(self.kept.times, 1 << 30)
         return np.maximum(times[np.minimum(self.next, len(self.kept))] - now, 0)
 
-    def may(self) -> np.ndarray:
+    def may(self, now: np.ndarray) -> np.ndarray:
         """Bool (rows, vocabulary): no note or velocity of the model's own while a kept track is in force, or
         one whose chord at this moment is full; no Track token of a full one, nor of a track before one already
-        written at this moment (tracks come in their order within a moment, as in every training piece)."""
+        written at this moment (tracks come in their order within a moment, as in every training piece); for a
+        track that stays under another, no note above that one's last, nor one that moves with it, the part above
+        having just moved, from a fifth or an octave into the same interval (parallel fifths and octaves)."""
         full = self.onsets >= self.chords  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
         rows = np.arange(len(self.track))
         ceiling = np.where(self.under[self.track] >= 0, self.last_pitch[rows, self.under[self.track]], 128)
         above = self.table["pitch_of"][None, :] > ceiling[:, None]  # over the part it stays under
+        above |= self._parallel(now)
         return ~(closed[:, None] & self.is_note_token[None, :]) & ~above & \
             ~((full[:, self.table["track_of"]] | passed) & self.is_track)
+
+    def _parallel(self, now: np.ndarray) -> np.ndarray:
+        """Bool (rows, vocabulary): the notes of each row's track that would move in parallel fifths or octaves
+        with the part it stays under, which moved at this moment."""
+        rows = np.arange(len(self.track))
+        above = np.maximum(self.under[self.track], 0)
+        upper, upper_before = self.last_pitch[rows, above], self.before_pitch[rows, above]
+        mine = self.last_pitch[rows, self.track]
+        interval = np.abs(upper_before - mine) % 12
+        watch = (self.under[self.track] >= 0) & (self.last_start[rows, above] == now) & (upper < 128) \
+            & (upper_before < 128) & (mine < 128) & (upper != upper_before) & ((interval == 0) | (interval == 7))
+        pitch = self.table["pitch_of"][None, :]
+        same_way = (pitch - mine[:, None]) * (upper - upper_before)[:, None] > 0
+        return watch[:, None] & (pitch >= 0) & same_way & (np.abs(upper[:, None] - pitch) % 12 == interval[:, None])
 
     def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
              follows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -324,7 +344,7 @@ class _Playing:
             return np.zeros(len(self.next), np.int64)
         return self.kept.slots[np.minimum(self.next, len(self.kept) - 1), np.minimum(self.slot, 3)]
 
-    def played(self, token: np.ndarray) -> None:
+    def played(self, token: np.ndarray, now: np.ndarray) -> None:
         """After each row's token: the track and velocity in force, and how far its kept note has been played."""
         for name, values in (("track_of", "track"), ("velocity_of", "velocity")):
             changed = self.table[name][token]
@@ -334,7 +354,9 @@ class _Playing:
         self.onsets[np.arange(len(token)), self.track] += self.table["pitch_of"][token] >= 0
         self.latest = np.where(moved, -1, np.where(self.table["pitch_of"][token] >= 0, self.track, self.latest))
         struck = np.flatnonzero(self.table["pitch_of"][token] >= 0)
+        self.before_pitch[struck, self.track[struck]] = self.last_pitch[struck, self.track[struck]]
         self.last_pitch[struck, self.track[struck]] = self.table["pitch_of"][token[struck]]
+        self.last_start[struck, self.track[struck]] = now[struck]
         self.slot = np.where(self.begun, self.slot + 1, self.slot)
         done = self.begun & (self.slot == 4)
         self.next += done

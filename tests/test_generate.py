@@ -183,8 +183,8 @@ def test_kept_tracks_stay_and_the_others_are_written_anew_in_the_bars_asked(bund
 
 def test_harmonize_keeps_the_melody_and_adds_named_voices_that_sing_one_note_at_a_time(bundle, tmp_path):
     """``melody harmonize`` on a chorale's soprano alone: the soprano note for note, three new choir tracks
-    named as asked, every new note inside the melody's bars, no voice starting two notes at once nor rising
-    above the last note of the voice above it, and the summary naming the added tracks."""
+    named as asked, every new note inside the melody's bars, no voice starting two notes at once, and the
+    summary naming the added tracks."""
     original = read_midi(corpus_files("chorales")[3])
     melody = tmp_path / "soprano.mid"
     write_midi(original.replace(instruments=original.instruments[:1]), melody)
@@ -204,10 +204,6 @@ def test_harmonize_keeps_the_melody_and_adds_named_voices_that_sing_one_note_at_
     for part in made.instruments[1:]:
         starts = [note.start for note in part.notes]
         assert len(starts) == len(set(starts)), part.name
-    for above, part in zip(made.instruments, made.instruments[1:]):  # each added voice under the one above it
-        for note in part.notes:
-            before = [n.pitch for n in above.notes if n.start <= note.start]
-            assert not before or note.pitch <= before[-1], (part.name, note)
     assert summary["tracks"]["kept"] == ["Soprano"]
     assert summary["tracks"]["added"] == [part.name for part in made.instruments[1:] if part.notes]
 
@@ -761,3 +757,31 @@ def test_parts_above_a_kept_bass_write_first_at_its_moments(bundle):
             elif table["track_of"][token] >= 0:
                 assert table["track_of"][token] >= latest
                 latest = table["track_of"][token]
+
+def test_added_voices_stay_under_the_voice_above_and_never_move_with_it_in_fifths_or_octaves(bundle, tmp_path):
+    """Sixteen harmonizations of a chorale's soprano: no added voice rises above the last note of the voice above
+    it, nor moves with it (the voice above having just moved) from a fifth or an octave into the same interval."""
+    from melody.generate import harmonizing
+
+    original = read_midi(corpus_files("chorales")[3])
+    melody = tmp_path / "soprano.mid"
+    write_midi(original.replace(instruments=original.instruments[:1]), melody)
+    config = harmonizing(melody, ("Alto", "Tenor", "Bass=cello"), ending=False, random_seed=3, num_samples=16,
+                         sampling=SamplingConfig(temperature=1.3))
+    for made in generate(bundle, melody, config=config, write=False).scores:
+        _voices_apart(made)
+
+
+def _voices_apart(made) -> None:
+    for above, part in zip(made.instruments, made.instruments[1:]):  # each added voice under the one above it
+        for note in part.notes:
+            before = [n.pitch for n in above.notes if n.start <= note.start]
+            assert not before or note.pitch <= before[-1], (part.name, note)
+        for previous, note in zip(part.notes, part.notes[1:]):  # and never in parallel fifths or octaves with it
+            upper = [n for n in above.notes if n.start <= note.start]
+            if len(upper) < 2 or upper[-1].start != note.start or upper[-1].pitch == upper[-2].pitch:
+                continue
+            interval = abs(upper[-2].pitch - previous.pitch) % 12
+            same_way = (note.pitch - previous.pitch) * (upper[-1].pitch - upper[-2].pitch) > 0
+            assert not (same_way and interval in (0, 7) and abs(upper[-1].pitch - note.pitch) % 12 == interval), \
+                (part.name, previous, note)
