@@ -14,6 +14,21 @@ from melody.generate import HARMONY, GenerateConfig
 from melody.sampler import SamplingConfig
 
 
+def _writing_options(command):
+    """The options of the commands that write new music: overwriting, audio and picture, the summary."""
+    for option in reversed([
+            click.option("--force", is_flag=True, help="Overwrite existing output files."),
+            click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth."),
+            click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png)."),
+            click.option("--whole", is_flag=True, help="--wav and --png of the whole piece (default: the new music "
+                                                       "with up to 4 bars of the seed on each side)."),
+            click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav."),
+            click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+            click.option("--quiet", "-q", is_flag=True, help="No progress bar.")]):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.option("--model", "-m", type=click.Path(path_type=str), default=None,
               help="Model folder from `melody train` (default: the model shipped with melody).")
@@ -22,14 +37,7 @@ from melody.sampler import SamplingConfig
 @click.option("--out", "-o", type=click.Path(path_type=str), default=None,
               help="Output file (default: SEED-continued.mid, or melody.mid without a seed).")
 @settings(GenerateConfig, SamplingConfig)
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
-@click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
-@click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
-@click.option("--whole", is_flag=True, help="--wav and --png of the whole piece (default: the new music with up to "
-                                            "4 bars of the seed on each side).")
-@click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_writing_options
 def generate(model, seed_file, out, force, wav, png, whole, soundfont, as_json, quiet, **options):
     """Continue a MIDI file (or start from scratch) and write new MIDI files.
 
@@ -66,14 +74,7 @@ def generate(model, seed_file, out, force, wav, png, whole, soundfont, as_json, 
 @click.option("--num-samples", "-n", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Different harmonizations to write (OUT-1.mid ... OUT-K.mid), made in one batch.")
 @click.option("--random-seed", type=int, default=None, help="Make the output reproducible byte for byte.")
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
-@click.option("--wav", is_flag=True, help="Also write each output as audio (OUT.wav), through FluidSynth.")
-@click.option("--png", is_flag=True, help="Also write a piano-roll picture of each output (OUT.png).")
-@click.option("--whole", is_flag=True, help="--wav and --png of the whole piece (default: the new music with up to "
-                                            "4 bars of the seed on each side).")
-@click.option("--soundfont", type=click.Path(path_type=str), default=None, help="Soundfont for --wav.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_writing_options
 def harmonize(melody_file, parts, model, out, num_samples, random_seed, force, wav, png, whole, soundfont, as_json,
               quiet, **options):
     """Write new parts under a melody, from its first bar to its last.
