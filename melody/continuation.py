@@ -31,6 +31,7 @@ Score in, Score out; the model and the sampler are not seen here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,7 @@ PARTS_PER_LINE_DENSITY = 1.5
 
 
 LEAD_BARS = 8  # where the lead rests at the end, the density is asked of its last bars that play
+PACE_BARS = 4  # the lead is held to its pace over its last bars that play
 
 
 def _lead_playing(prepared: Score, start: int, end: int) -> Score:
@@ -130,9 +132,29 @@ def _lead_playing(prepared: Score, start: int, end: int) -> Score:
         else []
     if not onsets or len(lines) < 3 or max(onsets) >= lines[-2]:
         return excerpt(prepared, start, end)
-    last = max(index for index, line in enumerate(lines) if line <= max(onsets))
-    until = lines[last + 1]
-    return excerpt(prepared, lines[max(0, last + 1 - LEAD_BARS)], until)
+    return excerpt(prepared, *_lead_bars(prepared, end))
+
+
+def _lead_bars(prepared: Score, end: int, bars: int = LEAD_BARS) -> tuple[int, int]:
+    """[first, until) grid steps: the lead's (track 0's) last ``LEAD_BARS`` bars before ``end``, up to the end of
+    the bar of its last onset; (end, end) when it has none."""
+    onsets = [note.start for note in prepared.instruments[0].notes if note.start < end] if prepared.instruments \
+        else []
+    if not onsets:
+        return end, end
+    lines = prepared.bar_lines(until=max(onsets) + 1)
+    return lines[max(0, len(lines) - bars)], min(_next_bar_line(prepared, max(onsets) + 1), end)
+
+
+def lead_pace(primer: Primer) -> float:
+    """The lead's (track 0's) note onsets per quarter note over its last bars that play before the new music
+    (``_lead_bars``: an outro where it rests does not count): the pace the sampler holds a written lead to
+    (nan without a seed, or without a lead note in it)."""
+    if primer.score is None:
+        return math.nan
+    first, until = _lead_bars(primer.score, primer.start + primer.end, PACE_BARS)
+    onsets = {note.start for note in primer.score.instruments[0].notes if first <= note.start < until}
+    return len(onsets) * primer.score.ticks_per_quarter / (until - first) if onsets else math.nan
 
 
 def _density(score: Score, new_parts) -> float:

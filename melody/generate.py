@@ -26,7 +26,7 @@ import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import (ACCOMPANIMENTS, added_under, arrange, chord_limits, following_tokens, kept_notes,
-                                 make_primer, primer_from_opening, track_name, with_loops)
+                                 lead_pace, make_primer, primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -63,6 +63,8 @@ class GenerateConfig:
                                  "none: nothing repeats.", choices=ACCOMPANIMENTS)
     density: float | None = setting(None, "Note onsets per quarter note to aim for (default: as the seed's last "
                                     "bars), e.g. 0.5 or 3.")
+    lead_pace: bool = setting(True, "Hold a written lead to the seed lead's note onsets per quarter note in its "
+                              "last 4 bars that play (unless --density is given; off: the model's own pace).")
     keep: tuple[str, ...] = setting((), "Seed tracks kept as they are, by number (as `melody info` lists them, from "
                                     "1) or name, comma-separated; the model writes the others around them.",
                                     parse=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
@@ -199,7 +201,11 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     chords = chord_limits(seed_score, primer) if seed_score is not None else None
     under = added_under(primer, range(len(seed_score.instruments) - len(config.add), len(seed_score.instruments))) \
         if config.add else None
-    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords, under)
+    lead_kept = kept is not None and 0 in kept.tracks
+    paced = config.lead_pace and seed_score is not None and config.density is None and not lead_kept
+    pace = [lead_pace(primer)] if paced else None
+    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords, under,
+                                  pace)
     tokens = int(sum(len(row) for row in generated))
     fit = None
     if following is not None:  # a fill: how likely the model finds the seed's next bars after each candidate
@@ -309,7 +315,7 @@ def _following_fit(sampler: Sampler, primer: np.ndarray, rows: list[np.ndarray],
 
 
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock, kept=None, chords=None, under=None) -> tuple[list[np.ndarray], list[bool]]:
+            clock: _Clock, kept=None, chords=None, under=None, pace=None) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
     bars after ``primer`` (``kept`` notes played in), and whether each is complete. A row without a single note is
     drawn again (reproducibly, random seed plus 1, 2, 3)."""
@@ -318,7 +324,8 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
-                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept, "chords": chords, "under": under}
+                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept, "chords": chords, "under": under,
+                   "pace": pace}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):

@@ -20,6 +20,7 @@ import numpy as np
 from melody.keys import estimate_key, in_key_share, key_name
 from melody.ensemble import clash_share, copied_bars, on_others, parallels
 from melody.score import Score, lead_index
+from melody.tokenizer import TokenizerConfig
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 NOTE_LENGTH_EDGES = (0.25, 0.5, 1.0, 2.0, 4.0)  # quarters: 16th, 8th, quarter, half, whole, longer
@@ -226,11 +227,18 @@ def bars_spanned(score: Score, start: int) -> int:
     return len(lines) - first
 
 
+# Onsets closer than this fraction of a quarter note are one (a chord as a pianist plays it, a few milliseconds
+# spread): the grid melody writes on.
+ONSET_GRID = TokenizerConfig().steps_per_quarter
+
+
 def onsets_per_quarter(score: Score, instrument: int, start: int, end: int) -> float:
-    """Distinct note onsets of one instrument in [start, end) ticks per quarter note; nan for an empty span."""
+    """Distinct note onsets of one instrument in [start, end) ticks per quarter note, onsets counted on a grid
+    of 1/``ONSET_GRID`` quarter note; nan for an empty span."""
     if end <= start:
         return math.nan
-    onsets = {note.start for note in score.instruments[instrument].notes if start <= note.start < end}
+    onsets = {round(note.start * ONSET_GRID / score.ticks_per_quarter)
+              for note in score.instruments[instrument].notes if start <= note.start < end}
     return len(onsets) * score.ticks_per_quarter / (end - start)
 
 

@@ -41,6 +41,8 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
     under (``under``)        no note of a track above the last note of the track it stays under, nor
                              one in parallel fifths or octaves with it
+    pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
+                             its note at a new moment weigh more while it is behind, less while ahead
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
 
@@ -125,7 +127,8 @@ class Sampler:
     def sample(self, primed: Primed, samples: int, allowed: np.ndarray, max_tokens: int, bars: int,
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
-               chords: np.ndarray | None = None, under: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               chords: np.ndarray | None = None, under: np.ndarray | None = None,
+               pace: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -137,8 +140,9 @@ class Sampler:
         row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
         of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
-        note it may not rise above (-1: none), e.g. parts added under a melody. The same ``random_seed`` gives
-        the same tokens.
+        note it may not rise above (-1: none), e.g. parts added under a melody. ``pace``: float per track, the
+        note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``). The same ``random_seed``
+        gives the same tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched)
@@ -147,6 +151,7 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         playing = _Playing(kept, samples, self.table, primer, chords, under)
+        paced = None if pace is None else playing.per_step(np.asarray(pace, float) / self.steps_per_quarter)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
@@ -165,6 +170,8 @@ class Sampler:
             mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
             mask &= playing.may(now)
             scores = logits + bias[playing.track + 1]
+            if paced is not None:
+                scores = scores + playing.pace_bias(now, paced)
             if kept is not None:
                 mask, scores, due = playing.turn(mask, scores, now, last, at_line, self.follows)
             token = _draw(np.where(mask, scores, -np.inf), rng, config)
@@ -222,6 +229,13 @@ class Sampler:
         return int(self.shift_steps[primer[lines[-1]:]].sum()), int(primer[lines[-1]])
 
 
+# A pace's weight: its lag (log onsets asked over onsets had) times PACE_GAIN, at most PACE_LIMIT nats (x400)
+# either way. Chosen on pop and piano seeds (BENCHMARKS.md, "Density"): gain 1 and limit 3 left the lead of
+# pop songs at 1.7-2x its pace, a lone piano line at 3x.
+PACE_GAIN = 5.0
+PACE_LIMIT = 6.0
+
+
 class _Playing:
     """Where each row of a sample is in the kept notes (``ahead.KeptNotes``) it plays, and which track and
     velocity are in force in it. A kept note is played as its slots (Track, Velocity, Note, Duration),
@@ -248,6 +262,7 @@ class _Playing:
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
+        self.struck = np.zeros((rows, tracks + 1))  # moments at which each track has begun notes
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
         self.before_pitch = np.full((rows, tracks + 1), 128)  # the note before it
         self.last_start = np.full((rows, tracks + 1), -1)  # the time its last note started (-1: in the primer)
@@ -292,6 +307,37 @@ class _Playing:
         pitch = self.table["pitch_of"][None, :]
         same_way = (pitch - mine[:, None]) * (upper - upper_before)[:, None] > 0
         return watch[:, None] & (pitch >= 0) & same_way & (np.abs(upper[:, None] - pitch) % 12 == interval[:, None])
+
+    def per_step(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per track, nan where none) as a row over every track and "none yet"."""
+        row = np.full(self.struck.shape[1], np.nan)
+        row[:min(len(values), len(row) - 1)] = values[:len(row) - 1]
+        return row
+
+    def pace_bias(self, now: np.ndarray, pace: np.ndarray) -> np.ndarray:
+        """Float (rows, vocabulary), added to the logits to hold each paced track (``pace``: onsets per step, nan:
+        free) to its pace. Its lag at a time t is the log of the onsets its pace asks for by t over those it has,
+        each plus one, times ``PACE_GAIN``, within +-``PACE_LIMIT``. The tokens that begin its note at a new
+        moment (its Track token; its notes and velocities while it is in force) get its lag now: drawn on while
+        it is behind, held back while ahead. While it is ahead, a time shift also gets what it would take off
+        that lead, so the rest comes as a longer shift (a lone line, which nothing but a note follows after
+        a shift, is held to its pace that way). A rest is still the model's to choose: it only weighs more."""
+        rows = np.arange(len(now))
+        track_of, steps = self.table["track_of"], self.table["shift_steps"]
+        bias = np.zeros((len(now), len(track_of)))
+        for track in np.flatnonzero(~np.isnan(pace)):
+            lag = self._lag(now, pace[track], track)
+            begins = np.where(self.onsets[:, track] > 0, 0.0, lag)
+            bias += (track_of == track)[None, :] * begins[:, None]
+            bias += self.is_note_token[None, :] * np.where(self.track == track, begins, 0.0)[:, None]
+            bias -= np.minimum(lag, 0)[:, None] * np.log1p(pace[track] * steps)[None, :]
+        return bias
+
+    def _lag(self, time: np.ndarray, pace: float, track: int) -> np.ndarray:
+        """How far ``track`` is behind its ``pace`` (onsets per step) at ``time`` (rows, or rows x anything), in
+        nats (``pace_bias``)."""
+        struck = self.struck[:, track].reshape((-1,) + (1,) * (np.ndim(time) - 1))
+        return np.clip(PACE_GAIN * (np.log1p(pace * time) - np.log1p(struck)), -PACE_LIMIT, PACE_LIMIT)
 
     def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
              follows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -351,9 +397,11 @@ class _Playing:
             setattr(self, values, np.where(changed >= 0, changed, getattr(self, values)))
         moved = (self.table["shift_steps"][token] > 0) | (self.table["bar_steps"][token] > 0)
         self.onsets[moved] = 0
-        self.onsets[np.arange(len(token)), self.track] += self.table["pitch_of"][token] >= 0
-        self.latest = np.where(moved, -1, np.where(self.table["pitch_of"][token] >= 0, self.track, self.latest))
-        struck = np.flatnonzero(self.table["pitch_of"][token] >= 0)
+        rows, striking = np.arange(len(token)), self.table["pitch_of"][token] >= 0
+        self.onsets[rows, self.track] += striking
+        self.struck[rows, self.track] += striking & (self.onsets[rows, self.track] == 1)
+        self.latest = np.where(moved, -1, np.where(striking, self.track, self.latest))
+        struck = np.flatnonzero(striking)
         self.before_pitch[struck, self.track[struck]] = self.last_pitch[struck, self.track[struck]]
         self.last_pitch[struck, self.track[struck]] = self.table["pitch_of"][token[struck]]
         self.last_start[struck, self.track[struck]] = now[struck]

@@ -785,3 +785,40 @@ def _voices_apart(made) -> None:
             same_way = (note.pitch - previous.pitch) * (upper[-1].pitch - upper[-2].pitch) > 0
             assert not (same_way and interval in (0, 7) and abs(upper[-1].pitch - note.pitch) % 12 == interval), \
                 (part.name, previous, note)
+
+
+def test_a_paced_lead_keeps_closer_to_its_pace_than_a_free_one(bundle):
+    """Eight rows of 4 bars of a chorale, the lead (track 0) free (the tiny model's writes about 1/4 onset per
+    quarter), then held to a slow pace (1/20) and a fast one (2): its onsets per quarter move towards each,
+    nearer it than free."""
+    _, sampler = stepper_and_sampler(bundle)
+    tokenizer = bundle.tokenizer
+    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
+    primed = sampler.prime(primer.tokens)
+    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+
+    def lead_rate(pace):
+        rows, _ = sampler.sample(primed, 8, allowed, 1200, 5, 4, pace=pace)
+        rates = []
+        for row in rows:
+            decoded = tokenizer.decode(np.concatenate([primer.tokens, row]))
+            onsets = {n.start for n in decoded.instruments[0].notes if n.start >= primer.end}
+            rates.append(len(onsets) * decoded.ticks_per_quarter / (decoded.end_tick - primer.end))
+        return float(np.mean(rates))
+
+    free, slow, fast = lead_rate(None), lead_rate([0.05, np.nan]), lead_rate([2.0])
+    assert slow < free < fast
+    assert abs(np.log(slow / 0.05)) < abs(np.log(free / 0.05)) and abs(np.log(fast / 2)) < abs(np.log(free / 2))
+
+
+def test_the_lead_pace_is_its_onsets_per_quarter_in_its_last_bars_that_play(bundle):
+    """Quarter notes in bars 1-4, eighths in 5-8, then an outro of 4 bars where only a pad plays: the lead is held
+    to its eighths (2 onsets per quarter), neither the outro's silence nor the whole song's average."""
+    from melody.continuation import lead_pace
+
+    lead = tuple(Note(480 * q, 72, 480, 90) for q in range(16)) + tuple(Note(7680 + 240 * e, 74, 240, 90)
+                                                                         for e in range(32))
+    pad = tuple(Note(1920 * b, 60, 1920, 60) for b in range(12))
+    seed = Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(52, name="Pad", notes=pad)),
+                 time_signatures=(TimeSignature(0, 4, 4),))
+    assert lead_pace(make_primer(seed, bundle.tokenizer)) == pytest.approx(2.0)

@@ -132,3 +132,13 @@ def test_fit_of_a_continuation_written_alone_and_asked_for_more_bars():
     fit = metrics.continuation_fit(SEED, alone, bars_asked=2)
     assert (fit["bars_written"], fit["bars_exact"]) == (1, False)
     assert fit["density_ratio"] == pytest.approx(1.0) and fit["tracks_kept"] == 1
+
+
+def test_onsets_a_few_ticks_apart_are_one_onset():
+    """A chord as a pianist plays it (its notes 3 and 5 ticks apart at 480 per quarter) is one onset; notes a
+    sixteenth apart are two."""
+    from melody.metrics import onsets_per_quarter
+
+    spread = Score(480, (Instrument(0, notes=(Note(0, 60, 480, 80), Note(3, 64, 480, 80), Note(5, 67, 480, 80),
+                                              Note(960, 60, 120, 80), Note(1080, 62, 120, 80))),))
+    assert onsets_per_quarter(spread, 0, 0, 1920) == pytest.approx(3 / 4)
