@@ -234,6 +234,7 @@ class Sampler:
 # pop songs at 1.7-2x its pace, a lone piano line at 3x.
 PACE_GAIN = 5.0
 PACE_LIMIT = 6.0
+PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
 
 
 class _Playing:
@@ -262,7 +263,7 @@ class _Playing:
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
-        self.struck = np.zeros((rows, tracks + 1))  # moments at which each track has begun notes
+        self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
         self.before_pitch = np.full((rows, tracks + 1), 128)  # the note before it
         self.last_start = np.full((rows, tracks + 1), -1)  # the time its last note started (-1: in the primer)
@@ -270,6 +271,7 @@ class _Playing:
             self.last_pitch[:, track] = pitch
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
         self.is_track = table["track_of"] >= 0
+        self.steps_per_quarter = int(table["steps_per_quarter"])
 
     def steps_to_next(self, now: np.ndarray) -> np.ndarray:
         """Steps each row may move before its next kept note (a large number without one)."""
@@ -334,10 +336,11 @@ class _Playing:
         return bias
 
     def _lag(self, time: np.ndarray, pace: float, track: int) -> np.ndarray:
-        """How far ``track`` is behind its ``pace`` (onsets per step) at ``time`` (rows, or rows x anything), in
-        nats (``pace_bias``)."""
-        struck = self.struck[:, track].reshape((-1,) + (1,) * (np.ndim(time) - 1))
-        return np.clip(PACE_GAIN * (np.log1p(pace * time) - np.log1p(struck)), -PACE_LIMIT, PACE_LIMIT)
+        """How far ``track`` is behind its ``pace`` (onsets per step) at ``time`` (rows), in nats (``pace_bias``):
+        onsets asked and had both fade with ``PACE_MEMORY``, so an early burst is not paid for with a long rest."""
+        memory = PACE_MEMORY * self.steps_per_quarter
+        asked = pace * memory * -np.expm1(-time / memory)
+        return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, track])), -PACE_LIMIT, PACE_LIMIT)
 
     def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
              follows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -399,6 +402,7 @@ class _Playing:
         self.onsets[moved] = 0
         rows, striking = np.arange(len(token)), self.table["pitch_of"][token] >= 0
         self.onsets[rows, self.track] += striking
+        self.struck *= np.exp(-self.table["shift_steps"][token] / (PACE_MEMORY * self.steps_per_quarter))[:, None]
         self.struck[rows, self.track] += striking & (self.onsets[rows, self.track] == 1)
         self.latest = np.where(moved, -1, np.where(striking, self.track, self.latest))
         struck = np.flatnonzero(striking)
