@@ -1,12 +1,16 @@
 """Time to music: the whole ``melody generate`` command, from starting the process to the file
 written, as a user waits for it.
 
-    python benchmarks/time_to_music.py [--runs 7] [--bars 8] [--seed corpora/chorales/bwv1.6.mid]
+    python benchmarks/time_to_music.py [--runs 7] [--bars 8] [--seed corpora/chorales/bwv1.6.mid] [--wild DIR]
 
-Side by side, alternating run by run so that machine load falls on both alike:
+Three requests: ``--bars`` bars after a four-part chorale (``--seed``); the same 32 times
+(``-n 32``, 32 variations in one batch); and with ``--wild DIR`` (MidiTok's test files, as the
+tests fetch them) ``--bars`` bars after a 13-track pop song with drums (Aicha.mid: every pitched
+part written, the drums looped). For each, side by side, alternating run by run so that machine
+load falls on both alike:
 
-* ``melody generate --seed SEED --out OUT`` (the shipped model, ``--bars`` bars): the network
-  runs in NumPy from the saved weights, TensorFlow is never imported;
+* ``melody generate --seed SEED --out OUT`` (the shipped model): the network runs in NumPy from
+  the saved weights, TensorFlow is never imported;
 * the same generation with the network loaded the way melody did before, through Keras
   (``import tensorflow`` and ``keras.models.load_model``) before sampling: what every
   generation cost when sampling needed TensorFlow.
@@ -52,24 +56,31 @@ def main():
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--seed", default=str(ROOT / "corpora" / "chorales" / "bwv1.6.mid"))
+    parser.add_argument("--wild", default=None, help="the MidiTok test files folder (for the 13-track song)")
     args = parser.parse_args()
-    seed = str(Path(args.seed).resolve())
-    sides = {"melody generate (NumPy, no TensorFlow)": [sys.executable, "-m", "melody"],
-             "same, network loaded through Keras first": [sys.executable, "-c", THROUGH_KERAS]}
-    times = {name: [] for name in sides}
+    chorale = str(Path(args.seed).resolve())
+    requests = {f"{Path(chorale).name}, {args.bars} bars": [chorale, "-n", "1"],
+                f"{Path(chorale).name}, 32 x {args.bars} bars": [chorale, "-n", "32"]}
+    if args.wild:
+        song = Path(args.wild).resolve() / "MIDIs_multitrack" / "Aicha.mid"
+        requests[f"{song.name} (13 tracks, drums), {args.bars} bars"] = [str(song), "-n", "1"]
+    sides = {"melody generate (NumPy)": [sys.executable, "-m", "melody"],
+             "network loaded through Keras first": [sys.executable, "-c", THROUGH_KERAS]}
+    print(f"# {os.cpu_count()} cores, {args.runs} runs each, the shipped model, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"{'request':<40} {'command':<36} {'median s':>9} {'fastest':>8} {'slowest':>8}")
     with tempfile.TemporaryDirectory() as folder:
-        for run in range(args.runs):
-            for name, command in sides.items():
-                arguments = ["generate", "--seed", seed, "--bars", str(args.bars), "--random-seed", str(run),
-                             "--out", "out.mid", "--force", "--quiet"]
-                times[name].append(timed(command + arguments, folder))
-    print(f"# {os.cpu_count()} cores, {args.runs} runs each, seed {Path(seed).name}, {args.bars} bars, "
-          f"the shipped model")
-    print(f"{'command':<44} {'median s':>9} {'fastest':>8} {'slowest':>8}")
-    for name, seconds in times.items():
-        print(f"{name:<44} {statistics.median(seconds):9.2f} {min(seconds):8.2f} {max(seconds):8.2f}")
-    ours, theirs = (statistics.median(seconds) for seconds in times.values())
-    print(f"ratio of medians: {theirs / ours:.1f}x")
+        for request, (seed, *samples) in requests.items():
+            times = {name: [] for name in sides}
+            for run in range(args.runs):
+                for name, command in sides.items():
+                    arguments = ["generate", "--seed", seed, "--bars", str(args.bars), *samples, "--random-seed",
+                                 str(run), "--out", "out.mid", "--force", "--quiet"]
+                    times[name].append(timed(command + arguments, folder))
+            for name, seconds in times.items():
+                print(f"{request if name.startswith('melody') else '':<40} {name:<36} "
+                      f"{statistics.median(seconds):9.2f} {min(seconds):8.2f} {max(seconds):8.2f}")
+            ours, theirs = (statistics.median(seconds) for seconds in times.values())
+            print(f"{'':<40} {'ratio of medians':<36} {theirs / ours:9.1f}x")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
 from melody.midi_write import midi_bytes
-from melody.numpy_lstm import NumpyLSTM
+from melody.numpy_lstm import NumpyLSTM, spare_threads
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
 from melody.score import Instrument, Score, lead_index, parse_meter
@@ -163,6 +163,11 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     to sample from instead of the folder's network (benchmarks compare other networks this way).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
+    with spare_threads():  # the matrix products on the cores the machine has free (numpy_lstm.spare_threads)
+        return _generate(model, seed, out, config, force, write, network)
+
+
+def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool, network) -> Generation:
     if seed is not None and (config.key is not None or config.time_signature is not None):
         raise SettingError("key and time signature come from the seed; give them only without one")
     if seed is None and (config.keep or config.from_bar or config.add):
@@ -204,12 +209,11 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     lead_kept = kept is not None and 0 in kept.tracks
     paced = config.lead_pace and seed_score is not None and config.density is None and not lead_kept
     pace = [lead_pace(primer)] if paced else None
-    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords, under,
-                                  pace)
+    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords,
+                                  under, pace)
+    fit = None if following is None else _following_fit(sampler, primer.tokens, generated, following, tokenizer)
     tokens = int(sum(len(row) for row in generated))
-    fit = None
     if following is not None:  # a fill: how likely the model finds the seed's next bars after each candidate
-        fit = _following_fit(sampler, primer.tokens, generated, following, tokenizer)
         best = [sample * config.candidates + int(np.argmax(fit[sample * config.candidates:
                                                                 (sample + 1) * config.candidates]))
                 for sample in range(config.num_samples)]

@@ -31,6 +31,13 @@ whole vocabulary), and a deeper layer's two products are one: [x_t, h] [W; U].
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 
 
@@ -138,11 +145,8 @@ class NumpyLSTM:
         if repeat_at is None:
             return logits
         scores = h @ self.repeat[0] + self.repeat[1]
-        rows = np.arange(len(h))
-        for k in range(repeat_at.shape[1]):
-            there = repeat_at[:, k] >= 0
-            row, token = rows[there], repeat_at[there, k]
-            logits[row, token] = np.logaddexp(logits[row, token], scores[there, k])
+        row, k = np.nonzero(repeat_at >= 0)
+        np.logaddexp.at(logits, (row, repeat_at[row, k]), scores[row, k])  # one token twice: mixed in twice
         return logits
 
 
@@ -169,14 +173,73 @@ def remember(history: tuple, tokens: np.ndarray, is_bar: np.ndarray, distances) 
     bars = bars + opened
     bar = bars - 1
     start = lines[rows, np.maximum(bar, 0)]
-    matched = np.zeros((len(tokens), len(distances)), np.float32)
-    ahead = np.full((len(tokens), len(distances)), -1, np.int64)
-    for k, distance in enumerate(distances):
-        there = bar - distance >= 0
-        aligned = lines[rows, np.maximum(bar - distance, 0)] + place - start
-        end = lines[rows, np.maximum(bar - distance + 1, 0)]
-        same = buffer[rows, np.clip(aligned, 0, place)] == tokens
-        matched[:, k] = there & (aligned <= end) & same
-        following = there & (aligned + 1 <= end)
-        ahead[following, k] = buffer[rows[following], aligned[following] + 1]
+    back = bar[:, None] - np.asarray(distances)[None, :]              # (batch, K): the bar k bars ago
+    there, column = back >= 0, rows[:, None]
+    aligned = lines[column, np.maximum(back, 0)] + (place - start)[:, None]
+    end = lines[column, np.maximum(back + 1, 0)]                      # the bar line closing that bar
+    same = buffer[column, np.minimum(np.maximum(aligned, 0), place)] == tokens[:, None]
+    matched = (there & (aligned <= end) & same).astype(np.float32)
+    following = there & (aligned + 1 <= end)
+    ahead = np.where(following, buffer[column, np.minimum(np.maximum(aligned + 1, 0), place)], -1)
     return (buffer, lines, length + 1, bars), matched, ahead
+
+
+def blas_threads(count: int | None = None) -> int:
+    """The threads OpenBLAS gives NumPy's matrix products, set to ``count`` first when given; 0 where NumPy's BLAS
+    is not an OpenBLAS found in this process (another BLAS, or a system without /proc): nothing is changed."""
+    found = _openblas()
+    if found is None:
+        return 0
+    set_threads, get_threads = found
+    if count:
+        set_threads(int(count))
+    return int(get_threads())
+
+
+def spare_cores() -> int:
+    """The cores the last minute's load average leaves free, at least one (all of them where it is unknown)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, round(cores - load)))
+
+
+@contextlib.contextmanager
+def spare_threads():
+    """Within the block, OpenBLAS runs NumPy's products on ``spare_cores`` threads, then as before. Its threads
+    wait for each other spinning, so beside another busy process (a training run) two threads made
+    ``melody generate`` 3-6x slower than one; on an idle machine two are faster (BENCHMARKS.md, "Sampling")."""
+    before = blas_threads()
+    if before:
+        blas_threads(spare_cores())
+    try:
+        yield
+    finally:
+        if before:
+            blas_threads(before)
+
+
+@functools.cache
+def _openblas():
+    """(set, get) thread-count functions of the OpenBLAS NumPy loaded (NumPy's wheels bundle one whose symbols
+    carry a prefix and a suffix), or None."""
+    try:
+        maps = Path("/proc/self/maps").read_text(errors="replace")
+    except OSError:
+        return None
+    for path in dict.fromkeys(re.findall(r"(/\S*openblas\S*\.so\S*)", maps)):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", "")):
+            try:
+                set_threads = getattr(library, f"{prefix}_set_num_threads{suffix}")
+                get_threads = getattr(library, f"{prefix}_get_num_threads{suffix}")
+            except AttributeError:
+                continue
+            set_threads.argtypes, get_threads.restype = [ctypes.c_int], ctypes.c_int
+            return set_threads, get_threads
+    return None

@@ -150,8 +150,7 @@ class Sampler:
         forced_line = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
-        playing = _Playing(kept, samples, self.table, primer, chords, under)
-        paced = None if pace is None else playing.per_step(np.asarray(pace, float) / self.steps_per_quarter)
+        playing = _Playing(kept, samples, self.table, primer, chords, under, pace)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
@@ -170,8 +169,8 @@ class Sampler:
             mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
             mask &= playing.may(now)
             scores = logits + bias[playing.track + 1]
-            if paced is not None:
-                scores = scores + playing.pace_bias(now, paced)
+            if pace is not None:
+                scores = scores + playing.pace_bias(now)
             if kept is not None:
                 mask, scores, due = playing.turn(mask, scores, now, last, at_line, self.follows)
             token = _draw(np.where(mask, scores, -np.inf), rng, config)
@@ -244,7 +243,7 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, under: np.ndarray | None = None):
+                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: np.ndarray | None = None):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
         self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
@@ -263,6 +262,8 @@ class _Playing:
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
+        self.staying_under = bool((self.under >= 0).any())
+        self.keeping = kept is not None and len(kept) > 0
         self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
         self.before_pitch = np.full((rows, tracks + 1), 128)  # the note before it
@@ -272,6 +273,10 @@ class _Playing:
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
         self.is_track = table["track_of"] >= 0
         self.steps_per_quarter = int(table["steps_per_quarter"])
+        self.pace = None  # per track and "none yet", onsets per step (nan: free)
+        if pace is not None:
+            self.pace = np.full(tracks + 1, np.nan)
+            self.pace[:min(len(pace), tracks)] = np.asarray(pace, float)[:tracks] / self.steps_per_quarter
 
     def steps_to_next(self, now: np.ndarray) -> np.ndarray:
         """Steps each row may move before its next kept note (a large number without one)."""
@@ -289,12 +294,14 @@ class _Playing:
         full = self.onsets >= self.chords  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
-        rows = np.arange(len(self.track))
-        ceiling = np.where(self.under[self.track] >= 0, self.last_pitch[rows, self.under[self.track]], 128)
-        above = self.table["pitch_of"][None, :] > ceiling[:, None]  # over the part it stays under
-        above |= self._parallel(now)
-        return ~(closed[:, None] & self.is_note_token[None, :]) & ~above & \
+        allowed = ~(closed[:, None] & self.is_note_token[None, :]) & \
             ~((full[:, self.table["track_of"]] | passed) & self.is_track)
+        if self.staying_under:
+            rows = np.arange(len(self.track))
+            ceiling = np.where(self.under[self.track] >= 0, self.last_pitch[rows, self.under[self.track]], 128)
+            above = self.table["pitch_of"][None, :] > ceiling[:, None]  # over the part it stays under
+            allowed &= ~(above | self._parallel(now))
+        return allowed
 
     def _parallel(self, now: np.ndarray) -> np.ndarray:
         """Bool (rows, vocabulary): the notes of each row's track that would move in parallel fifths or octaves
@@ -310,13 +317,7 @@ class _Playing:
         same_way = (pitch - mine[:, None]) * (upper - upper_before)[:, None] > 0
         return watch[:, None] & (pitch >= 0) & same_way & (np.abs(upper[:, None] - pitch) % 12 == interval[:, None])
 
-    def per_step(self, values: np.ndarray) -> np.ndarray:
-        """``values`` (one per track, nan where none) as a row over every track and "none yet"."""
-        row = np.full(self.struck.shape[1], np.nan)
-        row[:min(len(values), len(row) - 1)] = values[:len(row) - 1]
-        return row
-
-    def pace_bias(self, now: np.ndarray, pace: np.ndarray) -> np.ndarray:
+    def pace_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary), added to the logits to hold each paced track (``pace``: onsets per step, nan:
         free) to its pace. Its lag at a time t is the log of the onsets its pace asks for by t over those it has,
         each plus one, times ``PACE_GAIN``, within +-``PACE_LIMIT``. The tokens that begin its note at a new
@@ -327,12 +328,12 @@ class _Playing:
         rows = np.arange(len(now))
         track_of, steps = self.table["track_of"], self.table["shift_steps"]
         bias = np.zeros((len(now), len(track_of)))
-        for track in np.flatnonzero(~np.isnan(pace)):
-            lag = self._lag(now, pace[track], track)
+        for track in np.flatnonzero(~np.isnan(self.pace)):
+            lag = self._lag(now, self.pace[track], track)
             begins = np.where(self.onsets[:, track] > 0, 0.0, lag)
             bias += (track_of == track)[None, :] * begins[:, None]
             bias += self.is_note_token[None, :] * np.where(self.track == track, begins, 0.0)[:, None]
-            bias -= np.minimum(lag, 0)[:, None] * np.log1p(pace[track] * steps)[None, :]
+            bias -= np.minimum(lag, 0)[:, None] * np.log1p(self.pace[track] * steps)[None, :]
         return bias
 
     def _lag(self, time: np.ndarray, pace: float, track: int) -> np.ndarray:
@@ -402,17 +403,20 @@ class _Playing:
         self.onsets[moved] = 0
         rows, striking = np.arange(len(token)), self.table["pitch_of"][token] >= 0
         self.onsets[rows, self.track] += striking
-        self.struck *= np.exp(-self.table["shift_steps"][token] / (PACE_MEMORY * self.steps_per_quarter))[:, None]
-        self.struck[rows, self.track] += striking & (self.onsets[rows, self.track] == 1)
+        if self.pace is not None:
+            self.struck *= np.exp(-self.table["shift_steps"][token] / (PACE_MEMORY * self.steps_per_quarter))[:, None]
+            self.struck[rows, self.track] += striking & (self.onsets[rows, self.track] == 1)
         self.latest = np.where(moved, -1, np.where(striking, self.track, self.latest))
-        struck = np.flatnonzero(striking)
-        self.before_pitch[struck, self.track[struck]] = self.last_pitch[struck, self.track[struck]]
-        self.last_pitch[struck, self.track[struck]] = self.table["pitch_of"][token[struck]]
-        self.last_start[struck, self.track[struck]] = now[struck]
-        self.slot = np.where(self.begun, self.slot + 1, self.slot)
-        done = self.begun & (self.slot == 4)
-        self.next += done
-        self.begun &= ~done
+        if self.staying_under:  # what the rule of parts under parts looks at
+            hit = np.flatnonzero(striking)
+            self.before_pitch[hit, self.track[hit]] = self.last_pitch[hit, self.track[hit]]
+            self.last_pitch[hit, self.track[hit]] = self.table["pitch_of"][token[hit]]
+            self.last_start[hit, self.track[hit]] = now[hit]
+        if self.keeping:
+            self.slot = np.where(self.begun, self.slot + 1, self.slot)
+            done = self.begun & (self.slot == 4)
+            self.next += done
+            self.begun &= ~done
 
     def upcoming(self) -> np.ndarray:
         """Per row, the first kept note not yet sounding in its stream (its Note token not yet played)."""
