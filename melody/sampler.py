@@ -277,6 +277,9 @@ class _Playing:
         if pace is not None:
             self.pace = np.full(tracks + 1, np.nan)
             self.pace[:min(len(pace), tracks)] = np.asarray(pace, float)[:tracks] / self.steps_per_quarter
+        # per paced track: its Track token, and the onsets its pace asks for over each token's time shift (log1p)
+        self.paced = [(track, table["track_of"] == track, np.log1p(self.pace[track] * table["shift_steps"]))
+                      for track in np.flatnonzero(~np.isnan(self.pace))] if pace is not None else []
 
     def steps_to_next(self, now: np.ndarray) -> np.ndarray:
         """Steps each row may move before its next kept note (a large number without one)."""
@@ -325,15 +328,12 @@ class _Playing:
         it is behind, held back while ahead. While it is ahead, a time shift also gets what it would take off
         that lead, so the rest comes as a longer shift (a lone line, which nothing but a note follows after
         a shift, is held to its pace that way). A rest is still the model's to choose: it only weighs more."""
-        rows = np.arange(len(now))
-        track_of, steps = self.table["track_of"], self.table["shift_steps"]
-        bias = np.zeros((len(now), len(track_of)))
-        for track in np.flatnonzero(~np.isnan(self.pace)):
+        bias = np.zeros((len(now), len(self.is_track)))
+        for track, own_track, later in self.paced:
             lag = self._lag(now, self.pace[track], track)
             begins = np.where(self.onsets[:, track] > 0, 0.0, lag)
-            bias += (track_of == track)[None, :] * begins[:, None]
-            bias += self.is_note_token[None, :] * np.where(self.track == track, begins, 0.0)[:, None]
-            bias -= np.minimum(lag, 0)[:, None] * np.log1p(self.pace[track] * steps)[None, :]
+            bias += begins[:, None] * (own_track[None, :] | (self.is_note_token[None, :] & (self.track == track)[:, None]))
+            bias -= np.minimum(lag, 0)[:, None] * later[None, :]
         return bias
 
     def _lag(self, time: np.ndarray, pace: float, track: int) -> np.ndarray:

@@ -822,3 +822,27 @@ def test_the_lead_pace_is_its_onsets_per_quarter_in_its_last_bars_that_play(bund
     seed = Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(52, name="Pad", notes=pad)),
                  time_signatures=(TimeSignature(0, 4, 4),))
     assert lead_pace(make_primer(seed, bundle.tokenizer)) == pytest.approx(2.0)
+
+
+def test_sampling_runs_on_the_cores_the_machine_has_spare_and_puts_the_threads_back(monkeypatch):
+    """On a machine busy with something else (load average as high as its cores) the products run on one OpenBLAS
+    thread, on an idle one on every core; afterwards the thread count is what it was. Where NumPy's BLAS is no
+    OpenBLAS melody can reach, nothing is touched."""
+    import os
+
+    from melody import numpy_lstm
+
+    before = numpy_lstm.blas_threads()
+    if not before:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS")
+    cores = os.cpu_count()
+    for load, expected in ((float(cores), 1), (0.0, cores)):
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        assert numpy_lstm.spare_cores() == expected
+        with numpy_lstm.spare_threads():
+            assert numpy_lstm.blas_threads() == expected
+        assert numpy_lstm.blas_threads() == before
+    monkeypatch.setattr(numpy_lstm, "_openblas", lambda: None)
+    assert numpy_lstm.blas_threads(1) == 0
+    with numpy_lstm.spare_threads():
+        pass
