@@ -79,8 +79,9 @@ class GenerateConfig:
                                    "after the seed).")
     candidates: int = setting(1, "Draw this many candidates for each sample and keep the one after which the model "
                               "finds the seed's next bars likeliest (a fill: --from-bar inside the seed).")
-    ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends, so the "
-                           "parts arrive together on a cadence (a model trained with --ahead).")
+    ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends (a model "
+                           "trained with --ahead), and the parts arrive together on the key's tonic chord at the "
+                           "last bar's downbeat and hold it.")
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
     key_strength: float = setting(KEY_STRENGTH, "How firmly to stay in key: nats taken off an out-of-key note (0: "
                                   "leave it to the model).")
@@ -328,8 +329,9 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
-                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept, "chords": chords, "under": under,
-                   "pace": pace}
+                   "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept,
+                   "chords": chords, "under": under, "pace": pace,
+                   "close": tokenizer.tonic_notes(primer) if config.ending else None}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):

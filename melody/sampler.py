@@ -128,7 +128,7 @@ class Sampler:
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
                chords: np.ndarray | None = None, under: np.ndarray | None = None,
-               pace: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               pace: np.ndarray | None = None, close: tuple | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -141,8 +141,10 @@ class Sampler:
         of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
         note it may not rise above (-1: none), e.g. parts added under a melody. ``pace``: float per track, the
-        note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``). The same ``random_seed``
-        gives the same tokens.
+        note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``). ``close`` (with ``ending``):
+        (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
+        the lowest written pitched track on the root (``_Closing``). The same ``random_seed`` gives the same
+        tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched)
@@ -152,6 +154,7 @@ class Sampler:
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         playing = _Playing(kept, samples, self.table, primer, chords, under, pace)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
+        closing = _Closing(close, self.table, playing, pitched, bars, bar_length) if ending and close else None
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
         rng = np.random.default_rng(random_seed)
@@ -171,6 +174,8 @@ class Sampler:
             scores = logits + bias[playing.track + 1]
             if pace is not None:
                 scores = scores + playing.pace_bias(now)
+            if closing is not None:
+                mask, scores = closing.hold(mask, scores, at_line, bars_seen, position, last, now)
             if kept is not None:
                 mask, scores, due = playing.turn(mask, scores, now, last, at_line, self.follows)
             token = _draw(np.where(mask, scores, -np.inf), rng, config)
@@ -233,6 +238,7 @@ class Sampler:
 # pop songs at 1.7-2x its pace, a lone piano line at 3x.
 PACE_GAIN = 5.0
 PACE_LIMIT = 6.0
+CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
 
 
@@ -263,6 +269,7 @@ class _Playing:
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
         self.staying_under = bool((self.under >= 0).any())
+        self.watching = False  # keep each track's last pitch even without parts under parts (set by _Closing)
         self.keeping = kept is not None and len(kept) > 0
         self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
@@ -407,7 +414,7 @@ class _Playing:
             self.struck *= np.exp(-self.table["shift_steps"][token] / (PACE_MEMORY * self.steps_per_quarter))[:, None]
             self.struck[rows, self.track] += striking & (self.onsets[rows, self.track] == 1)
         self.latest = np.where(moved, -1, np.where(striking, self.track, self.latest))
-        if self.staying_under:  # what the rule of parts under parts looks at
+        if self.staying_under or self.watching:  # what the rules of parts under parts and of the close look at
             hit = np.flatnonzero(striking)
             self.before_pitch[hit, self.track[hit]] = self.last_pitch[hit, self.track[hit]]
             self.last_pitch[hit, self.track[hit]] = self.table["pitch_of"][token[hit]]
@@ -421,6 +428,63 @@ class _Playing:
     def upcoming(self) -> np.ndarray:
         """Per row, the first kept note not yet sounding in its stream (its Note token not yet played)."""
         return self.next + (self.begun & (self.slot == 3))
+
+
+class _Closing:
+    """The close (``--ending``): every written pitched part arrives on the tonic chord at the last bar's downbeat.
+
+    before the last bar     no note of the model's own is held across its downbeat
+    at its downbeat         pitched notes only from the tonic triad, the lowest written pitched track's only on
+                            the tonic, and below every note struck there before it; each written pitched part not yet there drawn in (its Track token +PULL,
+                            and no note of a later track in force before it) and time held (a time shift -PULL)
+                            while one is missing; the chord lasts the bar
+    after it                nothing new of the model's own: the chord rings to the end
+    """
+
+    def __init__(self, close: tuple, table: dict, playing: "_Playing", pitched, bars: int, bar_length: int):
+        triad, root = (np.asarray(notes, bool) for notes in close)
+        tracks = len(playing.kept_tracks) - 1
+        pitched = np.concatenate([np.ones(tracks, bool) if pitched is None else np.asarray(pitched, bool),
+                                  np.zeros(tracks + 1, bool)])[:tracks + 1]
+        written = pitched & ~playing.kept_tracks
+        self.written = written
+        lowest = np.flatnonzero(written[:tracks])
+        is_note = table["pitch_of"] >= 0
+        self.chord = np.where(pitched[:, None], ~is_note[None, :] | triad[None, :], True)  # (track + 1, vocabulary)
+        self.bass = lowest[-1] if len(lowest) else -1
+        if len(lowest):
+            self.chord[self.bass] &= ~is_note | root
+        self.pitch_of = table["pitch_of"]
+        playing.watching = True
+        self.own = playing.is_note_token | playing.is_track  # what starts a note of the model's own
+        self.switching = ~(playing.is_track | (table["velocity_of"] >= 0))  # after these, a Track token may come
+        self.is_shift, self.track_of = table["shift_steps"] > 0, table["track_of"]
+        self.duration_steps, self.playing = table["duration_steps"], playing
+        self.bars, self.bar_length = bars, bar_length
+
+    def hold(self, mask: np.ndarray, scores: np.ndarray, at_line: np.ndarray, bars_seen: np.ndarray,
+             position: np.ndarray, last: np.ndarray, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask, scores) with the close's rules applied to each row (see the class)."""
+        playing, inside, last_token = self.playing, ~at_line, last
+        last, downbeat = inside & (bars_seen >= self.bars), inside & (bars_seen >= self.bars) & (position == 0)
+        to_close = np.where(last, 0, (self.bars - bars_seen) * self.bar_length - position)
+        too_long = (inside & ~last)[:, None] & (self.duration_steps[None, :] > np.maximum(to_close, 0)[:, None])
+        short = downbeat[:, None] & ((self.duration_steps > 0) & (self.duration_steps < self.bar_length))[None, :]
+        after = (last & (position > 0))[:, None] & self.own[None, :]
+        mask = mask & ~too_long & ~short & ~after & np.where(downbeat[:, None], self.chord[playing.track], True)
+        here = (playing.last_start[:, :-1] == now[:, None]) & (playing.onsets[:, :-1] > 0)  # struck at the downbeat
+        floor = np.where(here, playing.last_pitch[:, :-1], 128).min(axis=1)
+        mask &= ~((downbeat & (playing.track == self.bass))[:, None] & (self.pitch_of[None, :] > floor[:, None]))
+        missing = self.written[None, :-1] & (playing.onsets[:, :-1] == 0) & \
+            (np.arange(len(self.written) - 1)[None, :] > playing.latest[:, None])  # parts still to come here
+        waiting = downbeat & missing.any(axis=1)
+        first = np.where(waiting, missing.argmax(axis=1), -2)  # the next part to come in
+        pull = downbeat[:, None] & (self.track_of[None, :] == first[:, None])
+        # a note of the track in force, itself after the next part to come in, would shut that part out
+        skipping = waiting & self.switching[last_token] & (first < playing.track)
+        mask = mask & ~(skipping[:, None] & playing.is_note_token[None, :])
+        scores = scores + CLOSE_PULL * pull - CLOSE_PULL * (waiting[:, None] & self.is_shift)
+        return mask, scores
 
 
 def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:

@@ -337,7 +337,7 @@ class Tokenizer:
         ``bar_steps`` (steps in the bar a bar line opens; 0 for other tokens), ``shift_steps`` (steps a
         time shift moves; 0 for others), ``track_of`` (k for Track_k, -1 for other tokens), ``pitch_of`` (the
         MIDI pitch of a Note token, -1 for others), ``velocity_of`` (the bin of a Velocity token, -1 for others),
-        ``steps_per_quarter`` (a number) and ``follows``
+        ``duration_steps`` (steps a Duration token lasts; 0 for others), ``steps_per_quarter`` (a number) and ``follows``
         ((vocabulary, vocabulary) bool: the note grammar, which token may come right after which: after a
         track, a velocity or a note; after a velocity, a note; after a note, its duration, and a duration
         nowhere else)."""
@@ -357,8 +357,11 @@ class Tokenizer:
         follows = np.where(is_note[:, None], is_duration[None, :],
                            np.where(is_track[:, None], (is_note | is_velocity)[None, :],
                                     np.where(is_velocity[:, None], is_note[None, :], ~is_duration[None, :])))
+        duration_steps = np.zeros(len(self), dtype=np.int32)
+        duration_steps[kinds["Duration"].ids] = self.durations
         return {"bar_steps": bar_steps, "shift_steps": shift_steps, "track_of": track_of, "pitch_of": pitch_of,
-                "velocity_of": velocity_of, "follows": follows, "steps_per_quarter": self.config.steps_per_quarter}
+                "velocity_of": velocity_of, "duration_steps": duration_steps, "follows": follows,
+                "steps_per_quarter": self.config.steps_per_quarter}
 
     def kept_notes(self, prepared: Score, tracks, start: int, end: int) -> KeptNotes:
         """The notes of ``tracks`` (track numbers of the prepared score) that start in grid steps [start, end), as
@@ -382,13 +385,30 @@ class Tokenizer:
     def out_of_key(self, tokens) -> np.ndarray:
         """Bool (vocabulary,): the Note tokens whose pitch class is outside the scale of the key in the header
         of ``tokens`` (none without a key)."""
+        key = self._header_key(tokens)
+        members = scale(*key) if key else range(12)
+        return self._notes_where(lambda pitch: pitch % 12 not in members)
+
+    def tonic_notes(self, tokens) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bool (vocabulary,) twice: the Note tokens of the tonic triad of the key in the header of ``tokens``
+        (in minor with both thirds, as ``melody.ensemble.ends_on_tonic`` hears a close), and those of the tonic
+        alone; None without a key."""
+        key = self._header_key(tokens)
+        if key is None:
+            return None
+        tonic, minor = key
+        triad = {tonic, (tonic + 4) % 12, (tonic + 7) % 12} | ({(tonic + 3) % 12} if minor else set())
+        return self._notes_where(lambda pitch: pitch % 12 in triad), self._notes_where(lambda p: p % 12 == tonic)
+
+    def _header_key(self, tokens) -> tuple[int, bool] | None:
         tokens = np.asarray(tokens)
         header = tokens[:self.header_length(tokens)]
         keys = header[self.kinds["Key"].holds(header)]
+        return parse_key(KEY_NAMES[self.kinds["Key"].value_index(keys[0])]) if len(keys) else None
+
+    def _notes_where(self, test) -> np.ndarray:
         result = np.zeros(len(self), dtype=bool)
-        if len(keys):
-            members = scale(*parse_key(KEY_NAMES[self.kinds["Key"].value_index(keys[0])]))
-            result[self.kinds["Note"].ids] = [pitch % 12 not in members for pitch in range(128)]
+        result[self.kinds["Note"].ids] = [test(pitch) for pitch in range(128)]
         return result
 
     def trusted_key(self, score: Score) -> KeySignature | None:

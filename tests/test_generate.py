@@ -846,3 +846,32 @@ def test_sampling_runs_on_the_cores_the_machine_has_spare_and_puts_the_threads_b
     assert numpy_lstm.blas_threads(1) == 0
     with numpy_lstm.spare_threads():
         pass
+
+
+def test_an_ending_closes_every_part_on_the_tonic_chord_at_the_last_downbeat(bundle):
+    """Eight 3-bar continuations of a chorale with --ending: at the last bar's downbeat all four parts sound, every
+    note of the key's tonic triad, the lowest on the tonic; nothing written before is held into that bar, nothing
+    new starts after the downbeat. Without --ending the tiny model closes so in none of them."""
+    from melody.keys import parse_key
+
+    seed = corpus_files("chorales")[2]
+    key = make_primer(read_midi(seed), bundle.tokenizer).tokens[1]
+    tonic, minor = parse_key(bundle.tokenizer.names([key])[0].split("_")[1])
+    triad = {tonic, (tonic + 4) % 12, (tonic + 7) % 12} | ({(tonic + 3) % 12} if minor else set())
+
+    def closes(made, start):
+        downbeat = made.bar_lines(until=made.end_tick)[-1]
+        if downbeat >= made.end_tick:
+            downbeat = made.bar_lines(until=made.end_tick)[-2]
+        sounding = [(n.pitch, k) for k, part in enumerate(made.instruments) for n in part.notes
+                    if n.start <= downbeat < n.end]
+        held_in = [n for part in made.instruments for n in part.notes if start <= n.start < downbeat < n.end]
+        after = [n for part in made.instruments for n in part.notes if n.start > downbeat]
+        return (len({k for _, k in sounding}) == 4 and all(p % 12 in triad for p, _ in sounding)
+                and min(sounding)[0] % 12 == tonic and not held_in and not after)
+
+    for ending, expected in ((True, 8), (False, 0)):
+        made = generate(bundle, seed, config=GenerateConfig(bars=3, ending=ending, num_samples=8, random_seed=5),
+                        write=False)
+        start = read_midi(seed).end_tick
+        assert sum(closes(score, start) for score in made.scores) == expected, ending
