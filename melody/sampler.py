@@ -43,6 +43,7 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              one in parallel fifths or octaves with it
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
                              its note at a new moment weigh more while it is behind, less while ahead
+    the close (``close``)    with ``ending``: the last bar's downbeat on the tonic chord (``_Closing``)
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
 
