@@ -436,9 +436,10 @@ class _Closing:
 
     before the last bar     no note of the model's own is held across its downbeat
     at its downbeat         pitched notes only from the tonic triad, the lowest written pitched track's only on
-                            the tonic, and below every note struck there before it; each written pitched part not yet there drawn in (its Track token +PULL,
-                            and no note of a later track in force before it) and time held (a time shift -PULL)
-                            while one is missing; the chord lasts the bar
+                            the tonic; each written part's at or below every note struck there before it
+                            (parts come top down: no crossing in the last chord); the next written pitched
+                            part not yet there drawn in (its Track token +PULL, no later part's before it) and
+                            time held (a time shift -PULL) while one is missing; the chord lasts the bar
     after it                nothing new of the model's own: the chord rings to the end
     """
 
@@ -475,7 +476,8 @@ class _Closing:
         mask = mask & ~too_long & ~short & ~after & np.where(downbeat[:, None], self.chord[playing.track], True)
         here = (playing.last_start[:, :-1] == now[:, None]) & (playing.onsets[:, :-1] > 0)  # struck at the downbeat
         floor = np.where(here, playing.last_pitch[:, :-1], 128).min(axis=1)
-        mask &= ~((downbeat & (playing.track == self.bass))[:, None] & (self.pitch_of[None, :] > floor[:, None]))
+        under = downbeat & self.written[np.maximum(playing.track, 0)] & (playing.track >= 0)
+        mask &= ~(under[:, None] & (self.pitch_of[None, :] > floor[:, None]))
         missing = self.written[None, :-1] & (playing.onsets[:, :-1] == 0) & \
             (np.arange(len(self.written) - 1)[None, :] > playing.latest[:, None])  # parts still to come here
         waiting = downbeat & missing.any(axis=1)
@@ -484,6 +486,7 @@ class _Closing:
         # a note of the track in force, itself after the next part to come in, would shut that part out
         skipping = waiting & self.switching[last_token] & (first < playing.track)
         mask = mask & ~(skipping[:, None] & playing.is_note_token[None, :])
+        mask &= ~(waiting[:, None] & (self.track_of[None, :] > first[:, None]))  # no part before its turn
         scores = scores + CLOSE_PULL * pull - CLOSE_PULL * (waiting[:, None] & self.is_shift)
         return mask, scores
 
