@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import secrets
 import time
@@ -158,7 +159,8 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     Writes the files unless ``write`` is False and returns them with their scores and a summary
     (``files``, ``bars``, ``notes``, ``accompaniment_notes``, ``silent_samples``, ``seconds`` of
     music, ``tokens``, ``tokens_per_second`` of sampling, ``wall_seconds`` of each stage: read,
-    load, prime, sample, write; ``random_seed``). A sample that comes out without a note is
+    load, prime, sample, write; ``random_seed``; ``lead_pace``: the onsets per quarter note the written lead
+    was held to, None when it was not: ``lead_pace`` off, ``density`` given, the lead kept). A sample that comes out without a note is
     drawn again (``RETRIES`` times, with the random seed plus 1, 2, 3), and counted in
     ``silent_samples`` if it stays silent. ``network``: a model with ``prime`` and ``step`` (``melody.sampler``)
     to sample from instead of the folder's network (benchmarks compare other networks this way).
@@ -236,7 +238,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None,
-               "candidates": config.candidates, "following_log_likelihood": fit}
+               "candidates": config.candidates, "following_log_likelihood": fit,
+               "lead_pace": None if pace is None or math.isnan(pace[0]) else round(float(pace[0]), 3)}
     return Generation(scores, paths, summary, [None if seed_score is None else one.written for one in arranged])
 
 

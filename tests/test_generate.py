@@ -875,3 +875,17 @@ def test_an_ending_closes_every_part_on_the_tonic_chord_at_the_last_downbeat(bun
                         write=False)
         start = read_midi(seed).end_tick
         assert sum(closes(score, start) for score in made.scores) == expected, ending
+
+
+def test_the_summary_says_what_pace_the_lead_was_held_to(bundle, tmp_path):
+    """With a seed the summary gives the lead's pace (its seed lead's, ``lead_pace``) and the command prints it;
+    with --density, or --no-lead-pace, the lead is not held to one and the summary says None."""
+    from melody.continuation import lead_pace
+
+    seed = corpus_files("chorales")[2]
+    held = generate(bundle, seed, config=GenerateConfig(bars=2, random_seed=1), write=False).summary["lead_pace"]
+    assert held == pytest.approx(lead_pace(make_primer(read_midi(seed), bundle.tokenizer)), abs=1e-3) and held > 0
+    for config in (GenerateConfig(bars=2, density=2.0), GenerateConfig(bars=2, lead_pace=False)):
+        assert generate(bundle, seed, config=config, write=False).summary["lead_pace"] is None
+    result = run_melody("generate", "--model", bundle.path, "--seed", seed, "--bars", 2, "--out", tmp_path / "x.mid")
+    assert result.returncode == 0 and "Lead: held to " in result.stdout, result.stderr
