@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--accompaniment", default="band", choices=("band", "loop", "none"))
     parser.add_argument("--ending", action="store_true")
+    parser.add_argument("--clash-strength", type=float, default=GenerateConfig().clash_strength,
+                        help="nats off a note per clash with a sounding note of another part")
     arguments = parser.parse_args()
     manifest = read_manifest(arguments.model)
     rows = defaultdict(lambda: defaultdict(list))
@@ -116,6 +118,7 @@ def main() -> None:
             seed_path = Path(scratch) / f"{number}.mid"
             write_midi(seed, seed_path, force=True)
             config = GenerateConfig(bars=bars, random_seed=number, accompaniment=arguments.accompaniment,
+                                    clash_strength=arguments.clash_strength,
                                     ending=arguments.ending)
             made = generate(manifest, seed_path, config=config, write=False).scores[0]
             key = key_name(*estimate_key([n for p in seed.instruments if not p.is_drum for n in p.notes]))
@@ -132,7 +135,8 @@ def main() -> None:
             print(f"{group} {path.name}: " + ", ".join(f"{name} {values[-1]:.2f}" for (name, side), values
                                                        in rows[group].items() if side == "generated"), flush=True)
     print(f"\nmodel {arguments.model}, up to {arguments.bars} bars from the middle of each piece, accompaniment "
-          f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}")
+          f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}, clash strength "
+          f"{arguments.clash_strength}")
     for group, table in rows.items():
         count = len(next(iter(table.values())))
         cells = []

@@ -86,6 +86,9 @@ class GenerateConfig:
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
     key_strength: float = setting(KEY_STRENGTH, "How firmly to stay in key: nats taken off an out-of-key note (0: "
                                   "leave it to the model).")
+    clash_strength: float = setting(0.0, "How firmly parts avoid clashing: nats taken off a note for each note of "
+                                    "another part sounding then that it would form a second, seventh or tritone "
+                                    "with (0: leave it to the model).")
     time_signature: tuple[int, int] | None = setting(None, "Without a seed: the meter, e.g. 3/4 or 6/8.",
                                                      parse=parse_meter, metavar="N/D")
     sampling: SamplingConfig = SamplingConfig()
@@ -110,6 +113,8 @@ class GenerateConfig:
                                f"got {self.accompaniment!r}")
         if not (0 <= self.key_strength <= 20):
             raise SettingError(f"key strength must be in 0..20 nats, got {self.key_strength}")
+        if not (0 <= self.clash_strength <= 20):
+            raise SettingError(f"clash strength must be in 0..20 nats, got {self.clash_strength}")
         if self.from_bar is not None and self.from_bar < 1:
             raise SettingError(f"from-bar must be 1 or more, got {self.from_bar}")
         if len(self.add) > 16:
@@ -334,7 +339,8 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
                    "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept,
                    "chords": chords, "under": under, "pace": pace,
-                   "close": tokenizer.tonic_notes(primer) if config.ending else None}
+                   "close": tokenizer.tonic_notes(primer) if config.ending else None,
+                   "clash": config.clash_strength}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):

@@ -68,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from melody import ahead
+from melody.ensemble import CLASHING
 from melody.errors import SettingError
 from melody.settings import setting
 
@@ -129,7 +130,8 @@ class Sampler:
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
                chords: np.ndarray | None = None, under: np.ndarray | None = None,
-               pace: np.ndarray | None = None, close: tuple | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               pace: np.ndarray | None = None, close: tuple | None = None,
+               clash: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -144,8 +146,9 @@ class Sampler:
         note it may not rise above (-1: none), e.g. parts added under a melody. ``pace``: float per track, the
         note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``). ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
-        the lowest written pitched track on the root (``_Closing``). The same ``random_seed`` gives the same
-        tokens.
+        the lowest written pitched track on the root (``_Closing``). ``clash``: nats taken off a pitched note for
+        each note of another pitched track sounding then that it would clash with (``_Playing.clash_bias``).
+        The same ``random_seed`` gives the same tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched)
@@ -154,6 +157,10 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         playing = _Playing(kept, samples, self.table, primer, chords, under, pace)
+        playing.hearing = bool(clash) and pitched is not None
+        if playing.hearing:
+            playing.pitched = np.concatenate([np.asarray(pitched, bool), np.zeros(len(playing.kept_tracks), bool)])[
+                :len(playing.kept_tracks)]
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, pitched, bars, bar_length) if ending and close else None
 
@@ -175,6 +182,8 @@ class Sampler:
             scores = logits + bias[playing.track + 1]
             if pace is not None:
                 scores = scores + playing.pace_bias(now)
+            if playing.hearing:
+                scores = scores - clash * playing.clash_bias(now)
             if closing is not None:
                 mask, scores = closing.hold(mask, scores, at_line, bars_seen, position, last, now)
             if kept is not None:
@@ -271,6 +280,10 @@ class _Playing:
             self.under[:len(under)] = np.asarray(under)[:tracks]
         self.staying_under = bool((self.under >= 0).any())
         self.watching = False  # keep each track's last pitch even without parts under parts (set by _Closing)
+        self.hearing = False  # keep what each track sounds, for ``clash_bias`` (set by the sampler)
+        self.sounding = np.full((rows, tracks + 1), -1)  # each track's last note's pitch class (-1: none)
+        self.sounding_until = np.zeros((rows, tracks + 1), np.int64)  # ... and when it ends
+        self.struck_pitch = np.full(rows, -1)  # the note whose Duration comes next
         self.keeping = kept is not None and len(kept) > 0
         self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
@@ -351,6 +364,20 @@ class _Playing:
         asked = pace * memory * -np.expm1(-time / memory)
         return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, track])), -PACE_LIMIT, PACE_LIMIT)
 
+    def clash_bias(self, now: np.ndarray) -> np.ndarray:
+        """Float (rows, vocabulary): per Note token, how many notes of the other pitched tracks sounding at ``now``
+        (each track's last) it would form a second, a seventh or a tritone with (``melody.ensemble.CLASHING``),
+        while the track in force is pitched."""
+        rows = np.arange(len(now))
+        heard = (self.sounding >= 0) & (self.sounding_until > now[:, None]) & self.pitched[None, :]
+        heard[rows, self.track] = False  # a track's own last note is its melody, not a clash
+        counts = np.zeros((len(now), 12))
+        np.add.at(counts, (np.nonzero(heard)[0], self.sounding[heard]), 1.0)
+        clashing = counts @ _CLASHES  # (rows, 12): per pitch class, the sounding notes it clashes with
+        pitch = self.table["pitch_of"]
+        return np.where((pitch >= 0)[None, :] & self.pitched[self.track][:, None],
+                        clashing[:, np.maximum(pitch, 0) % 12], 0.0)
+
     def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
              follows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Whose turn it is, per row: (the tokens it may draw, their scores, the rows where a kept note is due).
@@ -420,6 +447,12 @@ class _Playing:
             self.before_pitch[hit, self.track[hit]] = self.last_pitch[hit, self.track[hit]]
             self.last_pitch[hit, self.track[hit]] = self.table["pitch_of"][token[hit]]
             self.last_start[hit, self.track[hit]] = now[hit]
+        if self.hearing:  # a note sounds from its Duration on
+            lasting = self.table["duration_steps"][token]
+            ends = np.flatnonzero(lasting > 0)
+            self.sounding[ends, self.track[ends]] = self.struck_pitch[ends] % 12
+            self.sounding_until[ends, self.track[ends]] = now[ends] + lasting[ends]
+            self.struck_pitch = np.where(striking, self.table["pitch_of"][token], self.struck_pitch)
         if self.keeping:
             self.slot = np.where(self.begun, self.slot + 1, self.slot)
             done = self.begun & (self.slot == 4)
@@ -489,6 +522,10 @@ class _Closing:
         mask &= ~(waiting[:, None] & (self.track_of[None, :] > first[:, None]))  # no part before its turn
         scores = scores + CLOSE_PULL * pull - CLOSE_PULL * (waiting[:, None] & self.is_shift)
         return mask, scores
+
+
+# _CLASHES[a, b]: pitch classes a and b a second, a seventh or a tritone apart
+_CLASHES = np.array([[float((b - a) % 12 in CLASHING) for b in range(12)] for a in range(12)])
 
 
 def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:

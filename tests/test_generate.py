@@ -889,3 +889,17 @@ def test_the_summary_says_what_pace_the_lead_was_held_to(bundle, tmp_path):
         assert generate(bundle, seed, config=config, write=False).summary["lead_pace"] is None
     result = run_melody("generate", "--model", bundle.path, "--seed", seed, "--bars", 2, "--out", tmp_path / "x.mid")
     assert result.returncode == 0 and "Lead: held to " in result.stdout, result.stderr
+
+
+def test_a_clash_strength_makes_parts_clash_less(bundle):
+    """Eight 4-bar continuations of a chorale, every part written: with --clash-strength 3 the parts form seconds,
+    sevenths and tritones for a smaller share of the time they sound together than with 0 (the model alone)."""
+    seed = corpus_files("chorales")[2]
+    original = read_midi(seed)
+
+    def clash(strength):
+        made = generate(bundle, seed, config=GenerateConfig(bars=4, num_samples=8, random_seed=2,
+                                                            clash_strength=strength), write=False)
+        return np.nanmean([continuation_fit(original, score, 4)["clash"] for score in made.scores])
+
+    assert clash(3.0) < 0.8 * clash(0.0)
