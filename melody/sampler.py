@@ -156,13 +156,11 @@ class Sampler:
         forced_line = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
-        playing = _Playing(kept, samples, self.table, primer, chords, under, pace)
-        playing.hearing = bool(clash) and pitched is not None
-        if playing.hearing:
-            playing.pitched = np.concatenate([np.asarray(pitched, bool), np.zeros(len(playing.kept_tracks), bool)])[
-                :len(playing.kept_tracks)]
+        closes = bool(ending and close)
+        playing = _Playing(kept, samples, self.table, primer, chords, under, pace, pitched,
+                           hearing=bool(clash), watching=closes)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
-        closing = _Closing(close, self.table, playing, pitched, bars, bar_length) if ending and close else None
+        closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
 
         logits, state = np.repeat(primed.logits, samples, axis=0), _repeat(primed.state, samples)
         rng = np.random.default_rng(random_seed)
@@ -182,7 +180,7 @@ class Sampler:
             scores = logits + bias[playing.track + 1]
             if pace is not None:
                 scores = scores + playing.pace_bias(now)
-            if playing.hearing:
+            if clash:
                 scores = scores - clash * playing.clash_bias(now)
             if closing is not None:
                 mask, scores = closing.hold(mask, scores, at_line, bars_seen, position, last, now)
@@ -248,8 +246,8 @@ class Sampler:
 # pop songs at 1.7-2x its pace, a lone piano line at 3x.
 PACE_GAIN = 5.0
 PACE_LIMIT = 6.0
-CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
+CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
 
 class _Playing:
@@ -259,7 +257,8 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: np.ndarray | None = None):
+                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: np.ndarray | None = None,
+                 pitched: np.ndarray | None = None, hearing: bool = False, watching: bool = False):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
         self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
@@ -279,8 +278,11 @@ class _Playing:
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
         self.staying_under = bool((self.under >= 0).any())
-        self.watching = False  # keep each track's last pitch even without parts under parts (set by _Closing)
-        self.hearing = False  # keep what each track sounds, for ``clash_bias`` (set by the sampler)
+        self.watching = watching  # keep each track's last pitch even without parts under parts (for the close)
+        self.hearing = hearing  # keep what each track sounds, for ``clash_bias``
+        self.pitched = np.zeros(tracks + 1, bool)  # per track and "none yet": not drums (default: every track)
+        self.pitched[:tracks] = np.ones(tracks, bool) if pitched is None else \
+            np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
         self.sounding = np.full((rows, tracks + 1), -1)  # each track's last note's pitch class (-1: none)
         self.sounding_until = np.zeros((rows, tracks + 1), np.int64)  # ... and when it ends
         self.struck_pitch = np.full(rows, -1)  # the note whose Duration comes next
@@ -476,21 +478,15 @@ class _Closing:
     after it                nothing new of the model's own: the chord rings to the end
     """
 
-    def __init__(self, close: tuple, table: dict, playing: "_Playing", pitched, bars: int, bar_length: int):
+    def __init__(self, close: tuple, table: dict, playing: "_Playing", bars: int, bar_length: int):
         triad, root = (np.asarray(notes, bool) for notes in close)
-        tracks = len(playing.kept_tracks) - 1
-        pitched = np.concatenate([np.ones(tracks, bool) if pitched is None else np.asarray(pitched, bool),
-                                  np.zeros(tracks + 1, bool)])[:tracks + 1]
-        written = pitched & ~playing.kept_tracks
-        self.written = written
-        lowest = np.flatnonzero(written[:tracks])
+        self.written = playing.pitched & ~playing.kept_tracks  # per track and "none yet"
+        lowest = np.flatnonzero(self.written)
         is_note = table["pitch_of"] >= 0
-        self.chord = np.where(pitched[:, None], ~is_note[None, :] | triad[None, :], True)  # (track + 1, vocabulary)
-        self.bass = lowest[-1] if len(lowest) else -1
+        self.chord = np.where(playing.pitched[:, None], ~is_note[None, :] | triad[None, :], True)  # (track + 1, vocab)
         if len(lowest):
-            self.chord[self.bass] &= ~is_note | root
+            self.chord[lowest[-1]] &= ~is_note | root
         self.pitch_of = table["pitch_of"]
-        playing.watching = True
         self.own = playing.is_note_token | playing.is_track  # what starts a note of the model's own
         self.switching = ~(playing.is_track | (table["velocity_of"] >= 0))  # after these, a Track token may come
         self.is_shift, self.track_of = table["shift_steps"] > 0, table["track_of"]
@@ -500,12 +496,13 @@ class _Closing:
     def hold(self, mask: np.ndarray, scores: np.ndarray, at_line: np.ndarray, bars_seen: np.ndarray,
              position: np.ndarray, last: np.ndarray, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask, scores) with the close's rules applied to each row (see the class)."""
-        playing, inside, last_token = self.playing, ~at_line, last
-        last, downbeat = inside & (bars_seen >= self.bars), inside & (bars_seen >= self.bars) & (position == 0)
-        to_close = np.where(last, 0, (self.bars - bars_seen) * self.bar_length - position)
-        too_long = (inside & ~last)[:, None] & (self.duration_steps[None, :] > np.maximum(to_close, 0)[:, None])
+        playing, inside = self.playing, ~at_line
+        final = inside & (bars_seen >= self.bars)  # in the last bar
+        downbeat = final & (position == 0)
+        to_close = np.where(final, 0, (self.bars - bars_seen) * self.bar_length - position)
+        too_long = (inside & ~final)[:, None] & (self.duration_steps[None, :] > np.maximum(to_close, 0)[:, None])
         short = downbeat[:, None] & ((self.duration_steps > 0) & (self.duration_steps < self.bar_length))[None, :]
-        after = (last & (position > 0))[:, None] & self.own[None, :]
+        after = (final & (position > 0))[:, None] & self.own[None, :]
         mask = mask & ~too_long & ~short & ~after & np.where(downbeat[:, None], self.chord[playing.track], True)
         here = (playing.last_start[:, :-1] == now[:, None]) & (playing.onsets[:, :-1] > 0)  # struck at the downbeat
         floor = np.where(here, playing.last_pitch[:, :-1], 128).min(axis=1)
@@ -517,7 +514,7 @@ class _Closing:
         first = np.where(waiting, missing.argmax(axis=1), -2)  # the next part to come in
         pull = downbeat[:, None] & (self.track_of[None, :] == first[:, None])
         # a note of the track in force, itself after the next part to come in, would shut that part out
-        skipping = waiting & self.switching[last_token] & (first < playing.track)
+        skipping = waiting & self.switching[last] & (first < playing.track)
         mask = mask & ~(skipping[:, None] & playing.is_note_token[None, :])
         mask &= ~(waiting[:, None] & (self.track_of[None, :] > first[:, None]))  # no part before its turn
         scores = scores + CLOSE_PULL * pull - CLOSE_PULL * (waiting[:, None] & self.is_shift)
