@@ -128,11 +128,10 @@ def _lead_playing(prepared: Score, start: int, end: int) -> Score:
     """The stretch whose density the new music asks for: the primer's bars [start, end), or, when the lead (track
     0) rests in the last two of them (an outro, a break), its last ``LEAD_BARS`` bars up to its last note."""
     lines = prepared.bar_lines(until=end)
-    onsets = [note.start for note in prepared.instruments[0].notes if note.start < end] if prepared.instruments \
-        else []
-    if not onsets or len(lines) < 3 or max(onsets) >= lines[-2]:
+    first, until = _lead_bars(prepared, end)
+    if len(lines) < 3 or until > lines[-2]:  # it plays in the last two bars (or never)
         return excerpt(prepared, start, end)
-    return excerpt(prepared, *_lead_bars(prepared, end))
+    return excerpt(prepared, first, until)
 
 
 def _lead_bars(prepared: Score, end: int, bars: int = LEAD_BARS) -> tuple[int, int]:
