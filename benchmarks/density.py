@@ -1,18 +1,20 @@
-"""Lead density on real pop and piano songs: the lead held to its pace against the model's own.
+"""Density on real pop and piano songs: each written part held to its pace against the model's own.
 
     python benchmarks/density.py --wild DIR [--model melody/default_model] [--samples 2] [--bars 8] [--seed 1000]
 
 Seeds: every file of MidiTok's test set (``--wild DIR``, as the tests fetch it) with notes:
 multi-track pop arrangements with drums (9-16 tracks), POP909 songs (melody, bridge, piano
 in one track) and solo piano (MAESTRO performances and two piano pieces). Each is continued
-after its end for ``--bars`` bars, ``--samples`` times, once with ``lead_pace`` (the
-default: the written lead held to the seed lead's onsets per quarter note in its last 4 bars
+after its end for ``--bars`` bars, ``--samples`` times, once with ``pace`` (the
+default: each written part held to its seed part's onsets per quarter note in its last 4 bars
 that play) and once without (the model's own pace, as before), with the same random seeds.
 
 Per seed and side: the lead's ``density_ratio`` (``melody.metrics.continuation_fit``: the new
 lead's onsets per quarter over the seed lead's in its last 4 bars, onsets on melody's grid);
-then for each side the share of continuations within 1.5x of the seed lead's density, and,
-to see what holding the pace costs, the mean in-key share and clash of the new music.
+then for each side the share of continuations within 1.5x of the seed lead's density, the
+same for the other pitched parts (``parts_density``: of those playing in the seed and the new
+bars, written or looped), and, to see what holding the pace costs, the mean in-key share and
+clash of the new music.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def main() -> None:
                 for sample in range(args.samples):
                     out = Path(folder) / f"{number}-{side}-{sample}.mid"
                     config = GenerateConfig(bars=args.bars, random_seed=args.seed + 100 * number + sample,
-                                            lead_pace=paced)
+                                            pace=paced)
                     generate(bundle, seed=path, out=out, force=True, config=config)
                     fit = continuation_fit(seed, read_midi(out), args.bars)
                     fits[side].append(fit)
@@ -82,7 +84,8 @@ def main() -> None:
         ratios = [f["density_ratio"] for f in fits[side] if not math.isnan(f["density_ratio"])]
         within = np.mean([1 / 1.5 <= r <= 1.5 for r in ratios])
         print(f"{side}: lead density within 1.5x of the seed lead's in {within:.0%} of {len(ratios)} continuations; "
-              f"median ratio {np.median(ratios):.2f}; in key {np.nanmean([f['in_key'] for f in fits[side]]):.2f}; "
+              f"median ratio {np.median(ratios):.2f}; other parts within 1.5x "
+              f"{np.nanmean([f['parts_density'] for f in fits[side]]):.0%}; in key {np.nanmean([f['in_key'] for f in fits[side]]):.2f}; "
               f"clash {np.nanmean([f['clash'] for f in fits[side]]):.2f}")
 
 

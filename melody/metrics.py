@@ -260,6 +260,8 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
     * ``density_ratio``: the new lead's onsets per quarter note over the bars written, divided by the seed
       lead's over its last ``DENSITY_BARS`` bars up to the end of the bar of its last onset (a final note
       held for bars does not count as calm music); the lead: ``score.lead_index``; nan without a lead.
+      ``parts_density``: the same ratio for each other pitched part that plays in the seed and in the new bars,
+      the share of them within 1.5x (nan: no such part).
     * ``tracks_before``: the seed's tracks sounding in its last bar; ``tracks_kept``: how many of them
       sound (their ``counterparts``) in the first new bar.
     * ``distinct_bar_ratio`` of the new notes.
@@ -289,6 +291,9 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
     others = [partner[k] for k, part in enumerate(seed.instruments)
               if k != lead and partner[k] is not None and not part.is_drum]
     copied = [value for value in (copied_bars(output, k, *region) for k in others) if not math.isnan(value)]
+    parts = [onsets_per_quarter(new, partner[k], first_bar, region[1]) / _recent_density(seed, k)
+             for k, part in enumerate(seed.instruments) if k != lead and partner[k] is not None
+             and not part.is_drum and part.notes and new.instruments[partner[k]].notes]
     ensemble = {"clash": clash_share(output, *region),
                 "lead_on_others": on_others(output, partner[lead], *region)
                 if lead is not None and partner[lead] is not None else math.nan,
@@ -301,6 +306,7 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
             "lead_in_key": in_key_share(new.instruments[partner[lead]].notes, key)
             if lead is not None and partner[lead] is not None else math.nan,
             "density_ratio": new_density / seed_density if seed_density else math.nan,
+            "parts_density": float(np.mean([1 / 1.5 <= ratio <= 1.5 for ratio in parts])) if parts else math.nan,
             "tracks_before": len(before), "tracks_kept": len(kept),
             "distinct_bar_ratio": distinct_bar_ratio(new)}
 

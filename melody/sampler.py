@@ -40,7 +40,7 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
     under (``under``)        no note of a track above the last note of the track it stays under, nor
-                             one in parallel fifths or octaves with it
+                             one in parallel fifths or octaves with any part (unless nothing else fits)
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
                              its note at a new moment weigh more while it is behind, less while ahead
     the close (``close``)    with ``ending``: the last bar's downbeat on the tonic chord (``_Closing``)
@@ -130,7 +130,7 @@ class Sampler:
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
                chords: np.ndarray | None = None, under: np.ndarray | None = None,
-               pace: np.ndarray | None = None, close: tuple | None = None,
+               pace: np.ndarray | None = None, held_only: np.ndarray | None = None, close: tuple | None = None,
                clash: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
@@ -144,7 +144,8 @@ class Sampler:
         of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
         note it may not rise above (-1: none), e.g. parts added under a melody. ``pace``: float per track, the
-        note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``). ``close`` (with ``ending``):
+        note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``); ``held_only``: bool per
+        track, held back while ahead of its pace, never drawn in while behind. ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
         the lowest written pitched track on the root (``_Closing``). ``clash``: nats taken off a pitched note for
         each note of another pitched track sounding then that it would clash with (``_Playing.clash_bias``).
@@ -157,7 +158,7 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
-        playing = _Playing(kept, samples, self.table, primer, chords, under, pace, pitched,
+        playing = _Playing(kept, samples, self.table, primer, chords, under, (pace, held_only), pitched,
                            hearing=bool(clash), watching=closes)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
@@ -182,8 +183,13 @@ class Sampler:
                 scores = scores + playing.pace_bias(now)
             if clash:
                 scores = scores - clash * playing.clash_bias(now)
+            if playing.staying_under:
+                scores = scores - playing.leap_cost()
             if closing is not None:
                 mask, scores = closing.hold(mask, scores, at_line, bars_seen, position, last, now)
+            if playing.staying_under:  # no parallel fifths or octaves, where the row has another choice
+                avoiding = mask & ~playing.parallel(now)
+                mask = np.where(avoiding.any(axis=1, keepdims=True), avoiding, mask)
             if kept is not None:
                 mask, scores, due = playing.turn(mask, scores, now, last, at_line, self.follows)
             token = _draw(np.where(mask, scores, -np.inf), rng, config)
@@ -243,9 +249,13 @@ class Sampler:
 
 # A pace's weight: its lag (log onsets asked over onsets had) times PACE_GAIN, at most PACE_LIMIT nats (x400)
 # either way. Chosen on pop and piano seeds (BENCHMARKS.md, "Density"): gain 1 and limit 3 left the lead of
-# pop songs at 1.7-2x its pace, a lone piano line at 3x.
-PACE_GAIN = 5.0
+# pop songs at 1.7-2x its pace, a lone piano line at 3x; with every part held back, gain 5 left the lead of
+# pop songs within 1.5x of its pace in 19 of 24 continuations, gain 8 in 22.
+PACE_GAIN = 8.0
 PACE_LIMIT = 6.0
+# Nats per semitone an added part leaps beyond a whole step: 0.25 brings the mean leap of harmonized chorale parts
+# to Bach's (2.2 against his 2.3 semitones; 3.0 without, 1.9 at 0.5; BENCHMARKS.md, "Harmonizing").
+LEAP = 0.25
 PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
 CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
@@ -257,7 +267,7 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: np.ndarray | None = None,
+                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: tuple = (None, None),
                  pitched: np.ndarray | None = None, hearing: bool = False, watching: bool = False):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
@@ -296,10 +306,15 @@ class _Playing:
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
         self.is_track = table["track_of"] >= 0
         self.steps_per_quarter = int(table["steps_per_quarter"])
+        pace, held_only = pace
         self.pace = None  # per track and "none yet", onsets per step (nan: free)
+        self.pace_top = np.full(tracks + 1, PACE_LIMIT)  # the most a lag draws a track in: 0 if only held back
         if pace is not None:
             self.pace = np.full(tracks + 1, np.nan)
             self.pace[:min(len(pace), tracks)] = np.asarray(pace, float)[:tracks] / self.steps_per_quarter
+            if held_only is not None:
+                self.pace_top[:min(len(held_only), tracks)] = np.where(np.asarray(held_only, bool)[:tracks], 0,
+                                                                       PACE_LIMIT)
         # per paced track: its Track token, and the onsets its pace asks for over each token's time shift (log1p)
         self.paced = [(track, table["track_of"] == track, np.log1p(self.pace[track] * table["shift_steps"]))
                       for track in np.flatnonzero(~np.isnan(self.pace))] if pace is not None else []
@@ -315,8 +330,7 @@ class _Playing:
         """Bool (rows, vocabulary): no note or velocity of the model's own while a kept track is in force, or
         one whose chord at this moment is full; no Track token of a full one, nor of a track before one already
         written at this moment (tracks come in their order within a moment, as in every training piece); for a
-        track that stays under another, no note above that one's last, nor one that moves with it, the part above
-        having just moved, from a fifth or an octave into the same interval (parallel fifths and octaves)."""
+        track that stays under another, no note above that one's last (its parallels: ``parallel``)."""
         full = self.onsets >= self.chords  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
@@ -326,45 +340,66 @@ class _Playing:
             rows = np.arange(len(self.track))
             ceiling = np.where(self.under[self.track] >= 0, self.last_pitch[rows, self.under[self.track]], 128)
             above = self.table["pitch_of"][None, :] > ceiling[:, None]  # over the part it stays under
-            allowed &= ~(above | self._parallel(now))
+            allowed &= ~above
         return allowed
 
-    def _parallel(self, now: np.ndarray) -> np.ndarray:
-        """Bool (rows, vocabulary): the notes of each row's track that would move in parallel fifths or octaves
-        with the part it stays under, which moved at this moment."""
+    def parallel(self, now: np.ndarray) -> np.ndarray:
+        """Bool (rows, vocabulary): for a track that stays under another, the notes that would move in parallel
+        fifths or octaves with any pitched part that moved at this moment (the parts before it in the moment's
+        track order, kept or written)."""
         rows = np.arange(len(self.track))
-        above = np.maximum(self.under[self.track], 0)
-        upper, upper_before = self.last_pitch[rows, above], self.before_pitch[rows, above]
-        mine = self.last_pitch[rows, self.track]
-        interval = np.abs(upper_before - mine) % 12
-        watch = (self.under[self.track] >= 0) & (self.last_start[rows, above] == now) & (upper < 128) \
-            & (upper_before < 128) & (mine < 128) & (upper != upper_before) & ((interval == 0) | (interval == 7))
-        pitch = self.table["pitch_of"][None, :]
-        same_way = (pitch - mine[:, None]) * (upper - upper_before)[:, None] > 0
-        return watch[:, None] & (pitch >= 0) & same_way & (np.abs(upper[:, None] - pitch) % 12 == interval[:, None])
+        mine = self.last_pitch[rows, self.track][:, None]  # (rows, 1) against every track's (rows, tracks + 1)
+        upper, before = self.last_pitch, self.before_pitch
+        interval = np.abs(before - mine) % 12
+        moved = (self.last_start == now[:, None]) & (upper < 128) & (before < 128) & (upper != before) \
+            & self.pitched[None, :] & (np.arange(upper.shape[1])[None, :] != self.track[:, None])
+        watch = moved & (mine < 128) & ((interval == 0) | (interval == 7)) & (self.under[self.track] >= 0)[:, None]
+        if not watch.any():
+            return np.zeros((len(rows), len(self.is_track)), bool)
+        pitch = self.table["pitch_of"]
+        forbidden = np.zeros((len(rows), len(pitch)), bool)
+        for row, track in zip(*np.nonzero(watch)):
+            same_way = (pitch - mine[row, 0]) * (upper[row, track] - before[row, track]) > 0
+            forbidden[row] |= (pitch >= 0) & same_way & (np.abs(upper[row, track] - pitch) % 12 == interval[row, track])
+        return forbidden
 
     def pace_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary), added to the logits to hold each paced track (``pace``: onsets per step, nan:
         free) to its pace. Its lag at a time t is the log of the onsets its pace asks for by t over those it has,
-        each plus one, times ``PACE_GAIN``, within +-``PACE_LIMIT``. The tokens that begin its note at a new
-        moment (its Track token; its notes and velocities while it is in force) get its lag now: drawn on while
-        it is behind, held back while ahead. While it is ahead, a time shift also gets what it would take off
-        that lead, so the rest comes as a longer shift (a lone line, which nothing but a note follows after
-        a shift, is held to its pace that way). A rest is still the model's to choose: it only weighs more."""
+        each plus one, times ``PACE_GAIN``, within +-``PACE_LIMIT`` (at most 0 for a track only held back). The
+        tokens that begin its note at a new moment (its Track token; its notes and velocities while it is in
+        force) get its lag now: drawn on while it is behind, held back while ahead. While every track drawn in
+        is ahead, a time shift also gets the least it would take off any one's lead, so the rest comes as a
+        longer shift (a lone line, which nothing but a note follows after a shift, is held to its pace that way);
+        while one is behind, the model alone chooses how long to wait. A rest is still the model's to choose: it
+        only weighs more."""
         bias = np.zeros((len(now), len(self.is_track)))
+        rest = None  # per shift, the least any part drawn in is ahead by it: a rest waits for the one behind
         for track, own_track, later in self.paced:
             lag = self._lag(now, self.pace[track], track)
             begins = np.where(self.onsets[:, track] > 0, 0.0, lag)
             bias += begins[:, None] * (own_track[None, :] | (self.is_note_token[None, :] & (self.track == track)[:, None]))
-            bias -= np.minimum(lag, 0)[:, None] * later[None, :]
-        return bias
+            if self.pace_top[track] > 0:
+                ahead = -np.minimum(lag, 0)[:, None] * later[None, :]
+                rest = ahead if rest is None else np.minimum(rest, ahead)
+        return bias if rest is None else bias + rest
 
     def _lag(self, time: np.ndarray, pace: float, track: int) -> np.ndarray:
         """How far ``track`` is behind its ``pace`` (onsets per step) at ``time`` (rows), in nats (``pace_bias``):
         onsets asked and had both fade with ``PACE_MEMORY``, so an early burst is not paid for with a long rest."""
         memory = PACE_MEMORY * self.steps_per_quarter
         asked = pace * memory * -np.expm1(-time / memory)
-        return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, track])), -PACE_LIMIT, PACE_LIMIT)
+        return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, track])), -PACE_LIMIT,
+                       self.pace_top[track])
+
+    def leap_cost(self) -> np.ndarray:
+        """Float (rows, vocabulary): for a track that stays under another (a part added under a melody), ``LEAP``
+        nats per semitone its note would leap beyond a whole step from its last note (inner parts move by step)."""
+        rows = np.arange(len(self.track))
+        last = self.last_pitch[rows, self.track][:, None]
+        pitch = self.table["pitch_of"][None, :]
+        leap = np.maximum(np.abs(pitch - last) - 2, 0) * ((pitch >= 0) & (last < 128))
+        return LEAP * leap * (self.under[self.track] >= 0)[:, None]
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): per Note token, how many notes of the other pitched tracks sounding at ``now``

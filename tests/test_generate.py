@@ -758,9 +758,10 @@ def test_parts_above_a_kept_bass_write_first_at_its_moments(bundle):
                 assert table["track_of"][token] >= latest
                 latest = table["track_of"][token]
 
-def test_added_voices_stay_under_the_voice_above_and_never_move_with_it_in_fifths_or_octaves(bundle, tmp_path):
+def test_added_voices_stay_under_the_voice_above_and_never_move_with_another_in_fifths_or_octaves(bundle, tmp_path):
     """Sixteen harmonizations of a chorale's soprano: no added voice rises above the last note of the voice above
-    it, nor moves with it (the voice above having just moved) from a fifth or an octave into the same interval."""
+    it, nor moves with any voice above it (that one having just moved) from a fifth or an octave into the same
+    interval."""
     from melody.generate import harmonizing
 
     original = read_midi(corpus_files("chorales")[3])
@@ -777,14 +778,16 @@ def _voices_apart(made) -> None:
         for note in part.notes:
             before = [n.pitch for n in above.notes if n.start <= note.start]
             assert not before or note.pitch <= before[-1], (part.name, note)
-        for previous, note in zip(part.notes, part.notes[1:]):  # and never in parallel fifths or octaves with it
-            upper = [n for n in above.notes if n.start <= note.start]
-            if len(upper) < 2 or upper[-1].start != note.start or upper[-1].pitch == upper[-2].pitch:
-                continue
-            interval = abs(upper[-2].pitch - previous.pitch) % 12
-            same_way = (note.pitch - previous.pitch) * (upper[-1].pitch - upper[-2].pitch) > 0
-            assert not (same_way and interval in (0, 7) and abs(upper[-1].pitch - note.pitch) % 12 == interval), \
-                (part.name, previous, note)
+    for upper_index, above in enumerate(made.instruments):  # and never in parallel fifths or octaves with another
+        for part in made.instruments[upper_index + 1:]:
+            for previous, note in zip(part.notes, part.notes[1:]):
+                upper = [n for n in above.notes if n.start <= note.start]
+                if len(upper) < 2 or upper[-1].start != note.start or upper[-1].pitch == upper[-2].pitch:
+                    continue
+                interval = abs(upper[-2].pitch - previous.pitch) % 12
+                same_way = (note.pitch - previous.pitch) * (upper[-1].pitch - upper[-2].pitch) > 0
+                assert not (same_way and interval in (0, 7) and abs(upper[-1].pitch - note.pitch) % 12 == interval), \
+                    (above.name, part.name, previous, note)
 
 
 def test_a_paced_lead_keeps_closer_to_its_pace_than_a_free_one(bundle):
@@ -811,17 +814,72 @@ def test_a_paced_lead_keeps_closer_to_its_pace_than_a_free_one(bundle):
     assert abs(np.log(slow / 0.05)) < abs(np.log(free / 0.05)) and abs(np.log(fast / 2)) < abs(np.log(free / 2))
 
 
-def test_the_lead_pace_is_its_onsets_per_quarter_in_its_last_bars_that_play(bundle):
+def test_each_part_s_pace_is_its_onsets_per_quarter_in_its_last_bars_that_play(bundle):
     """Quarter notes in bars 1-4, eighths in 5-8, then an outro of 4 bars where only a pad plays: the lead is held
-    to its eighths (2 onsets per quarter), neither the outro's silence nor the whole song's average."""
-    from melody.continuation import lead_pace
+    to its eighths (2 onsets per quarter), neither the outro's silence nor the whole song's average, and is drawn
+    in; the pad to its whole notes, strings heard only in bars 1-2 to their half notes, both only held back."""
+    from melody.continuation import paces
 
     lead = tuple(Note(480 * q, 72, 480, 90) for q in range(16)) + tuple(Note(7680 + 240 * e, 74, 240, 90)
                                                                          for e in range(32))
     pad = tuple(Note(1920 * b, 60, 1920, 60) for b in range(12))
-    seed = Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(52, name="Pad", notes=pad)),
+    strings = tuple(Note(960 * h, 67, 960, 60) for h in range(4))
+    seed = Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(48, name="Strings", notes=strings),
+                       Instrument(52, name="Pad", notes=pad)), time_signatures=(TimeSignature(0, 4, 4),))
+    primer = make_primer(seed, bundle.tokenizer)
+    names = [seed.instruments[k].name for k in primer.sources]
+    pace, held_only = paces(primer)
+    assert dict(zip(names, pace)) == pytest.approx({"Lead": 2.0, "Strings": 0.5, "Pad": 0.25})
+    assert dict(zip(names, held_only)) == {"Lead": False, "Strings": True, "Pad": True}
+
+
+def test_a_new_part_is_drawn_in_to_move_a_little_more_often_than_the_melody(bundle):
+    """A melody of quarter notes (1 onset per quarter) with two new parts added under it: each new part is drawn
+    in (not only held back) to ``NEW_PART_PACE`` onsets per quarter, Bach's lower voices against his soprano."""
+    from melody.continuation import NEW_PART_PACE, paces
+
+    tune = Instrument(0, name="Tune", notes=tuple(Note(480 * q, 72 + q % 3, 480, 90) for q in range(16)))
+    seed = Score(480, (tune, Instrument(52, name="Alto"), Instrument(52, name="Bass")),
                  time_signatures=(TimeSignature(0, 4, 4),))
-    assert lead_pace(make_primer(seed, bundle.tokenizer)) == pytest.approx(2.0)
+    pace, held_only = paces(make_primer(seed, bundle.tokenizer, new_parts=[1, 2]))
+    assert list(pace) == pytest.approx([1.0, NEW_PART_PACE, NEW_PART_PACE]) and NEW_PART_PACE > 1
+    assert list(held_only) == [False, False, False]
+
+
+def test_a_part_only_held_back_to_its_pace_is_never_drawn_in(bundle):
+    """Eight rows of a chorale's alto (track 1) held to a fast pace: drawn in, it plays more notes than free. Only
+    held back, its lag never draws it in: each row's tokens are the free row's until the alto's first note (after
+    it, that note puts it ahead of a pace that has only begun). Held back to a slow pace, it plays fewer notes than
+    free."""
+    _, sampler = stepper_and_sampler(bundle)
+    tokenizer = bundle.tokenizer
+    table = tokenizer.token_table()
+    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
+    primed = sampler.prime(primer.tokens)
+    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+
+    def alto(pace=None, held_only=None):
+        rows, _ = sampler.sample(primed, 8, allowed, 1200, 4, 4, pace=pace, held_only=held_only)
+        onsets = [len({n.start for n in tokenizer.decode(np.concatenate([primer.tokens, row])).instruments[1].notes
+                       if n.start >= primer.end}) for row in rows]
+        return rows, sum(onsets)
+
+    def first_alto_note(row):
+        track = [t for t in table["track_of"][primer.tokens] if t >= 0][-1]
+        for index, token in enumerate(row):
+            track = table["track_of"][token] if table["track_of"][token] >= 0 else track
+            if track == 1 and table["pitch_of"][token] >= 0:
+                return index
+        return len(row)
+
+    free_rows, free = alto()
+    fast, slow = [np.nan, 3.0], [np.nan, 0.05]
+    held_rows, _ = alto(fast, [False, True])
+    for free_row, held_row in zip(free_rows, held_rows):
+        until = first_alto_note(free_row) + 1
+        assert np.array_equal(free_row[:until], held_row[:until])
+    assert alto(fast, [False, False])[1] > free
+    assert alto(slow, [False, True])[1] < free
 
 
 def test_sampling_runs_on_the_cores_the_machine_has_spare_and_puts_the_threads_back(monkeypatch):
@@ -877,18 +935,25 @@ def test_an_ending_closes_every_part_on_the_tonic_chord_at_the_last_downbeat(bun
         assert sum(closes(score, start) for score in made.scores) == expected, ending
 
 
-def test_the_summary_says_what_pace_the_lead_was_held_to(bundle, tmp_path):
-    """With a seed the summary gives the lead's pace (its seed lead's, ``lead_pace``) and the command prints it;
-    with --density, or --no-lead-pace, the lead is not held to one and the summary says None."""
-    from melody.continuation import lead_pace
+def test_the_summary_says_what_pace_each_part_was_held_to(bundle, tmp_path):
+    """With a seed the summary gives, by track name, the pace each written part was held to (its seed part's,
+    ``continuation.paces``) and the command prints them; a kept part is not held to one; with --density, or
+    --no-pace, none is and the summary says so."""
+    from melody.continuation import paces
 
     seed = corpus_files("chorales")[2]
-    held = generate(bundle, seed, config=GenerateConfig(bars=2, random_seed=1), write=False).summary["lead_pace"]
-    assert held == pytest.approx(lead_pace(make_primer(read_midi(seed), bundle.tokenizer)), abs=1e-3) and held > 0
-    for config in (GenerateConfig(bars=2, density=2.0), GenerateConfig(bars=2, lead_pace=False)):
-        assert generate(bundle, seed, config=config, write=False).summary["lead_pace"] is None
+    score = read_midi(seed)
+    primer = make_primer(score, bundle.tokenizer)
+    expected = {score.instruments[k].name: pace for k, pace in zip(primer.sources, paces(primer)[0])}
+    held = generate(bundle, seed, config=GenerateConfig(bars=2, random_seed=1), write=False).summary["paces"]
+    assert held == pytest.approx(expected, abs=1e-3) and len(held) == 4 and min(held.values()) > 0
+    kept = generate(bundle, seed, config=GenerateConfig(bars=2, random_seed=1, keep=("1",)), write=False)
+    assert kept.summary["paces"] == pytest.approx({k: v for k, v in expected.items()
+                                                   if k != score.instruments[0].name}, abs=1e-3)
+    for config in (GenerateConfig(bars=2, density=2.0), GenerateConfig(bars=2, pace=False)):
+        assert generate(bundle, seed, config=config, write=False).summary["paces"] == {}
     result = run_melody("generate", "--model", bundle.path, "--seed", seed, "--bars", 2, "--out", tmp_path / "x.mid")
-    assert result.returncode == 0 and "Lead: held to " in result.stdout, result.stderr
+    assert result.returncode == 0 and "Pace: " in result.stdout, result.stderr
 
 
 def test_a_clash_strength_makes_parts_clash_less(bundle):

@@ -150,9 +150,10 @@ def _print_summary(summary: dict) -> None:
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
-    if summary.get("lead_pace") is not None:
-        click.echo(f"Lead: held to {summary['lead_pace']:.2f} note onsets per quarter note, its seed's pace in its "
-                   "last bars that play (--no-lead-pace: the model's own)")
+    if summary["paces"]:
+        click.echo("Pace: " + ", ".join(f"{name} {pace:.2f}" for name, pace in summary["paces"].items())
+                   + " note onsets per quarter note, the seed parts' in their last bars that play: the lead held to "
+                   "its pace, the other parts held back to theirs (--no-pace: the model's own)")
     if summary["following_log_likelihood"]:
         click.echo(f"Fill: the seed's next bars at {-np.mean(summary['following_log_likelihood']):.3f} nats/token "
                    f"after it (the likeliest of {summary['candidates']} candidate(s) per sample)")
