@@ -315,9 +315,15 @@ class _Playing:
             if held_only is not None:
                 self.pace_top[:min(len(held_only), tracks)] = np.where(np.asarray(held_only, bool)[:tracks], 0,
                                                                        PACE_LIMIT)
-        # per paced track: its Track token, and the onsets its pace asks for over each token's time shift (log1p)
-        self.paced = [(track, table["track_of"] == track, np.log1p(self.pace[track] * table["shift_steps"]))
-                      for track in np.flatnonzero(~np.isnan(self.pace))] if pace is not None else []
+        # the paced tracks; per paced track its Track token(s); per track in force, its place among them (-1: none)
+        self.paced = np.flatnonzero(~np.isnan(self.pace)) if pace is not None else np.zeros(0, np.int64)
+        self.paced_tokens = (table["track_of"][None, :] == self.paced[:, None]).astype(float)
+        self.in_paced = np.full(tracks + 1, -1)
+        self.in_paced[self.paced] = np.arange(len(self.paced))
+        # the tracks drawn in, and the onsets each one's pace asks for over each token's time shift (log1p)
+        self.drawn = np.flatnonzero(self.pace_top[self.paced] > 0)
+        self.later = np.log1p(self.pace[self.paced[self.drawn], None] * table["shift_steps"][None, :]) \
+            if pace is not None else np.zeros((0, len(table["shift_steps"])))
 
     def steps_to_next(self, now: np.ndarray) -> np.ndarray:
         """Steps each row may move before its next kept note (a large number without one)."""
@@ -373,24 +379,25 @@ class _Playing:
         longer shift (a lone line, which nothing but a note follows after a shift, is held to its pace that way);
         while one is behind, the model alone chooses how long to wait. A rest is still the model's to choose: it
         only weighs more."""
-        bias = np.zeros((len(now), len(self.is_track)))
-        rest = None  # per shift, the least any part drawn in is ahead by it: a rest waits for the one behind
-        for track, own_track, later in self.paced:
-            lag = self._lag(now, self.pace[track], track)
-            begins = np.where(self.onsets[:, track] > 0, 0.0, lag)
-            bias += begins[:, None] * (own_track[None, :] | (self.is_note_token[None, :] & (self.track == track)[:, None]))
-            if self.pace_top[track] > 0:
-                ahead = -np.minimum(lag, 0)[:, None] * later[None, :]
-                rest = ahead if rest is None else np.minimum(rest, ahead)
-        return bias if rest is None else bias + rest
+        rows = np.arange(len(now))
+        lag = self._lag(now)  # (rows, paced tracks)
+        begins = np.where(self.onsets[:, self.paced] > 0, 0.0, lag)
+        bias = begins @ self.paced_tokens  # each paced track's Track token
+        in_force = self.in_paced[self.track]
+        bias += np.where(in_force >= 0, begins[rows, in_force], 0.0)[:, None] * self.is_note_token[None, :]
+        if len(self.drawn):  # per shift, the least any part drawn in is ahead by it: a rest waits for one behind
+            ahead = -np.minimum(lag[:, self.drawn], 0)
+            bias += (ahead[:, :, None] * self.later[None, :, :]).min(axis=1)
+        return bias
 
-    def _lag(self, time: np.ndarray, pace: float, track: int) -> np.ndarray:
-        """How far ``track`` is behind its ``pace`` (onsets per step) at ``time`` (rows), in nats (``pace_bias``):
-        onsets asked and had both fade with ``PACE_MEMORY``, so an early burst is not paid for with a long rest."""
+    def _lag(self, time: np.ndarray) -> np.ndarray:
+        """Float (rows, paced tracks): how far each paced track is behind its pace (onsets per step) at ``time``
+        (rows), in nats (``pace_bias``): onsets asked and had both fade with ``PACE_MEMORY``, so an early burst is
+        not paid for with a long rest."""
         memory = PACE_MEMORY * self.steps_per_quarter
-        asked = pace * memory * -np.expm1(-time / memory)
-        return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, track])), -PACE_LIMIT,
-                       self.pace_top[track])
+        asked = self.pace[self.paced][None, :] * memory * -np.expm1(-time / memory)[:, None]
+        return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, self.paced])), -PACE_LIMIT,
+                       self.pace_top[self.paced][None, :])
 
     def leap_cost(self) -> np.ndarray:
         """Float (rows, vocabulary): for a track that stays under another (a part added under a melody), ``LEAP``
