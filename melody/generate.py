@@ -43,6 +43,10 @@ MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
 RETRIES = 3  # draws for a sample that came out without a note
 CHOIR = 52  # General MIDI 'Choir Aahs': the instrument of a new track unless told
 KEY_STRENGTH = 1.5  # nats off an out-of-key note: 4.5x less likely (measured in BENCHMARKS.md, "Musical fit")
+# Nats off a note per note of another part it would clash with: held-out chorales, Palestrina, madrigals and quartets
+# continued with every part paced then clash 0.09-0.17 of the time parts sound together, against 0.06-0.20 in the
+# real bars (0.13-0.24 at 0; BENCHMARKS.md, "Ensemble").
+CLASH_STRENGTH = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,9 @@ class GenerateConfig:
     key: str | None = setting(None, "Without a seed: the key to start in, e.g. C, Eb, F#m.")
     key_strength: float = setting(KEY_STRENGTH, "How firmly to stay in key: nats taken off an out-of-key note (0: "
                                   "leave it to the model).")
-    clash_strength: float = setting(0.0, "How firmly parts avoid clashing: nats taken off a note for each note of "
-                                    "another part sounding then that it would form a second, seventh or tritone "
-                                    "with (0: leave it to the model).")
+    clash_strength: float = setting(CLASH_STRENGTH, "How firmly parts avoid clashing: nats taken off a note for each "
+                                    "note of another part sounding then that it would form a second, seventh or "
+                                    "tritone with (0: leave it to the model).")
     time_signature: tuple[int, int] | None = setting(None, "Without a seed: the meter, e.g. 3/4 or 6/8.",
                                                      parse=parse_meter, metavar="N/D")
     sampling: SamplingConfig = SamplingConfig()
@@ -253,9 +257,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
 
 
 HARMONY = ("Alto", "Tenor", "Bass")  # what ``melody harmonize`` adds under a melody unless told
-# A harmonization's clash and key strengths: on 18 held-out chorale sopranos its parts then clash as often as Bach's
-# (0.09-0.10 of the time against his 0.10; 0.14 at 0) and keep 0.96 of their notes in key (his 0.94; 0.98 at 1.5).
-HARMONY_CLASH = 0.5
+# A harmonization's key strength: on 18 held-out chorale sopranos its parts then keep 0.96 of their notes in key (Bach's
+# 0.94; 0.98 at 1.5).
 HARMONY_KEY = 0.75
 
 
@@ -263,7 +266,7 @@ def harmonizing(melody: str | os.PathLike, parts: tuple[str, ...] = HARMONY, end
                 **settings) -> GenerateConfig:
     """The request that harmonizes ``melody`` (a MIDI file): its every track kept, ``parts`` added (``new_part``),
     written from its first bar to its last, told where it ends (``ending``: a model with ahead inputs), with
-    ``HARMONY_CLASH`` and ``HARMONY_KEY``; ``settings``: any other ``GenerateConfig`` field, or those."""
+    ``HARMONY_KEY``; ``settings``: any other ``GenerateConfig`` field, or that."""
     score = read_midi(melody)
     bars = len(score.bar_lines(until=max(1, score.end_tick - score.ticks_per_quarter // 4)))
     if bars > MAX_BARS:
@@ -272,7 +275,7 @@ def harmonizing(melody: str | os.PathLike, parts: tuple[str, ...] = HARMONY, end
     kept = tuple(str(index + 1) for index, part in enumerate(score.instruments) if part.notes)
     if not kept:
         raise MelodyError(f"{melody}: no notes to harmonize")
-    settings = {"clash_strength": HARMONY_CLASH, "key_strength": HARMONY_KEY, **settings}
+    settings = {"key_strength": HARMONY_KEY, **settings}
     return GenerateConfig(bars=bars, keep=kept, add=tuple(parts), from_bar=1, ending=ending, **settings)
 
 
