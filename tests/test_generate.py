@@ -773,6 +773,38 @@ def test_added_voices_stay_under_the_voice_above_and_never_move_with_another_in_
         _voices_apart(made)
 
 
+def test_added_voices_pay_for_leaps_and_for_doubling_the_melody(bundle, tmp_path, monkeypatch):
+    """Eight harmonizations of a chorale's soprano with the voice costs high, and with none: with them, the added
+    voices leap less (mean interval between their notes) and sit less often on the pitch class the soprano sounds
+    when they strike."""
+    from melody import sampler
+    from melody.generate import harmonizing
+
+    original = read_midi(corpus_files("chorales")[3])
+    melody = tmp_path / "soprano.mid"
+    write_midi(original.replace(instruments=original.instruments[:1]), melody)
+
+    def voices(leap, doubling):
+        monkeypatch.setattr(sampler, "LEAP", leap)
+        monkeypatch.setattr(sampler, "DOUBLING", doubling)
+        config = harmonizing(melody, ending=False, random_seed=4, num_samples=8)
+        leaps, doubled, notes = [], 0, 0
+        for made in generate(bundle, melody, config=config, write=False).scores:
+            soprano = made.instruments[0].notes
+            for part in made.instruments[1:]:
+                leaps += [abs(b.pitch - a.pitch) for a, b in zip(part.notes, part.notes[1:])]
+                for note in part.notes:
+                    above = [n for n in soprano if n.start <= note.start < n.end]
+                    doubled += bool(above) and above[-1].pitch % 12 == note.pitch % 12
+                    notes += 1
+        return np.mean(leaps), doubled / notes
+
+    free_leap, free_doubled = voices(0.0, 0.0)
+    held_leap, held_doubled = voices(1.0, 3.0)
+    assert held_leap < 0.8 * free_leap and held_doubled < 0.7 * free_doubled, (free_leap, held_leap, free_doubled,
+                                                                              held_doubled)
+
+
 def _voices_apart(made) -> None:
     for above, part in zip(made.instruments, made.instruments[1:]):  # each added voice under the one above it
         for note in part.notes:
