@@ -151,9 +151,12 @@ def _print_summary(summary: dict) -> None:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
     if summary["paces"]:
+        from melody.continuation import NEW_PART_PACE
+
         click.echo("Pace: " + ", ".join(f"{name} {pace:.2f}" for name, pace in summary["paces"].items())
-                   + " note onsets per quarter note, the seed parts' in their last bars that play: the lead held to "
-                   "its pace, the other parts held back to theirs (--no-pace: the model's own)")
+                   + f" note onsets per quarter note (a seed part's in its last bars that play, a new part's "
+                   f"{NEW_PART_PACE:g}x the lead's): the lead and new parts drawn to it, the others held back to it "
+                   "(--no-pace: the model's own)")
     if summary["following_log_likelihood"]:
         click.echo(f"Fill: the seed's next bars at {-np.mean(summary['following_log_likelihood']):.3f} nats/token "
                    f"after it (the likeliest of {summary['candidates']} candidate(s) per sample)")
