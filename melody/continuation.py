@@ -161,13 +161,14 @@ def paces(primer: Primer) -> tuple[np.ndarray, np.ndarray]:
         return np.full(len(primer.sources), math.nan), np.ones(len(primer.sources), bool)
     end = primer.start + primer.end
     pace, held_only = np.full(len(score.instruments), math.nan), np.arange(len(score.instruments)) > 0
+    lead = onset_density(score.replace(instruments=score.instruments[:1]))
     for track, part in enumerate(score.instruments):
         first, until = _playing_bars(score, end, PACE_BARS, track)
         onsets = {note.start for note in part.notes if first <= note.start < until}
         if onsets:
             pace[track] = len(onsets) * score.ticks_per_quarter / (until - first)
-        elif not part.notes and score.instruments[0].notes:  # a new part
-            pace[track] = NEW_PART_PACE * onset_density(score.replace(instruments=score.instruments[:1]))
+        elif not part.notes and lead:  # a new part
+            pace[track] = NEW_PART_PACE * lead
             held_only[track] = False
     return pace, held_only
 

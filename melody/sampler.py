@@ -159,7 +159,7 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
-        playing = _Playing(kept, samples, self.table, primer, chords, under, (pace, held_only), pitched,
+        playing = _Playing(kept, samples, self.table, primer, chords, under, pace, pitched, held_only,
                            hearing=bool(clash) or under is not None, watching=closes)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
@@ -254,13 +254,13 @@ class Sampler:
 # pop songs within 1.5x of its pace in 19 of 24 continuations, gain 8 in 22.
 PACE_GAIN = 8.0
 PACE_LIMIT = 6.0
+PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
 # Nats per semitone an added part leaps beyond a whole step: 0.25 brings the mean leap of harmonized chorale parts
 # to Bach's (2.2 against his 2.3 semitones; 3.0 without, 1.9 at 0.5; BENCHMARKS.md, "Harmonizing").
 LEAP = 0.25
 # Nats off an added part's note on the pitch class the top part sounds: harmonizing held-out chorale sopranos, the
 # soprano then has a lower part on its pitch class 32% of the time (Bach: 34%; 46% without, 38% at 0.5).
 DOUBLING = 1.0
-PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
 CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
 
@@ -271,8 +271,9 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: tuple = (None, None),
-                 pitched: np.ndarray | None = None, hearing: bool = False, watching: bool = False):
+                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: np.ndarray | None = None,
+                 pitched: np.ndarray | None = None, held_only: np.ndarray | None = None, hearing: bool = False,
+                 watching: bool = False):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
         self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
@@ -310,7 +311,6 @@ class _Playing:
         self.is_note_token = (table["pitch_of"] >= 0) | (table["velocity_of"] >= 0)
         self.is_track = table["track_of"] >= 0
         self.steps_per_quarter = int(table["steps_per_quarter"])
-        pace, held_only = pace
         self.pace = None  # per track and "none yet", onsets per step (nan: free)
         self.pace_top = np.full(tracks + 1, PACE_LIMIT)  # the most a lag draws a track in: 0 if only held back
         if pace is not None:
