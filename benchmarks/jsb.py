@@ -1,6 +1,6 @@
 """melody's network on the JSB chorales benchmark, against published polyphonic results.
 
-    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--out DIR]
+    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4] [--batch-size 32] [--out DIR]
 
 The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
 valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding
@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="jsb-chorales-quarter.json")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, help="model folder to keep (default: a temporary one)")
     arguments = parser.parse_args()
     splits = read_split(arguments.data)
@@ -95,7 +97,8 @@ def main() -> None:
         out = arguments.out or scratch / "model"
         started = time.time()
         metrics = train(scratch / "train", out, ModelConfig(units=arguments.units),
-                        TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=4), force=True)
+                        TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=arguments.patience,
+                                    batch_size=arguments.batch_size), force=True)
         bundle = load_bundle(out)
         tokenizer = bundle.tokenizer
         from melody.midi_read import read_midi

@@ -4,7 +4,8 @@ One epoch is ``steps_per_epoch`` batches of random windows (by default as many
 as the training tokens fill once). After each epoch the validation loss is
 measured; the best model so far is kept as ``model.keras``; a checkpoint with
 the optimizer state is written atomically; training stops early when the
-validation loss has not improved for ``patience`` epochs, or at ``max_steps``.
+validation loss has not improved for ``patience`` epochs, or at ``max_steps``;
+each epoch without improvement multiplies the learning rate by ``decay`` (a half by default).
 ``resume=True`` continues from the last checkpoint and, because every batch is
 drawn from (seed, epoch, step), ends where an uninterrupted run would.
 
@@ -240,7 +241,7 @@ def _memory_guard(model_config: ModelConfig, config: TrainConfig):
                             "--units or a smaller --batch-size") from None
 
 
-RESUMABLE_CHANGES = ("epochs", "max_steps", "patience")
+RESUMABLE_CHANGES = ("epochs", "max_steps", "patience", "decay")
 
 
 def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig, TokenizerConfig]:
@@ -303,6 +304,7 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
     report.start(total, state["step"], data.summary)
     train_step = _train_step(run.model, run.placement.strategy, config.batch_size * config.seq_len, config.clip_norm)
     validate = _validation(run.model, data.validation, config.batch_size)
+    run.model.optimizer.learning_rate = state.setdefault("learning_rate", config.learning_rate)
     stopped = "finished all epochs"
     for epoch in range(state["epoch"], config.epochs):
         losses = state.setdefault("epoch_losses", [])  # steps of this epoch already trained (a resumed epoch)
@@ -312,7 +314,8 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
             break
         val_loss = _epoch(run, train_step, validate, data, config, state, epoch, steps, report)
         entry = {"epoch": epoch + 1, "step": state["step"], "loss": round(float(np.mean(losses)), 5),
-                 "val_loss": round(val_loss, 5), "tokens_seen": state["step"] * config.batch_size * config.seq_len,
+                 "val_loss": round(val_loss, 5), "learning_rate": state["learning_rate"],
+                 "tokens_seen": state["step"] * config.batch_size * config.seq_len,
                  "seconds": round(state["epoch_seconds"], 2)}
         state["epochs"].append(entry)
         state["seconds"] += state.pop("epoch_seconds")
@@ -323,6 +326,9 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
         if improved:
             state["best_val_loss"] = val_loss
             best_copy.set_weights(run.model.get_weights())
+        else:  # a plateau: smaller steps before giving up
+            state["learning_rate"] *= config.decay
+            run.model.optimizer.learning_rate = state["learning_rate"]
         if run.out is not None:
             if improved:
                 bundle.save_best(best_copy, run.out)

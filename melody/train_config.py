@@ -26,6 +26,8 @@ class TrainConfig:
     steps_per_epoch: int | None = setting(None, "Steps between validations and checkpoints (default: one pass "
                                                 "over the training tokens); shorter on a large corpus.")
     patience: int = setting(3, "Epochs without improvement before stopping.")
+    decay: float = setting(0.5, "Multiply the learning rate by this after each epoch without improvement "
+                           "(1: keep it).")
     clip_norm: float = 1.0
     max_transpose: int = 5
     random_seed: int = setting(0, "Seed for the split, batches and weights.")
@@ -46,6 +48,8 @@ class TrainConfig:
                              f"{self.batch_size} x {self.seq_len}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise SettingError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0.0 < self.decay <= 1.0:
+            raise SettingError(f"decay must be in (0, 1], got {self.decay!r}")
         if not 0.0 < self.val_split < 1.0:
             raise SettingError(f"val_split must be between 0 and 1, got {self.val_split!r}")
         if not 0 <= self.max_transpose <= 12:

@@ -57,7 +57,8 @@ def test_tiny_training_beats_the_unigram_baseline_and_reloads_in_a_fresh_process
     model = ModelConfig(units=64, layers=2, embedding=16, dropout=0.0)
     metrics = train(folk, out, model, quick(epochs=3, steps_per_epoch=100, batch_size=16, learning_rate=0.01))
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
-    assert set(metrics["epochs"][0]) == {"epoch", "step", "loss", "val_loss", "tokens_seen", "seconds"}
+    assert set(metrics["epochs"][0]) == {"epoch", "step", "loss", "val_loss", "learning_rate", "tokens_seen",
+                                              "seconds"}
     assert metrics["best_val_loss"] < 0.8 * metrics["unigram_val_nll"]
     assert {p.name for p in out.iterdir()} >= {"model.keras", "tokenizer.json", "config.json", "metrics.json"}
     code = ("from melody.bundle import load_bundle; b = load_bundle(%r); "
@@ -81,8 +82,12 @@ def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(folk, tmp_p
 def test_max_steps_and_early_stopping(folk, tmp_path):
     capped = train(folk, tmp_path / "capped", TINY, quick(epochs=5, max_steps=50))
     assert capped["steps"] == 50 and capped["stopped"] == "reached --max-steps 50"
-    stalled = train(folk, tmp_path / "stalled", TINY, quick(epochs=6, learning_rate=1e-9, patience=1))
-    assert len(stalled["epochs"]) < 6 and stalled["stopped"].startswith("early stopping")
+    stalled = train(folk, tmp_path / "stalled", TINY, quick(epochs=6, learning_rate=1e-9, patience=2))
+    assert stalled["stopped"] == "early stopping: no improvement for 2 epochs"
+    # the first epoch sets the best; each epoch after it without improvement halves the rate, then it stops
+    assert [e["learning_rate"] for e in stalled["epochs"]] == [1e-9, 1e-9, 5e-10]
+    resumed = train(folk, tmp_path / "stalled", resume=True, changes={"patience": 3})  # goes on where it was
+    assert [e["learning_rate"] for e in resumed["epochs"]] == [1e-9, 1e-9, 5e-10, 2.5e-10]
 
 
 def test_existing_output_is_never_overwritten_without_force(folk, tmp_path):
