@@ -4,8 +4,8 @@ One epoch is ``steps_per_epoch`` batches of random windows (by default as many
 as the training tokens fill once). After each epoch the validation loss is
 measured; the best model so far is kept as ``model.keras``; a checkpoint with
 the optimizer state is written atomically; training stops early when the
-validation loss has not improved for ``patience`` epochs, or at ``max_steps``;
-each epoch without improvement multiplies the learning rate by ``decay`` (a half by default).
+validation loss has not improved for ``patience`` epochs, or at ``max_steps``; but
+while the learning rate may still be cut (``decay``, ``LOWEST_RATE``), a plateau cuts it instead.
 ``resume=True`` continues from the last checkpoint and, because every batch is
 drawn from (seed, epoch, step), ends where an uninterrupted run would.
 
@@ -242,6 +242,7 @@ def _memory_guard(model_config: ModelConfig, config: TrainConfig):
 
 
 RESUMABLE_CHANGES = ("epochs", "max_steps", "patience", "decay")
+LOWEST_RATE = 1 / 8  # of the starting learning rate: with --decay 0.5, three plateaus are cut before the fourth stops
 
 
 def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig, TokenizerConfig]:
@@ -323,19 +324,23 @@ def _epochs(run: Run, best_copy, data: TrainingData, config: TrainConfig, state:
         state.pop("dropout", None)
         improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"] - 1e-4
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        plateau = state["bad_epochs"] >= config.patience
+        cut = plateau and config.decay < 1 and state["learning_rate"] * config.decay >= \
+            config.learning_rate * LOWEST_RATE * (1 - 1e-9)
+        if cut:  # a plateau: smaller steps before giving up
+            state["learning_rate"] *= config.decay
+            state["bad_epochs"] = 0
+            run.model.optimizer.learning_rate = state["learning_rate"]
         if improved:
             state["best_val_loss"] = val_loss
             best_copy.set_weights(run.model.get_weights())
-        else:  # a plateau: smaller steps before giving up
-            state["learning_rate"] *= config.decay
-            run.model.optimizer.learning_rate = state["learning_rate"]
         if run.out is not None:
             if improved:
                 bundle.save_best(best_copy, run.out)
             bundle.save_checkpoint(run.model, state, run.out)
             _write_metrics(run.out, state, data.summary, parameters, stopped="running")
         report.epoch(entry, improved)
-        if state["bad_epochs"] >= config.patience:
+        if plateau and not cut:
             stopped = f"early stopping: no improvement for {config.patience} epochs"
             break
     else:

@@ -26,8 +26,8 @@ class TrainConfig:
     steps_per_epoch: int | None = setting(None, "Steps between validations and checkpoints (default: one pass "
                                                 "over the training tokens); shorter on a large corpus.")
     patience: int = setting(3, "Epochs without improvement before stopping.")
-    decay: float = setting(0.5, "Multiply the learning rate by this after each epoch without improvement "
-                           "(1: keep it).")
+    decay: float = setting(0.5, "At a plateau (patience epochs without improvement) multiply the learning rate "
+                           "by this and go on, down to 1/8 of the start; then stop (1: stop at the first).")
     clip_norm: float = 1.0
     max_transpose: int = 5
     random_seed: int = setting(0, "Seed for the split, batches and weights.")

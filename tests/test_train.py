@@ -82,11 +82,15 @@ def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(folk, tmp_p
 def test_max_steps_and_early_stopping(folk, tmp_path):
     capped = train(folk, tmp_path / "capped", TINY, quick(epochs=5, max_steps=50))
     assert capped["steps"] == 50 and capped["stopped"] == "reached --max-steps 50"
-    stalled = train(folk, tmp_path / "stalled", TINY, quick(epochs=6, learning_rate=1e-9, patience=2))
-    assert stalled["stopped"] == "early stopping: no improvement for 2 epochs"
-    # the first epoch sets the best; each epoch after it without improvement halves the rate, then it stops
-    assert [e["learning_rate"] for e in stalled["epochs"]] == [1e-9, 1e-9, 5e-10]
-    resumed = train(folk, tmp_path / "stalled", resume=True, changes={"patience": 3})  # goes on where it was
+    stalled = train(folk, tmp_path / "stalled", TINY, quick(epochs=6, learning_rate=1e-9, patience=1))
+    assert stalled["stopped"] == "early stopping: no improvement for 1 epochs"
+    # the first epoch sets the best; each plateau after it halves the rate, down to 1/8 of it, then one stops
+    assert [e["learning_rate"] for e in stalled["epochs"]] == [1e-9, 1e-9, 5e-10, 2.5e-10, 1.25e-10]
+    once = train(folk, tmp_path / "once", TINY, quick(epochs=6, learning_rate=1e-9, patience=1, decay=1))
+    assert len(once["epochs"]) == 2 and once["stopped"].startswith("early stopping")
+    short = train(folk, tmp_path / "short", TINY, quick(epochs=3, learning_rate=1e-9, patience=1))
+    resumed = train(folk, tmp_path / "short", resume=True, changes={"epochs": 4})  # goes on where it was
+    assert [e["learning_rate"] for e in short["epochs"]] == [1e-9, 1e-9, 5e-10]
     assert [e["learning_rate"] for e in resumed["epochs"]] == [1e-9, 1e-9, 5e-10, 2.5e-10]
 
 
