@@ -31,6 +31,7 @@ Score in, Score out; the model and the sampler are not seen here.
 from __future__ import annotations
 
 import dataclasses
+import re
 import math
 from dataclasses import dataclass
 
@@ -197,6 +198,20 @@ def chord_limits(seed: Score, primer: Primer) -> np.ndarray:
         limits.append(int(starts.max()) if len(starts) else
                       NEW_CHORD if asked.is_drum or asked.program in CHORDAL_PROGRAMS else 1)
     return np.array(limits, np.int64)
+
+
+# The middle of each choir voice's textbook range (soprano C4-G5, alto G3-C5, tenor C3-G4, bass E2-C4), MIDI pitch.
+VOICE_MIDDLES = {"soprano": 69.5, "alto": 63.5, "tenor": 57.5, "bass": 50.0}
+
+
+def added_registers(primer: Primer, new_parts) -> np.ndarray:
+    """Per track of ``primer``, the middle of the voice a part added under the seed's (``new_parts``, seed
+    instruments) is named after (``VOICE_MIDDLES``: "Bass", "Tenor 2"), which it rises above only at a cost
+    (``melody.sampler.REGISTER_SPREAD``); NaN for every other track."""
+    new, names = set(new_parts), [part.name.lower() for part in primer.score.instruments]
+    middles = [next((middle for voice, middle in VOICE_MIDDLES.items() if re.search(rf"\b{voice}\b", names[k])),
+                    math.nan) if source in new else math.nan for k, source in enumerate(primer.sources)]
+    return np.array(middles, np.float64)
 
 
 def added_under(primer: Primer, new_parts) -> np.ndarray:

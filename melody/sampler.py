@@ -131,7 +131,8 @@ class Sampler:
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
                chords: np.ndarray | None = None, under: np.ndarray | None = None,
-               pace: np.ndarray | None = None, held_only: np.ndarray | None = None, close: tuple | None = None,
+               register: np.ndarray | None = None, pace: np.ndarray | None = None,
+               held_only: np.ndarray | None = None, close: tuple | None = None,
                clash: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
@@ -144,7 +145,8 @@ class Sampler:
         row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
         of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
-        note it may not rise above (-1: none), e.g. parts added under a melody. ``pace``: float per track, the
+        note it may not rise above (-1: none), e.g. parts added under a melody; ``register``: float per track, the
+        pitch it rises above only at a cost (nan: none; ``_Playing.voice_cost``). ``pace``: float per track, the
         note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``); ``held_only``: bool per
         track, held back while ahead of its pace, never drawn in while behind. ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
@@ -159,7 +161,7 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
-        playing = _Playing(kept, samples, self.table, primer, chords, under, pace, pitched, held_only,
+        playing = _Playing(kept, samples, self.table, primer, chords, (under, register), pace, pitched, held_only,
                            hearing=bool(clash) or under is not None, watching=closes)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
@@ -261,6 +263,10 @@ LEAP = 0.25
 # Nats off an added part's note on the pitch class the top part sounds: harmonizing held-out chorale sopranos, the
 # soprano then has a lower part on its pitch class 32% of the time (Bach: 34%; 46% without, 38% at 0.5).
 DOUBLING = 1.0
+# Semitones: an added part named after a voice pays (k / REGISTER_SPREAD)^2 / 2 nats for a note k semitones above its
+# voice's middle (``continuation.VOICE_MIDDLES``): 0.5 nats at 5 semitones, 2 at 10. Harmonizing held-out chorale
+# sopranos, it brings the alto, tenor and bass down to Bach's mean pitches (BENCHMARKS.md, "Harmonizing").
+REGISTER_SPREAD = 5.0
 CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
 
@@ -271,7 +277,7 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, under: np.ndarray | None = None, pace: np.ndarray | None = None,
+                 chords: np.ndarray | None = None, added: tuple = (None, None), pace: np.ndarray | None = None,
                  pitched: np.ndarray | None = None, held_only: np.ndarray | None = None, hearing: bool = False,
                  watching: bool = False):
         self.kept, self.table = kept, table
@@ -289,9 +295,13 @@ class _Playing:
             self.chords[:len(chords)] = np.asarray(chords)[:tracks]
         self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
         self.latest = np.full(rows, -1)  # the last track that wrote at this moment
+        under, register = added  # of parts added under others (``Sampler.sample``)
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
+        self.register = np.full(tracks + 1, np.nan)  # per track, the pitch it rises above at a cost
+        if register is not None:
+            self.register[:len(register)] = np.asarray(register, np.float64)[:tracks]
         self.staying_under = bool((self.under >= 0).any())
         self.watching = watching  # keep each track's last pitch even without parts under parts (for the close)
         self.hearing = hearing  # keep what each track sounds, for ``clash_bias`` and ``voice_cost``
@@ -406,14 +416,17 @@ class _Playing:
     def voice_cost(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): for a track that stays under another (a part added under a melody), ``LEAP``
         nats per semitone its note would leap beyond a whole step from its last note (inner parts move by step),
-        and ``DOUBLING`` nats for a note on the pitch class the top part (track 0) sounds at ``now``."""
+        ``DOUBLING`` nats for a note on the pitch class the top part (track 0) sounds at ``now``, and for a part
+        with a ``register``, (semitones above it / ``REGISTER_SPREAD``)^2 / 2 nats."""
         rows = np.arange(len(self.track))
         last = self.last_pitch[rows, self.track][:, None]
         pitch = self.table["pitch_of"][None, :]
         leap = np.maximum(np.abs(pitch - last) - 2, 0) * ((pitch >= 0) & (last < 128))
         top = np.where(self.sounding_until[:, 0] > now, self.sounding[:, 0], -1)[:, None]
         doubled = (pitch >= 0) & (pitch % 12 == top)
-        return (LEAP * leap + DOUBLING * doubled) * (self.under[self.track] >= 0)[:, None]
+        above = np.nan_to_num(np.maximum(pitch - self.register[self.track][:, None], 0) * (pitch >= 0))
+        return (LEAP * leap + DOUBLING * doubled + 0.5 * (above / REGISTER_SPREAD) ** 2) * \
+            (self.under[self.track] >= 0)[:, None]
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): per Note token, how many notes of the other pitched tracks sounding at ``now``
