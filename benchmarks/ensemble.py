@@ -1,7 +1,7 @@
 """Does the band play together? New bars against the real next bars of real multi-part music.
 
     python benchmarks/ensemble.py [--model melody/default_model] [--wild DIR] [--pieces 12] [--bars 8]
-                                  [--accompaniment band|loop|none] [--ending]
+                                  [--accompaniment band|loop|none] [--ending | --keep-lead]
 
 Seeds: multi-part pieces the model did not train on (its validation files: chorales,
 Palestrina, madrigals, quartets), and with ``--wild DIR`` (MidiTok's test files, as the
@@ -21,6 +21,12 @@ bars, so that the real side is the piece's own close, and the model asked to clo
                 (``Tokenizer.trusted_key``: what melody reads), else that estimate. The estimate
                 takes many minor chorales for their relative major (bwv10.7 in G minor for B-flat)
     bars, in_key, density   as musical_fit.py
+
+With ``--keep-lead`` the bars after the cut are written again under the piece's own lead instead
+(``generate --keep LEAD --from-bar --bars`` on the whole piece: every other part rewritten there, the
+lead and the bars before and after kept), so that the other parts are judged against the real ones
+under the same melody: their clashes with it and each other, and how often they carry the lead's
+pitch class (``on_others``).
 
 Printed per group (the corpus folder, or "pop"): the mean of each, generated against real.
 """
@@ -43,6 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melody.bundle import corpus_files, read_manifest  # noqa: E402
 from melody.ensemble import clash_share, copied_bars, ends_on_tonic, on_others  # noqa: E402
+from melody.errors import SettingError  # noqa: E402
 from melody.generate import DEFAULT_MODEL, GenerateConfig, generate  # noqa: E402
 from melody.keys import estimate_key, key_name  # noqa: E402
 from melody.metrics import continuation_fit  # noqa: E402
@@ -98,6 +105,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--accompaniment", default="band", choices=("band", "loop", "none"))
     parser.add_argument("--ending", action="store_true")
+    parser.add_argument("--keep-lead", action="store_true", help="rewrite the other parts under the real lead")
     parser.add_argument("--clash-strength", type=float, default=GenerateConfig().clash_strength,
                         help="nats off a note per clash with a sounding note of another part")
     arguments = parser.parse_args()
@@ -116,26 +124,34 @@ def main() -> None:
             seed_end, end = lines[middle], lines[middle + bars]
             seed = cut(real, 0, seed_end)
             seed_path = Path(scratch) / f"{number}.mid"
-            write_midi(seed, seed_path, force=True)
+            write_midi(real if arguments.keep_lead else seed, seed_path, force=True)
+            around = {"keep": (str(lead_index(seed) + 1),), "from_bar": middle + 1} if arguments.keep_lead else {}
             config = GenerateConfig(bars=bars, random_seed=number, accompaniment=arguments.accompaniment,
                                     clash_strength=arguments.clash_strength,
-                                    ending=arguments.ending)
-            made = generate(manifest, seed_path, config=config, write=False).scores[0]
+                                    ending=arguments.ending, **around)
+            try:
+                made = generate(manifest, seed_path, config=config, write=False).scores[0]
+            except SettingError as error:  # e.g. a lead alone: nothing to write under it
+                print(f"{group} {path.name}: skipped ({error})")
+                continue
             key = key_name(*estimate_key([n for p in seed.instruments if not p.is_drum for n in p.notes]))
             trusted = manifest.tokenizer.trusted_key(seed)
             declared = trusted.key if trusted else key
             new_end = max(line for line in made.bar_lines(until=made.end_tick + 1) if line <= made.end_tick) \
                 if made.end_tick > seed_end else seed_end
-            fit = continuation_fit(seed, made, bars)
-            for side, music, stop in (("generated", made, max(new_end, end)), ("real", real, end)):
+            for side, music, stop in (("generated", made, end if arguments.keep_lead else max(new_end, end)),
+                                      ("real", real, end)):
                 for name, value in measure(music, seed_end, stop, key, declared).items():
                     rows[group][(name, side)].append(value)
-            rows[group][("bars exact", "generated")].append(float(fit["bars_exact"]))
-            rows[group][("in key", "generated")].append(fit["in_key"])
+            if not arguments.keep_lead:  # a continuation: as musical_fit.py measures it
+                fit = continuation_fit(seed, made, bars)
+                rows[group][("bars exact", "generated")].append(float(fit["bars_exact"]))
+                rows[group][("in key", "generated")].append(fit["in_key"])
             print(f"{group} {path.name}: " + ", ".join(f"{name} {values[-1]:.2f}" for (name, side), values
                                                        in rows[group].items() if side == "generated"), flush=True)
     print(f"\nmodel {arguments.model}, up to {arguments.bars} bars from the middle of each piece, accompaniment "
-          f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}, clash strength "
+          f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}"
+          f"{', the other parts rewritten under the real lead' if arguments.keep_lead else ''}, clash strength "
           f"{arguments.clash_strength}")
     for group, table in rows.items():
         count = len(next(iter(table.values())))
