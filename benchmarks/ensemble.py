@@ -26,7 +26,7 @@ With ``--keep-lead`` the bars after the cut are written again under the piece's 
 (``generate --keep LEAD --from-bar --bars`` on the whole piece: every other part rewritten there, the
 lead and the bars before and after kept), so that the other parts are judged against the real ones
 under the same melody: their clashes with it and each other, and how often they carry the lead's
-pitch class (``on_others``).
+pitch class (``on_others``); the pop songs are then all of the multi-track ones.
 
 Printed per group (the corpus folder, or "pop"): the mean of each, generated against real.
 """
@@ -84,15 +84,18 @@ def measure(music: Score, seed_end: int, end: int, key: str, declared: str) -> d
             "closes in its key": ends_on_tonic(music, declared, seed_end, end)}
 
 
-def pieces(model: Path, wild: Path | None, count: int) -> list[tuple[str, Path]]:
-    """(group, path) of the seeds: held-out multi-part files of each corpus folder, then the wild songs."""
+def pieces(model: Path, wild: Path | None, count: int, every_band: bool = False) -> list[tuple[str, Path]]:
+    """(group, path) of the seeds: held-out multi-part files of each corpus folder, then the wild songs (with
+    ``every_band``, every multi-track one instead: a song of one track has nothing to rewrite under its lead)."""
     chosen, per_group = [], defaultdict(int)
     for name in corpus_files(model)[1]:
         path = ROOT / name
         if path.is_file() and per_group[path.parent.name] < count and len(read_midi(path).instruments) > 1:
             per_group[path.parent.name] += 1
             chosen.append((path.parent.name, path))
-    if wild:
+    if wild and every_band:
+        chosen += [("pop", path) for path in sorted((wild / "MIDIs_multitrack").glob("*.mid"))]
+    elif wild:
         chosen += [("pop", wild / name) for name in WILD if (wild / name).is_file()]
     return chosen
 
@@ -112,7 +115,7 @@ def main() -> None:
     manifest = read_manifest(arguments.model)
     rows = defaultdict(lambda: defaultdict(list))
     with tempfile.TemporaryDirectory() as scratch:
-        for number, (group, path) in enumerate(pieces(arguments.model, arguments.wild, arguments.pieces)):
+        for number, (group, path) in enumerate(pieces(arguments.model, arguments.wild, arguments.pieces, arguments.keep_lead)):
             real = read_midi(path)
             lines = [line for line in real.bar_lines(until=real.end_tick) if line < real.end_tick] + [real.end_tick]
             middle = len(lines) // 2
