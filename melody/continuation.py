@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from melody.ahead import KeptNotes
+from melody.ensemble import crossings
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
 from melody.score import Instrument, KeySignature, Note, Score, excerpt, melody_line
@@ -212,6 +213,17 @@ def added_registers(primer: Primer, new_parts) -> np.ndarray:
     middles = [next((middle for voice, middle in VOICE_MIDDLES.items() if re.search(rf"\b{voice}\b", names[k])),
                     math.nan) if source in new else math.nan for k, source in enumerate(primer.sources)]
     return np.array(middles, np.float64)
+
+
+def in_order(primer: Primer, chords: np.ndarray) -> np.ndarray:
+    """Per track of ``primer``, the track just above it (tracks come from the highest down after the lead) that it
+    stays under, where both are single lines (``chords`` 1) that never crossed in the seed, as the voices of a
+    chorale or a madrigal: their written notes keep that order too; -1 for every other track."""
+    score = primer.score
+    return np.array([k - 1 if 0 < k < len(score.instruments) and chords[k] == 1 == chords[k - 1]
+                     and not score.instruments[k].is_drum and not score.instruments[k - 1].is_drum
+                     and crossings(score.replace(instruments=score.instruments[k - 1:k + 1]), 0, score.end_tick) == 0
+                     else -1 for k in range(len(primer.sources))], np.int64)
 
 
 def added_under(primer: Primer, new_parts) -> np.ndarray:

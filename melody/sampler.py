@@ -39,9 +39,10 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              where they change); a time shift only up to the next kept note; no Track
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
-    under (``under``)        no note of a track above the last note of the track it stays under, nor
-                             one in parallel fifths or octaves with any part (unless nothing else fits);
-                             a cost for leaps and for doubling the top part (``voice_cost``)
+    under (``under``)        no note of a track above the last note of the track it stays under
+    added (``added``)        for a part added under the others, no note in parallel fifths or octaves
+                             with any part (unless nothing else fits); a cost for leaps, for doubling the
+                             top part and for rising above its voice's register (``voice_cost``)
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
                              its note at a new moment weigh more while it is behind, less while ahead
     the close (``close``)    with ``ending``: the last bar's downbeat on the tonic chord (``_Closing``)
@@ -131,7 +132,7 @@ class Sampler:
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
                chords: np.ndarray | None = None, under: np.ndarray | None = None,
-               register: np.ndarray | None = None, pace: np.ndarray | None = None,
+               register: np.ndarray | None = None, added: np.ndarray | None = None, pace: np.ndarray | None = None,
                held_only: np.ndarray | None = None, close: tuple | None = None,
                clash: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
@@ -145,8 +146,9 @@ class Sampler:
         row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
         of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
-        note it may not rise above (-1: none), e.g. parts added under a melody; ``register``: float per track, the
-        pitch it rises above only at a cost (nan: none; ``_Playing.voice_cost``). ``pace``: float per track, the
+        note it may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``:
+        bool per track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no
+        parallels); ``register``: float per track, the pitch it rises above only at a cost (nan: none). ``pace``: float per track, the
         note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``); ``held_only``: bool per
         track, held back while ahead of its pace, never drawn in while behind. ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
@@ -161,8 +163,8 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
-        playing = _Playing(kept, samples, self.table, primer, chords, (under, register), pace, pitched, held_only,
-                           hearing=bool(clash) or under is not None, watching=closes)
+        playing = _Playing(kept, samples, self.table, primer, chords, (under, register, added), pace, pitched,
+                           held_only, hearing=bool(clash) or added is not None, watching=closes)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
 
@@ -186,11 +188,11 @@ class Sampler:
                 scores = scores + playing.pace_bias(now)
             if clash:
                 scores = scores - clash * playing.clash_bias(now)
-            if playing.staying_under:
+            if playing.adding:
                 scores = scores - playing.voice_cost(now)
             if closing is not None:
                 mask, scores = closing.hold(mask, scores, at_line, bars_seen, position, last, now)
-            if playing.staying_under:  # no parallel fifths or octaves, where the row has another choice
+            if playing.adding:  # no parallel fifths or octaves, where the row has another choice
                 avoiding = mask & ~playing.parallel(now)
                 mask = np.where(avoiding.any(axis=1, keepdims=True), avoiding, mask)
             if kept is not None:
@@ -277,7 +279,8 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, added: tuple = (None, None), pace: np.ndarray | None = None,
+                 chords: np.ndarray | None = None, parts: tuple = (None, None, None),
+                 pace: np.ndarray | None = None,
                  pitched: np.ndarray | None = None, held_only: np.ndarray | None = None, hearing: bool = False,
                  watching: bool = False):
         self.kept, self.table = kept, table
@@ -295,10 +298,14 @@ class _Playing:
             self.chords[:len(chords)] = np.asarray(chords)[:tracks]
         self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
         self.latest = np.full(rows, -1)  # the last track that wrote at this moment
-        under, register = added  # of parts added under others (``Sampler.sample``)
+        under, register, added = parts  # ``Sampler.sample``'s
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
+        self.added = np.zeros(tracks + 1, bool)  # per track, a part added under the others
+        if added is not None:
+            self.added[:len(added)] = np.asarray(added, bool)[:tracks]
+        self.adding = bool(self.added.any())
         self.register = np.full(tracks + 1, np.nan)  # per track, the pitch it rises above at a cost
         if register is not None:
             self.register[:len(register)] = np.asarray(register, np.float64)[:tracks]
@@ -364,7 +371,7 @@ class _Playing:
         return allowed
 
     def parallel(self, now: np.ndarray) -> np.ndarray:
-        """Bool (rows, vocabulary): for a track that stays under another, the notes that would move in parallel
+        """Bool (rows, vocabulary): for a part added under the others, the notes that would move in parallel
         fifths or octaves with any pitched part that moved at this moment (the parts before it in the moment's
         track order, kept or written)."""
         rows = np.arange(len(self.track))
@@ -373,7 +380,7 @@ class _Playing:
         interval = np.abs(before - mine) % 12
         moved = (self.last_start == now[:, None]) & (upper < 128) & (before < 128) & (upper != before) \
             & self.pitched[None, :] & (np.arange(upper.shape[1])[None, :] != self.track[:, None])
-        watch = moved & (mine < 128) & ((interval == 0) | (interval == 7)) & (self.under[self.track] >= 0)[:, None]
+        watch = moved & (mine < 128) & ((interval == 0) | (interval == 7)) & self.added[self.track][:, None]
         if not watch.any():
             return np.zeros((len(rows), len(self.is_track)), bool)
         pitch = self.table["pitch_of"]
@@ -414,7 +421,7 @@ class _Playing:
                        self.pace_top[self.paced][None, :])
 
     def voice_cost(self, now: np.ndarray) -> np.ndarray:
-        """Float (rows, vocabulary): for a track that stays under another (a part added under a melody), ``LEAP``
+        """Float (rows, vocabulary): for a part added under the others (``added``: under a melody), ``LEAP``
         nats per semitone its note would leap beyond a whole step from its last note (inner parts move by step),
         ``DOUBLING`` nats for a note on the pitch class the top part (track 0) sounds at ``now``, and for a part
         with a ``register``, (semitones above it / ``REGISTER_SPREAD``)^2 / 2 nats."""
@@ -426,7 +433,7 @@ class _Playing:
         doubled = (pitch >= 0) & (pitch % 12 == top)
         above = np.nan_to_num(np.maximum(pitch - self.register[self.track][:, None], 0) * (pitch >= 0))
         return (LEAP * leap + DOUBLING * doubled + 0.5 * (above / REGISTER_SPREAD) ** 2) * \
-            (self.under[self.track] >= 0)[:, None]
+            self.added[self.track][:, None]
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): per Note token, how many notes of the other pitched tracks sounding at ``now``

@@ -758,6 +758,33 @@ def test_parts_above_a_kept_bass_write_first_at_its_moments(bundle):
                 assert table["track_of"][token] >= latest
                 latest = table["track_of"][token]
 
+def test_voices_that_never_crossed_in_the_seed_keep_their_order(bundle):
+    """A chorale (bwv104.6, whose tenor and bass cross) continued 16 times at a high temperature: the alto's and
+    the tenor's every note lies at or under the last note of the voice above it (they never crossed in the seed);
+    the order holds only for single lines that never crossed (``in_order``: a pair that crossed, or a chordal
+    part, is free), and the bass, free, does rise above the tenor."""
+    from melody.continuation import chord_limits, in_order
+
+    path = corpus_files("chorales")[5]
+    seed = read_midi(path)
+    primer = make_primer(seed, bundle.tokenizer)
+    assert list(in_order(primer, chord_limits(seed, primer))) == [-1, 0, 1, -1]
+    config = GenerateConfig(bars=6, random_seed=2, num_samples=16, sampling=SamplingConfig(temperature=1.3))
+    result = generate(bundle, path, config=config, write=False)
+    over = {"Alto": 0, "Tenor": 0, "Bass": 0}
+    for made, (begin, _) in zip(result.scores, result.written):
+        for above, part in zip(made.instruments, made.instruments[1:]):
+            for note in (n for n in part.notes if n.start >= begin):
+                before = [n.pitch for n in above.notes if n.start <= note.start]
+                over[part.name] += bool(before) and note.pitch > before[-1]
+    assert over["Alto"] == over["Tenor"] == 0 < over["Bass"], over
+    soprano, alto = primer.score.instruments[:2]
+    crossed = primer.score.replace(instruments=(soprano, dataclasses.replace(alto, notes=alto.notes + (Note(
+        soprano.notes[0].start, soprano.notes[0].pitch + 2, 100, 80),))) + primer.score.instruments[2:])
+    assert list(in_order(dataclasses.replace(primer, score=crossed), [1, 1, 1, 1])) == [-1, -1, 1, -1]
+    assert list(in_order(primer, [1, 3, 1, 1])) == [-1, -1, -1, -1]
+
+
 def test_added_voices_stay_under_the_voice_above_and_never_move_with_another_in_fifths_or_octaves(bundle, tmp_path):
     """Sixteen harmonizations of a chorale's soprano: no added voice rises above the last note of the voice above
     it, nor moves with any voice above it (that one having just moved) from a fifth or an octave into the same
