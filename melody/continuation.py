@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from melody.ahead import KeptNotes
-from melody.ensemble import crossings
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
 from melody.score import Instrument, KeySignature, Note, Score, excerpt, melody_line
@@ -219,11 +218,24 @@ def in_order(primer: Primer, chords: np.ndarray) -> np.ndarray:
     """Per track of ``primer``, the track just above it (tracks come from the highest down after the lead) that it
     stays under, where both are single lines (``chords`` 1) that never crossed in the seed, as the voices of a
     chorale or a madrigal: their written notes keep that order too; -1 for every other track."""
-    score = primer.score
-    return np.array([k - 1 if 0 < k < len(score.instruments) and chords[k] == 1 == chords[k - 1]
-                     and not score.instruments[k].is_drum and not score.instruments[k - 1].is_drum
-                     and crossings(score.replace(instruments=score.instruments[k - 1:k + 1]), 0, score.end_tick) == 0
+    parts = primer.score.instruments
+    return np.array([k - 1 if 0 < k < len(parts) and chords[k] == 1 == chords[k - 1] and not parts[k].is_drum
+                     and not parts[k - 1].is_drum and _crossed(parts[k - 1], parts[k]) is False
                      else -1 for k in range(len(primer.sources))], np.int64)
+
+
+def _crossed(upper: Instrument, lower: Instrument) -> bool | None:
+    """Whether ``lower``'s sounding note is ever above ``upper``'s, looked at each time either strikes (a line's
+    sounding note: its latest, until it ends); None if they never sound together. Linear in the notes."""
+    times = np.union1d([n.start for n in upper.notes], [n.start for n in lower.notes])
+    heard = []
+    for part in (upper, lower):
+        notes = np.array(sorted((n.start, n.end, n.pitch) for n in part.notes), np.int64).reshape(-1, 3)
+        latest = np.searchsorted(notes[:, 0], times, side="right") - 1
+        start, end, pitch = notes[np.maximum(latest, 0)].T
+        heard.append(np.where((latest >= 0) & (end > times), pitch, -1))
+    together = (heard[0] >= 0) & (heard[1] >= 0)
+    return None if not together.any() else bool((heard[1] > heard[0])[together].any())
 
 
 def added_under(primer: Primer, new_parts) -> np.ndarray:

@@ -779,8 +779,9 @@ def test_voices_that_never_crossed_in_the_seed_keep_their_order(bundle):
                 over[part.name] += bool(before) and note.pitch > before[-1]
     assert over["Alto"] == over["Tenor"] == 0 < over["Bass"], over
     soprano, alto = primer.score.instruments[:2]
-    crossed = primer.score.replace(instruments=(soprano, dataclasses.replace(alto, notes=alto.notes + (Note(
-        soprano.notes[0].start, soprano.notes[0].pitch + 2, 100, 80),))) + primer.score.instruments[2:])
+    over = Note(soprano.notes[3].start, soprano.notes[3].pitch + 2, 100, 80)  # the alto above, once
+    crossed = primer.score.replace(instruments=(soprano, dataclasses.replace(alto, notes=tuple(sorted(
+        alto.notes + (over,), key=lambda n: n.start)))) + primer.score.instruments[2:])
     assert list(in_order(dataclasses.replace(primer, score=crossed), [1, 1, 1, 1])) == [-1, -1, 1, -1]
     assert list(in_order(primer, [1, 3, 1, 1])) == [-1, -1, -1, -1]
 
