@@ -227,6 +227,8 @@ def in_order(primer: Primer, chords: np.ndarray) -> np.ndarray:
 def _crossed(upper: Instrument, lower: Instrument) -> bool | None:
     """Whether ``lower``'s sounding note is ever above ``upper``'s, looked at each time either strikes (a line's
     sounding note: its latest, until it ends); None if they never sound together. Linear in the notes."""
+    if not (upper.notes and lower.notes):
+        return None
     times = np.union1d([n.start for n in upper.notes], [n.start for n in lower.notes])
     heard = []
     for part in (upper, lower):
