@@ -117,7 +117,8 @@ def main() -> None:
     manifest = read_manifest(arguments.model)
     rows = defaultdict(lambda: defaultdict(list))
     with tempfile.TemporaryDirectory() as scratch:
-        for number, (group, path) in enumerate(pieces(arguments.model, arguments.wild, arguments.pieces, arguments.keep_lead)):
+        chosen = pieces(arguments.model, arguments.wild, arguments.pieces, arguments.keep_lead)
+        for number, (group, path) in enumerate(chosen):
             real = read_midi(path)
             lines = [line for line in real.bar_lines(until=real.end_tick) if line < real.end_tick] + [real.end_tick]
             middle = len(lines) // 2

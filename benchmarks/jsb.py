@@ -1,6 +1,7 @@
 """melody's network on the JSB chorales benchmark, against published polyphonic results.
 
-    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4] [--batch-size 32] [--out DIR]
+    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4]
+                             [--batch-size 32] [--out DIR]
 
 The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
 valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding

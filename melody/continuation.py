@@ -234,7 +234,7 @@ def _crossed(upper: Instrument, lower: Instrument) -> bool | None:
     for part in (upper, lower):
         notes = np.array(sorted((n.start, n.end, n.pitch) for n in part.notes), np.int64).reshape(-1, 3)
         latest = np.searchsorted(notes[:, 0], times, side="right") - 1
-        start, end, pitch = notes[np.maximum(latest, 0)].T
+        _, end, pitch = notes[np.maximum(latest, 0)].T
         heard.append(np.where((latest >= 0) & (end > times), pitch, -1))
     together = (heard[0] >= 0) & (heard[1] >= 0)
     return None if not together.any() else bool((heard[1] > heard[0])[together].any())

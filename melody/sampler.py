@@ -148,9 +148,10 @@ class Sampler:
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
         note it may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``:
         bool per track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no
-        parallels); ``register``: float per track, the pitch it rises above only at a cost (nan: none). ``pace``: float per track, the
-        note onsets per quarter note it keeps to (nan: free; ``_Playing.pace_bias``); ``held_only``: bool per
-        track, held back while ahead of its pace, never drawn in while behind. ``close`` (with ``ending``):
+        parallels); ``register``: float per track, the pitch it rises above only at a cost (nan: none).
+        ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
+        ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, never drawn
+        in while behind. ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
         the lowest written pitched track on the root (``_Closing``). ``clash``: nats taken off a pitched note for
         each note of another pitched track sounding then that it would clash with (``_Playing.clash_bias``).
