@@ -11,7 +11,7 @@ streamed into the WAV, so memory stays flat however long the music; up to
 ``MAX_RENDER_SECONDS`` are rendered, and a synthesizer that delivered less than
 the music lasts (its disk filled up) is an error, not a silent tail.
 
-Pictures: time runs left to right in bars (bar lines drawn, numbered from 1),
+Pictures: time runs left to right in bars (bar lines drawn, numbered as in the file),
 pitch bottom to top with note names (MIDI 60 = C4), one colour per instrument,
 drums in a lane of their own below, and the new music shaded wherever it lies (after the seed, bars inside it, parts added).
 matplotlib draws on its Agg canvas directly, without pyplot: no display needed.
@@ -154,10 +154,10 @@ def _chunks(raw: Path, frames: int):
 AROUND_BARS = 4  # bars of the seed shown and heard on each side of new music
 
 
-def around(score: Score, written: tuple[int, int], bars: int = AROUND_BARS) -> tuple[Score, tuple[int, int]]:
+def around(score: Score, written: tuple[int, int], bars: int = AROUND_BARS) -> tuple[Score, tuple[int, int], int]:
     """What to show and play of new music in ``score`` (ticks ``written``): it with up to ``bars`` bars of the
-    seed before and after it, moved to start at 0 (the tempo, meter and key then in force), and where the new
-    music lies in that."""
+    seed before and after it, moved to start at 0 (the tempo, meter and key then in force), where the new
+    music lies in that, and the number in ``score`` of its first bar (from 1), to label the bars with."""
     lines = score.bar_lines(until=max(score.end_tick, written[1]) + 1)
     before = [line for line in lines if line <= written[0]]
     after = [line for line in lines if line >= written[1]]
@@ -166,7 +166,7 @@ def around(score: Score, written: tuple[int, int], bars: int = AROUND_BARS) -> t
     if end <= written[1] or not any(n.start >= end for n in score.notes):
         end = None
     cut = excerpt(score, start, end)
-    return cut, (written[0] - start, written[1] - start)
+    return cut, (written[0] - start, written[1] - start), lines.index(start) + 1 if start in lines else 1
 
 
 def bars_of(score: Score, first: int, last: int | None = None) -> Score:
@@ -180,19 +180,19 @@ def bars_of(score: Score, first: int, last: int | None = None) -> Score:
 
 def render(source: str | os.PathLike | Score, wav=None, png=None, soundfont=None, force: bool = False,
            written: tuple[int, int] | None = None, title: str | None = None,
-           bars: tuple[int, int | None] | None = None) -> Audio | None:
+           bars: tuple[int, int | None] | None = None, first_bar: int = 1) -> Audio | None:
     """``melody render``: a MIDI file (or a Score) to ``wav`` and/or ``png``; returns the Audio if a WAV was made.
     ``written``: ticks where new music begins and ends, shaded in the picture; ``bars``: (first, last) bars
-    only (``bars_of``)."""
+    only (``bars_of``), numbered as in the file; ``first_bar``: the number the picture gives the first bar."""
     for path in (wav, png):
         if path is not None:
             check_writable(path, force)
     score = source if isinstance(source, Score) else read_midi(source)
     if bars is not None:
-        score = bars_of(score, *bars)
+        score, first_bar = bars_of(score, *bars), bars[0]
     title = title or ("score" if isinstance(source, Score) else Path(source).name)
     if png is not None:
-        piano_roll(score, png, title=title, written=written, force=force)
+        piano_roll(score, png, title=title, written=written, force=force, first_bar=first_bar)
     return render_wav(score, wav, soundfont, force) if wav is not None else None
 
 
@@ -204,9 +204,10 @@ def note_name(pitch: int) -> str:
 
 
 def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", written: tuple[int, int] | None = None,
-               force: bool = False) -> Path:
-    """Write a piano-roll PNG (PICTURE_INCHES at PICTURE_DPI) of ``score``; the stretch ``written`` (ticks
-    from, to) is shaded as new, wherever it lies, the rest as the seed. One colour per instrument (20 at
+               force: bool = False, first_bar: int = 1) -> Path:
+    """Write a piano-roll PNG (PICTURE_INCHES at PICTURE_DPI) of ``score``, its bars numbered from ``first_bar``
+    (an excerpt's number in its file); the stretch ``written`` (ticks from, to) is shaded as new, wherever it
+    lies, the rest as the seed. One colour per instrument (20 at
     most, then they repeat); the legend names the first ``MAX_LEGEND`` instruments and counts the rest."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -231,7 +232,7 @@ def piano_roll(score: Score, out: str | os.PathLike, title: str = "score", writt
                 by_colour.setdefault(index % len(palette), []).extend(instrument.notes)
         for colour, notes in by_colour.items():
             _draw_notes(axis, notes, is_drum, palette[colour], score)
-        _grid(axis, score, written)
+        _grid(axis, score, written, first_bar)
     if pitched:
         _pitch_axis(axes[0], pitched)
     if drums:
@@ -264,13 +265,13 @@ def _draw_notes(axis, notes, is_drum: bool, colour, score: Score) -> None:
     axis.set_ylim(min(low, y.min() - 1.5), max(high, y.max() + 1.5))
 
 
-def _grid(axis, score: Score, written: tuple[int, int] | None) -> None:
+def _grid(axis, score: Score, written: tuple[int, int] | None, first_bar: int = 1) -> None:
     end = max(score.end_tick, 1)
     lines = score.bar_lines(until=end)
     step = max(1, len(lines) // 24)  # at most about 24 numbered lines
     for tick in lines[::step]:
         axis.axvline(tick, color="0.8", linewidth=0.6, zorder=0)
-    axis.set_xticks(lines[::step], [str(number + 1) for number in range(0, len(lines), step)])
+    axis.set_xticks(lines[::step], [str(first_bar + number) for number in range(0, len(lines), step)])
     axis.set_xlim(0, end)
     if written is None:
         return

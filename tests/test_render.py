@@ -163,12 +163,18 @@ def test_new_music_is_shown_with_four_bars_of_the_seed_on_each_side():
     bar = 1920
     score = Score(480, (Instrument(0, notes=tuple(Note(bar * b, 60 + b, bar, 80) for b in range(16))),),
                   time_signatures=(TimeSignature(0, 4, 4),))
-    shown, region = around(score, (6 * bar, 8 * bar))  # bars 7-8 written inside the piece
-    assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(62, 72))
-    shown, region = around(score, (14 * bar, 16 * bar))  # the last two bars: nothing after them
-    assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(70, 76))
-    shown, region = around(score, (bar, 2 * bar))  # bar 2: one bar before it
-    assert region == (bar, 2 * bar) and shown.notes[0].pitch == 60
+    shown, region, first = around(score, (6 * bar, 8 * bar))  # bars 7-8 written inside the piece
+    assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(62, 72)) and first == 3
+    shown, region, first = around(score, (14 * bar, 16 * bar))  # the last two bars: nothing after them
+    assert region == (4 * bar, 6 * bar) and [n.pitch for n in shown.notes] == list(range(70, 76)) and first == 11
+    shown, region, first = around(score, (bar, 2 * bar))  # bar 2: one bar before it
+    assert region == (bar, 2 * bar) and shown.notes[0].pitch == 60 and first == 1
+    from matplotlib.figure import Figure
+    from melody.render import _grid
+
+    axis = Figure().add_subplot()  # the picture numbers the bars shown as the file does
+    _grid(axis, shown, region, first_bar=11)
+    assert [label.get_text() for label in axis.get_xticklabels()][:3] == ["11", "12", "13"]
 
 
 def test_render_shows_and_plays_only_the_bars_asked(fluidsynth, tmp_path):

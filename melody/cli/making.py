@@ -178,11 +178,12 @@ def _render_outputs(result, wav: bool, png: bool, whole: bool, soundfont, force:
     written, notes = [], set()
     with progress(len(result.files), "Rendering", quiet) as bar:
         for path, score, region in zip(result.files, result.scores, result.written):
+            first = 1
             if region is not None and not whole:
-                score, region = around(score, region)
+                score, region, first = around(score, region)
             audio = render(score, wav=path.with_suffix(".wav") if wav else None,
                            png=path.with_suffix(".png") if png else None, soundfont=soundfont, force=force,
-                           written=region, title=path.name)
+                           written=region, title=path.name, first_bar=first)
             written += [str(path.with_suffix(s)) for s, wanted in ((".wav", wav), (".png", png)) if wanted]
             if audio is not None and audio.note:
                 notes.add(audio.note)
