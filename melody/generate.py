@@ -219,15 +219,12 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                            "that end inside the seed")
     chords = chord_limits(seed_score, primer) if seed_score is not None else None
     parts = (None, None, None)  # per track: the part it stays under, its voice's register, whether it is new
-    if seed_score is not None:
-        under = in_order(primer, chords)
-        if config.add:
-            new_parts = range(len(seed_score.instruments) - len(config.add), len(seed_score.instruments))
-            added = added_under(primer, new_parts)
-            under = np.where(added >= 0, added, under)
-            parts = under, added_registers(primer, new_parts), added >= 0
-        else:
-            parts = under, None, None
+    if seed_score is not None and config.add:
+        new_parts = range(len(seed_score.instruments) - len(config.add), len(seed_score.instruments))
+        added = added_under(primer, new_parts)
+        parts = np.where(added >= 0, added, in_order(primer, chords)), added_registers(primer, new_parts), added >= 0
+    elif seed_score is not None:
+        parts = in_order(primer, chords), None, None
     pace, held_only = paces(primer) if config.pace and seed_score is not None and config.density is None \
         else (None, None)
     if pace is not None and kept is not None:  # a kept part plays as it is

@@ -36,7 +36,7 @@ from melody.files import folder_lock, holds_files
 from melody.interrupts import Interrupted, Stop
 from melody.model import ModelConfig, build_model, load_keras, parameter_count, plain_inputs, transfer_weights
 from melody.tokenizer import TokenizerConfig
-from melody.train_config import TrainConfig
+from melody.train_config import LOWEST_RATE, TrainConfig
 from melody.vocabulary import Vocabulary
 
 
@@ -242,7 +242,6 @@ def _memory_guard(model_config: ModelConfig, config: TrainConfig):
 
 
 RESUMABLE_CHANGES = ("epochs", "max_steps", "patience", "decay")
-LOWEST_RATE = 1 / 8  # of the starting learning rate: with --decay 0.5, three plateaus are cut before the fourth stops
 
 
 def _resumed_configs(out: Path, changes: dict) -> tuple[ModelConfig, TrainConfig, TokenizerConfig]:

@@ -13,6 +13,9 @@ from melody.settings import setting
 MAX_BATCH_TOKENS = 1 << 20  # e.g. 256 x 4096 tokens a step: past that, memory runs out before a step ends
 
 
+LOWEST_RATE = 1 / 8  # of the starting learning rate: with decay 0.5, three plateaus are cut before the fourth stops
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train; defaults suit a laptop CPU. ``max_steps`` caps all steps (quick runs)."""
@@ -27,7 +30,7 @@ class TrainConfig:
                                                 "over the training tokens); shorter on a large corpus.")
     patience: int = setting(3, "Epochs without improvement before stopping.")
     decay: float = setting(0.5, "At a plateau (patience epochs without improvement) multiply the learning rate "
-                           "by this and go on, down to 1/8 of the start; then stop (1: stop at the first).")
+                           f"by this and go on, down to {LOWEST_RATE} of the start; then stop (1: stop at the first).")
     clip_norm: float = 1.0
     max_transpose: int = 5
     random_seed: int = setting(0, "Seed for the split, batches and weights.")
