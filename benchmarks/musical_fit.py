@@ -1,7 +1,7 @@
 """Musical fit: does a continuation belong to its seed? Measured on real seeds in many meters and styles.
 
     python benchmarks/musical_fit.py [--model melody/default_model] [--bars 8] [--out fit-outputs]
-                                     [--wild DIR] [--score-only DIR]
+                                     [--wild DIR] [--draws N] [--score-only DIR]
 
 Seeds (none of them a file the default model trained on):
 * held-out folk songs and chorales of the shipped corpora (the model's own validation
@@ -12,7 +12,8 @@ Seeds (none of them a file the default model trained on):
 * with ``--wild DIR`` (the MidiTok source package's test files, as the tests fetch them):
   multi-track pop songs with drums, POP909 and MAESTRO piano, a type 0 file.
 
-Each seed is continued for ``--bars`` bars (temperature 1, random seed = its number) and
+Each seed is continued for ``--bars`` bars (temperature 1, random seed = its number; with
+``--draws N``, N times, random seeds N * number + 0..N-1, for rules that one draw cannot judge) and
 measured with ``melody.metrics.continuation_fit``. ``--score-only DIR`` measures files already
 generated into DIR (named like the seeds), e.g. by an older melody, so two versions are
 compared with the same yardstick.
@@ -75,14 +76,17 @@ def _meter(path: Path) -> str:
         f"{signatures[0].numerator}/{signatures[0].denominator}" if signatures else "4/4"
 
 
-def generate_all(model: str, chosen, out: Path, bars: int, options: dict) -> None:
+def generate_all(model: str, chosen, out: Path, bars: int, options: dict, draws: int = 1) -> None:
+    """Each seed continued ``draws`` times (random seeds number * draws + 0, 1, ...; one draw: its number)."""
     from melody.bundle import read_manifest
     from melody.generate import GenerateConfig, generate
 
     bundle = read_manifest(model)
     for number, (_, path) in enumerate(chosen):
-        generate(bundle, seed=path, out=out / f"{number:02d}-{path.stem}.mid", force=True,
-                 config=GenerateConfig(bars=bars, random_seed=number, **options))
+        for draw in range(draws):
+            name = f"{number:02d}-{path.stem}" + (f"-{draw + 1}" if draws > 1 else "")
+            generate(bundle, seed=path, out=out / f"{name}.mid", force=True,
+                     config=GenerateConfig(bars=bars, random_seed=number * draws + draw, **options))
 
 
 def report(chosen, seeds: Path, out: Path, bars: int) -> None:
@@ -111,6 +115,7 @@ def main() -> None:
     parser.add_argument("--wild", default=None, help="the MidiTok test files folder (real pop and piano files)")
     parser.add_argument("--key-strength", type=float, default=None, help="as melody generate's")
     parser.add_argument("--accompaniment", default="band", help="as melody generate's")
+    parser.add_argument("--draws", type=int, default=1, help="continuations of each seed (default 1)")
     parser.add_argument("--score-only", default=None,
                         help="measure the continuations in this folder (NN-<seed name>.mid, made from --out's seeds/)")
     args = parser.parse_args()
@@ -128,7 +133,7 @@ def main() -> None:
             options = {"accompaniment": args.accompaniment}
             if args.key_strength is not None:
                 options["key_strength"] = args.key_strength
-            generate_all(args.model, chosen, out, args.bars, options)
+            generate_all(args.model, chosen, out, args.bars, options, args.draws)
         report(chosen, base / "seeds", out, args.bars)
 
 

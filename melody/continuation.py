@@ -323,7 +323,7 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         new_parts.append((primer.sources[track] if track < len(primer.sources) else None, new, notes))
     if seed is None:
         parts = [dataclasses.replace(part, notes=notes) for _, part, notes in new_parts if notes]
-        return Arranged(after.replace(instruments=parts), 0, {"written": [track_name(part, k) for k, part in
+        return Arranged(after.replace(instruments=parts, end=limit), 0, {"written": [track_name(part, k) for k, part in
                                                                              enumerate(parts)]},
                         sum(len(part.notes) for part in parts), None)
     added = {source: notes for source, _, notes in new_parts if source is not None and source not in keep}
@@ -344,18 +344,18 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
             n for n in part.notes if not begin <= n.start < limit)) for k, part in enumerate(seed.instruments)])
         whole = seed.replace(instruments=[dataclasses.replace(part, notes=tuple(sorted(
             part.notes + tuple(added.get(k, ())), key=lambda n: (n.start, n.pitch)))) for k, part in
-            enumerate(seed.instruments)] + extra)
+            enumerate(seed.instruments)] + extra, end=max(seed.end, limit))
         return Arranged(excerpt(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra),
                         (0, limit - begin) if continuation_only else (begin, limit))
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
-        return Arranged(excerpt(seed.replace(instruments=parts), begin), sum(looped.values()), tracks,
+        return Arranged(excerpt(seed.replace(instruments=parts, end=limit), begin), sum(looped.values()), tracks,
                         _count(added, extra), (0, limit - begin))
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
-    return Arranged(seed.replace(instruments=instruments + extra), sum(looped.values()), tracks, _count(added, extra),
-                    (begin, limit))
+    return Arranged(seed.replace(instruments=instruments + extra, end=limit), sum(looped.values()), tracks,
+                    _count(added, extra), (begin, limit))
 
 
 def _count(added: dict, extra: list) -> int:

@@ -218,11 +218,12 @@ def counterparts(seed: Score, output: Score, holds_seed: bool) -> list[int | Non
 
 def bars_spanned(score: Score, start: int) -> int:
     """Bars from the one holding tick ``start`` to the one in which the last note starting at or after it
-    stops sounding, both counted, in the score's meter; 0 without such notes."""
+    stops sounding, or the score ends (``Score.end``: bars of rest at the end count), both counted, in the
+    score's meter; 0 without such notes."""
     ends = [note.end for note in score.notes if note.start >= start]
     if not ends:
         return 0
-    lines = score.bar_lines(until=max(ends))
+    lines = score.bar_lines(until=max(ends + [score.end]))
     first = max(index for index, line in enumerate(lines) if line <= start)
     return len(lines) - first
 

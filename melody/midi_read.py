@@ -364,9 +364,23 @@ def _to_score(midi_file: mido.MidiFile, repairs: Counter) -> Score:
     ]
     if not instruments:
         raise MidiReadError("no notes in the file")
-    return Score(ticks_per_quarter=ticks_per_quarter, instruments=instruments, tempos=last_per_tick(meta.tempos),
-                 time_signatures=last_per_tick(meta.signatures), key_signatures=last_per_tick(meta.keys),
-                 repairs=[f"{reason} ({count})" for reason, count in sorted(repairs.items())])
+    score = Score(ticks_per_quarter=ticks_per_quarter, instruments=instruments, tempos=last_per_tick(meta.tempos),
+                  time_signatures=last_per_tick(meta.signatures), key_signatures=last_per_tick(meta.keys),
+                  repairs=[f"{reason} ({count})" for reason, count in sorted(repairs.items())])
+    return score.replace(end=_resting_end(score, max(track_ends)))
+
+
+def _resting_end(score: Score, track_end: int) -> int:
+    """The file's end of track as the piece's end (``Score.end``) when it closes a bar or two of rest after the
+    last note: on the first or second bar line from the last note's end (as melody writes a continuation whose
+    last bar rests); else 0. A later end of track (47 bars of silence in one real song) is not the music's."""
+    last = score.end_tick
+    longest = max([s.bar_ticks(score.ticks_per_quarter) for s in score.time_signatures] or
+                  [4 * score.ticks_per_quarter])
+    if not last < track_end <= last + 2 * longest:
+        return 0
+    lines = [line for line in score.bar_lines(until=track_end + 1) if line >= last]
+    return track_end if track_end in lines[:2] else 0
 
 
 def find_midi_files(paths) -> list[Path]:

@@ -46,7 +46,7 @@ def midi_bytes(score: Score) -> bytes:
     instruments = _at_most(score.instruments, MAX_TRACKS - 1)
     channels, programs = _assign_channels(instruments)
     notes_by_instrument = _resolve_overlaps(instruments, channels, at)
-    end = max((end for notes in notes_by_instrument for _, end, _ in notes), default=0)
+    end = max([at(score.end)] + [end for notes in notes_by_instrument for _, end, _ in notes])
     tracks = [_conductor_track(score, at, end)]
     for instrument, channel, program, notes in zip(instruments, channels, programs, notes_by_instrument):
         events = [(0, 0, mido.MetaMessage("track_name", name=track_name(instrument)).bin()),

@@ -131,10 +131,15 @@ class Score:
     time_signatures: tuple[TimeSignature, ...] = ()
     key_signatures: tuple[KeySignature, ...] = ()
     repairs: tuple[str, ...] = field(default=(), compare=False)
+    # Where the piece ends when that is after its last note (its last bars rest): the bar line a generation
+    # stopped at, or a MIDI file's end of track on one (``midi_read``); 0 for the end of the last note.
+    end: int = 0
 
     def __post_init__(self):
         if self.ticks_per_quarter < 1:
             raise ValueError(f"ticks_per_quarter must be >= 1, got {self.ticks_per_quarter}")
+        if self.end < 0:
+            raise ValueError(f"end must be >= 0, got {self.end}")
         for name in ("instruments", "tempos", "time_signatures", "key_signatures", "repairs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("tempos", "time_signatures", "key_signatures"):
@@ -151,8 +156,8 @@ class Score:
 
     @property
     def end_tick(self) -> int:
-        """The tick where the last note ends (0 for a score without notes)."""
-        return max((note.end for instrument in self.instruments for note in instrument.notes), default=0)
+        """The tick where the piece ends: where its last note ends, or its ``end`` if later (0 for nothing)."""
+        return max(self.end, max((note.end for part in self.instruments for note in part.notes), default=0))
 
     def tick_to_seconds(self, tick: int) -> float:
         """Seconds from the start to ``tick``, following the tempo map."""
@@ -188,8 +193,8 @@ class Score:
 
 
 def excerpt(score: Score, start: int, end: int | None = None) -> Score:
-    """The part of ``score`` from tick ``start`` on (its notes starting before ``end``, if given), moved to begin
-    at 0, with the tempo, meter and key then in force."""
+    """The part of ``score`` from tick ``start`` on (its notes starting before ``end``, if given, and lasting to
+    ``end`` at least), moved to begin at 0, with the tempo, meter and key then in force."""
     def from_start(events):
         before = [e for e in events if e.tick <= start][-1:]
         return [dataclasses.replace(e, tick=max(0, e.tick - start)) for e in before + [e for e in events
@@ -200,7 +205,7 @@ def excerpt(score: Score, start: int, end: int | None = None) -> Score:
                                                    if n.start >= start and (end is None or n.start < end)])
                      for i in score.instruments],
         time_signatures=from_start(score.time_signatures), key_signatures=from_start(score.key_signatures),
-        tempos=from_start(score.tempos))
+        tempos=from_start(score.tempos), end=max(0, (score.end if end is None else end) - start))
 
 
 def last_per_tick(events) -> list:

@@ -547,6 +547,7 @@ def test_bars_asked_are_bars_written_in_the_seeds_meter(bundle, tmp_path, meter)
     begin = next(line for line in out.bar_lines(until=seed_end + bar + 1) if line >= seed_end - 120)
     new = [n for n in out.notes if n.start >= begin]
     assert new and all(n.end <= begin + 3 * bar for n in new)  # nothing spills past the third bar
+    assert out.end_tick == begin + 3 * bar  # and the file lasts the three bars, rests at the end too
     assert out.time_signatures[-1].numerator == last.numerator and out.time_signatures[-1].denominator == \
         last.denominator
     # and in tokens: every new bar is exactly one bar of the meter long

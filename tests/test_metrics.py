@@ -134,6 +134,17 @@ def test_fit_of_a_continuation_written_alone_and_asked_for_more_bars():
     assert fit["density_ratio"] == pytest.approx(1.0) and fit["tracks_kept"] == 1
 
 
+def test_a_last_bar_of_rest_counts_where_the_score_ends_after_it():
+    """Two bars asked, the second a rest: the continuation is one bar of notes, two where the file says it ends."""
+    lead = [(12 + q, 62, 1) for q in range(3)]
+    output = band(SEED_LEAD + lead, [(3 * b, 36, 3) for b in range(4)], [(q, 36, 0.25) for q in range(12)])
+    assert metrics.continuation_fit(SEED, output, bars_asked=2)["bars_written"] == 1
+    ended = output.replace(end=18 * Q)
+    assert ended.end_tick == 18 * Q and ended.bar_lines() == [0, 3 * Q, 6 * Q, 9 * Q, 12 * Q, 15 * Q]
+    fit = metrics.continuation_fit(SEED, ended, bars_asked=2)
+    assert (fit["bars_written"], fit["bars_exact"]) == (2, True)
+
+
 def test_onsets_a_few_ticks_apart_are_one_onset():
     """A chord as a pianist plays it (its notes 3 and 5 ticks apart at 480 per quarter) is one onset; notes a
     sixteenth apart are two."""

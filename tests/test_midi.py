@@ -279,6 +279,22 @@ def test_written_file_is_daw_ready(pop_song):
     assert validate_midi(data) == []
 
 
+def test_a_piece_ending_in_bars_of_rest_keeps_them_in_its_file():
+    """A score whose end lies a bar after its last note is written with its end of track there and read back
+    ending there; an end of track far later, or off a bar line, is not the music's end."""
+    ended = Score(480, (Instrument(0, notes=(Note(0, 60, 480, 90),)),), end=2 * 1920)
+    assert ended.end_tick == 3840 and Score(480, end=960).end_tick == 960
+    written = mido.MidiFile(file=io.BytesIO(midi_bytes(ended)))
+    assert all(sum(message.time for message in part) == 3840 for part in written.tracks)
+    back = read_midi(midi_bytes(ended))
+    assert (back.end, back.end_tick, back.notes) == (3840, 3840, list(ended.notes))
+    for end_of_track, end in ((1920 - 480, 1920), (3840 - 480, 3840), (47 * 1920 - 480, 480), (2000 - 480, 480)):
+        score = read_midi(smf(track(note(0, 60, 480), ev(end_of_track, 0xFF, 0x01, 0x00))))
+        assert score.end_tick == end, end_of_track
+    with pytest.raises(ValueError):
+        Score(480, end=-1)
+
+
 def test_writer_resolves_overlaps_and_zero_length():
     notes = [Note(0, 60, 480, 100), Note(240, 60, 480, 100), Note(240, 60, 100, 90)]
     score = Score(480, [Instrument(0, notes=notes)])

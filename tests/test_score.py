@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from melody.score import (Instrument, Note, Score, Tempo, TimeSignature, allowed_transpositions, skyline,
+from melody.score import (Instrument, Note, Score, Tempo, TimeSignature, allowed_transpositions, excerpt, skyline,
                           transpose)
 
 
@@ -45,3 +45,9 @@ def test_transpose_keeps_drums_and_refuses_to_leave_the_range():
 def test_skyline_keeps_the_top_note_and_cuts_overlaps():
     notes = [Note(0, 60, 10, 90), Note(0, 67, 10, 90), Note(5, 64, 10, 90)]
     assert skyline(notes) == [Note(0, 67, 5, 90), Note(5, 64, 10, 90)]
+
+
+def test_an_excerpt_ends_where_it_was_cut_or_where_the_piece_ends():
+    score = Score(4, (Instrument(0, notes=(Note(0, 60, 4, 90), Note(8, 62, 4, 90))),), end=32)
+    assert excerpt(score, 8).end_tick == 24 and excerpt(score, 0, 16).end_tick == 16
+    assert excerpt(score.replace(end=0), 8).end_tick == 4
