@@ -40,13 +40,11 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
     under (``under``)        no note of a track above the last note of the track it stays under
-    added (``added``)        for a part added under the others, a cost for leaps, for doubling the top
-                             part and for rising above its voice's register (``voice_cost``)
-    smooth (``smooth``)      no note in parallel fifths or octaves with any part (unless nothing else
-                             fits): every added part, and a seed's lines where its bars have none
+    added (``added``)        for a part added under the others, no note in parallel fifths or octaves
+                             with any part (unless nothing else fits); a cost for leaps, for doubling the
+                             top part and for rising above its voice's register (``voice_cost``)
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
                              its note at a new moment weigh more while it is behind, less while ahead
-                             (counted from its first note in the primer)
     the close (``close``)    with ``ending``: the last bar's downbeat on the tonic chord (``_Closing``)
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
