@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from melody.ahead import KeptNotes
+from melody.ensemble import parallels
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
 from melody.score import Instrument, KeySignature, Note, Score, excerpt, melody_line
@@ -212,6 +213,21 @@ def added_registers(primer: Primer, new_parts) -> np.ndarray:
     middles = [next((middle for voice, middle in VOICE_MIDDLES.items() if re.search(rf"\b{voice}\b", names[k])),
                     math.nan) if source in new else math.nan for k, source in enumerate(primer.sources)]
     return np.array(middles, np.float64)
+
+
+# Parallel fifths and octaves per 100 moves of a pair of parts below which a seed avoids them, and so do its written
+# lines: Bach's chorales and Palestrina's masses have 0-0.3; Haydn's quartets, doubling at the octave, 2-7; pop songs
+# 2-14 (the musical-fit seeds).
+FEW_PARALLELS = 1.0
+
+
+def avoiding_parallels(primer: Primer, chords: np.ndarray) -> np.ndarray:
+    """Per track of ``primer``: whether its written notes avoid moving in parallel fifths or octaves with the other
+    parts, as a pitched single line (``chords`` 1) does in a primer with fewer than ``FEW_PARALLELS``
+    (``melody.ensemble.parallels``)."""
+    parts = primer.score.instruments
+    few = parallels(primer.score, primer.start, primer.start + primer.end) < FEW_PARALLELS  # nan (no moves): False
+    return np.array([bool(few) and chords[k] == 1 and not parts[k].is_drum for k in range(len(primer.sources))])
 
 
 def in_order(primer: Primer, chords: np.ndarray) -> np.ndarray:

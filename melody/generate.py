@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
-from melody.continuation import (ACCOMPANIMENTS, added_registers, added_under, arrange, chord_limits,
-                                 following_tokens, in_order, kept_notes, make_primer, paces, primer_from_opening,
-                                 track_name, with_loops)
+from melody.continuation import (ACCOMPANIMENTS, added_registers, added_under, arrange, avoiding_parallels,
+                                 chord_limits, following_tokens, in_order, kept_notes, make_primer, paces,
+                                 primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -218,13 +218,15 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
         raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
                            "that end inside the seed")
     chords = chord_limits(seed_score, primer) if seed_score is not None else None
-    parts = (None, None, None)  # per track: the part it stays under, its voice's register, whether it is new
+    # per track: the part it stays under, its voice's register, whether it is new, whether it avoids parallels
+    parts = (None, None, None, None)
     if seed_score is not None and config.add:
         new_parts = range(len(seed_score.instruments) - len(config.add), len(seed_score.instruments))
         added = added_under(primer, new_parts)
-        parts = np.where(added >= 0, added, in_order(primer, chords)), added_registers(primer, new_parts), added >= 0
+        parts = (np.where(added >= 0, added, in_order(primer, chords)), added_registers(primer, new_parts), added >= 0,
+                 avoiding_parallels(primer, chords))
     elif seed_score is not None:
-        parts = in_order(primer, chords), None, None
+        parts = in_order(primer, chords), None, None, avoiding_parallels(primer, chords)
     pace, held_only = paces(primer) if config.pace and seed_score is not None and config.density is None \
         else (None, None)
     if pace is not None and kept is not None:  # a kept part plays as it is
@@ -346,7 +348,7 @@ def _following_fit(sampler: Sampler, primer: np.ndarray, rows: list[np.ndarray],
 
 
 def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock, kept=None, chords=None, parts=(None, None, None), pace=None,
+            clock: _Clock, kept=None, chords=None, parts=(None, None, None, None), pace=None,
             held_only=None) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
     bars after ``primer`` (``kept`` notes played in), and whether each is complete. A row without a single note is
@@ -357,7 +359,8 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
                    "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept,
-                   "chords": chords, "under": parts[0], "register": parts[1], "added": parts[2], "pace": pace,
+                   "chords": chords, "under": parts[0], "register": parts[1], "added": parts[2],
+                   "smooth": parts[3], "pace": pace,
                    "held_only": held_only,
                    "close": tokenizer.tonic_notes(primer) if config.ending else None,
                    "clash": config.clash_strength}

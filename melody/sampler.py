@@ -40,11 +40,13 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
     under (``under``)        no note of a track above the last note of the track it stays under
-    added (``added``)        for a part added under the others, no note in parallel fifths or octaves
-                             with any part (unless nothing else fits); a cost for leaps, for doubling the
-                             top part and for rising above its voice's register (``voice_cost``)
+    added (``added``)        for a part added under the others, a cost for leaps, for doubling the top
+                             part and for rising above its voice's register (``voice_cost``)
+    smooth (``smooth``)      no note in parallel fifths or octaves with any part (unless nothing else
+                             fits): every added part, and a seed's lines where its bars have none
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
                              its note at a new moment weigh more while it is behind, less while ahead
+                             (counted from its first note in the primer)
     the close (``close``)    with ``ending``: the last bar's downbeat on the tonic chord (``_Closing``)
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
@@ -132,7 +134,8 @@ class Sampler:
                random_seed: int, config: SamplingConfig = SamplingConfig(), penalty: np.ndarray | None = None,
                pitched: np.ndarray | None = None, ending: bool = False, kept: ahead.KeptNotes | None = None,
                chords: np.ndarray | None = None, under: np.ndarray | None = None,
-               register: np.ndarray | None = None, added: np.ndarray | None = None, pace: np.ndarray | None = None,
+               register: np.ndarray | None = None, added: np.ndarray | None = None,
+               smooth: np.ndarray | None = None, pace: np.ndarray | None = None,
                held_only: np.ndarray | None = None, close: tuple | None = None,
                clash: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
@@ -148,7 +151,8 @@ class Sampler:
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
         note it may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``:
         bool per track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no
-        parallels); ``register``: float per track, the pitch it rises above only at a cost (nan: none).
+        parallels); ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where
+        it has another choice; ``register``: float per track, the pitch it rises above only at a cost (nan: none).
         ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
         ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, never drawn
         in while behind. ``close`` (with ``ending``):
@@ -164,7 +168,7 @@ class Sampler:
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
-        playing = _Playing(kept, samples, self.table, primer, chords, (under, register, added), pace, pitched,
+        playing = _Playing(kept, samples, self.table, primer, chords, (under, register, added, smooth), pace, pitched,
                            held_only, hearing=bool(clash) or added is not None, watching=closes)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
@@ -193,7 +197,7 @@ class Sampler:
                 scores = scores - playing.voice_cost(now)
             if closing is not None:
                 mask, scores = closing.hold(mask, scores, at_line, bars_seen, position, last, now)
-            if playing.adding:  # no parallel fifths or octaves, where the row has another choice
+            if playing.avoiding:  # no parallel fifths or octaves, where the row has another choice
                 avoiding = mask & ~playing.parallel(now)
                 mask = np.where(avoiding.any(axis=1, keepdims=True), avoiding, mask)
             if kept is not None:
@@ -260,6 +264,9 @@ class Sampler:
 PACE_GAIN = 8.0
 PACE_LIMIT = 6.0
 PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time constant (two 4/4 bars)
+# The most nats a part is behind or ahead of its pace as the new music starts: one that rested through the primer's
+# last bars is drawn back in, not made to catch up on the whole rest; one that ended on a flourish waits only a little.
+PACE_ENTRY = 2.0
 # Nats per semitone an added part leaps beyond a whole step: 0.25 brings the mean leap of harmonized chorale parts
 # to Bach's (2.2 against his 2.3 semitones; 3.0 without, 1.9 at 0.5; BENCHMARKS.md, "Harmonizing").
 LEAP = 0.25
@@ -280,7 +287,7 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, parts: tuple = (None, None, None),
+                 chords: np.ndarray | None = None, parts: tuple = (None, None, None, None),
                  pace: np.ndarray | None = None,
                  pitched: np.ndarray | None = None, held_only: np.ndarray | None = None, hearing: bool = False,
                  watching: bool = False):
@@ -299,7 +306,7 @@ class _Playing:
             self.chords[:len(chords)] = np.asarray(chords)[:tracks]
         self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
         self.latest = np.full(rows, -1)  # the last track that wrote at this moment
-        under, register, added = parts  # ``Sampler.sample``'s
+        under, register, added, smooth = parts  # ``Sampler.sample``'s
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
@@ -307,6 +314,10 @@ class _Playing:
         if added is not None:
             self.added[:len(added)] = np.asarray(added, bool)[:tracks]
         self.adding = bool(self.added.any())
+        self.smooth = self.added.copy()  # per track, a part that avoids parallel fifths and octaves
+        if smooth is not None:
+            self.smooth[:len(smooth)] |= np.asarray(smooth, bool)[:tracks]
+        self.avoiding = bool(self.smooth.any())
         self.register = np.full(tracks + 1, np.nan)  # per track, the pitch it rises above at a cost
         if register is not None:
             self.register[:len(register)] = np.asarray(register, np.float64)[:tracks]
@@ -337,6 +348,12 @@ class _Playing:
             if held_only is not None:
                 self.pace_top[:min(len(held_only), tracks)] = np.where(np.asarray(held_only, bool)[:tracks], 0,
                                                                        PACE_LIMIT)
+            # a part's pace clock starts at its first note in the primer: one that rested at its end starts behind
+            memory = PACE_MEMORY * self.steps_per_quarter
+            struck, self.playing_for = _faded_onsets(primer, table, tracks + 1, memory)
+            asked = np.nan_to_num(self.pace) * memory * -np.expm1(-self.playing_for / memory)
+            self.struck[:] = np.clip(struck, (1 + asked) * math.exp(-PACE_ENTRY / PACE_GAIN) - 1,
+                                     (1 + asked) * math.exp(PACE_ENTRY / PACE_GAIN) - 1)
         # the paced tracks; per paced track its Track token(s); per track in force, its place among them (-1: none)
         self.paced = np.flatnonzero(~np.isnan(self.pace)) if pace is not None else np.zeros(0, np.int64)
         self.paced_tokens = (table["track_of"][None, :] == self.paced[:, None]).astype(float)
@@ -372,16 +389,16 @@ class _Playing:
         return allowed
 
     def parallel(self, now: np.ndarray) -> np.ndarray:
-        """Bool (rows, vocabulary): for a part added under the others, the notes that would move in parallel
-        fifths or octaves with any pitched part that moved at this moment (the parts before it in the moment's
-        track order, kept or written)."""
+        """Bool (rows, vocabulary): for a part that avoids them (``smooth``; every part added under the others),
+        the notes that would move in parallel fifths or octaves with any pitched part that moved at this moment
+        (the parts before it in the moment's track order, kept or written)."""
         rows = np.arange(len(self.track))
         mine = self.last_pitch[rows, self.track][:, None]  # (rows, 1) against every track's (rows, tracks + 1)
         upper, before = self.last_pitch, self.before_pitch
         interval = np.abs(before - mine) % 12
         moved = (self.last_start == now[:, None]) & (upper < 128) & (before < 128) & (upper != before) \
             & self.pitched[None, :] & (np.arange(upper.shape[1])[None, :] != self.track[:, None])
-        watch = moved & (mine < 128) & ((interval == 0) | (interval == 7)) & self.added[self.track][:, None]
+        watch = moved & (mine < 128) & ((interval == 0) | (interval == 7)) & self.smooth[self.track][:, None]
         if not watch.any():
             return np.zeros((len(rows), len(self.is_track)), bool)
         pitch = self.table["pitch_of"]
@@ -415,9 +432,10 @@ class _Playing:
     def _lag(self, time: np.ndarray) -> np.ndarray:
         """Float (rows, paced tracks): how far each paced track is behind its pace (onsets per step) at ``time``
         (rows), in nats (``pace_bias``): onsets asked and had both fade with ``PACE_MEMORY``, so an early burst is
-        not paid for with a long rest."""
+        not paid for with a long rest; both are counted from the part's first note in the primer."""
         memory = PACE_MEMORY * self.steps_per_quarter
-        asked = self.pace[self.paced][None, :] * memory * -np.expm1(-time / memory)[:, None]
+        since = time[:, None] + self.playing_for[None, self.paced]  # steps since it first played (in the primer)
+        asked = self.pace[self.paced][None, :] * memory * -np.expm1(-since / memory)
         return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, self.paced])), -PACE_LIMIT,
                        self.pace_top[self.paced][None, :])
 
@@ -514,7 +532,7 @@ class _Playing:
             self.struck *= np.exp(-self.table["shift_steps"][token] / (PACE_MEMORY * self.steps_per_quarter))[:, None]
             self.struck[rows, self.track] += striking & (self.onsets[rows, self.track] == 1)
         self.latest = np.where(moved, -1, np.where(striking, self.track, self.latest))
-        if self.staying_under or self.watching:  # what the rules of parts under parts and of the close look at
+        if self.staying_under or self.watching or self.avoiding:  # what the rules of parts and the close look at
             hit = np.flatnonzero(striking)
             self.before_pitch[hit, self.track[hit]] = self.last_pitch[hit, self.track[hit]]
             self.last_pitch[hit, self.track[hit]] = self.table["pitch_of"][token[hit]]
@@ -593,6 +611,22 @@ class _Closing:
 
 # _CLASHES[a, b]: pitch classes a and b a second, a seventh or a tritone apart
 _CLASHES = np.array([[float((b - a) % 12 in CLASHING) for b in range(12)] for a in range(12)])
+
+
+def _faded_onsets(primer: np.ndarray, table: dict, tracks: int, memory: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per track: the moments it began notes at in ``primer``, each faded by e^(-steps before the primer's end /
+    ``memory``), summed; and the steps from its first to the primer's end (0 if it has none)."""
+    track, time, struck = -1, 0, {}
+    for token in primer:
+        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
+        time += int(table["shift_steps"][token])
+        if table["pitch_of"][token] >= 0 and track >= 0:
+            struck[int(track), time] = True
+    faded, first = np.zeros(tracks), np.full(tracks, time)
+    for track, start in struck:
+        faded[track] += math.exp(-(time - start) / memory)
+        first[track] = min(first[track], start)
+    return faded, time - first
 
 
 def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:

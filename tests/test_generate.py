@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -770,7 +771,8 @@ def test_voices_that_never_crossed_in_the_seed_keep_their_order(bundle):
     seed = read_midi(path)
     primer = make_primer(seed, bundle.tokenizer)
     assert list(in_order(primer, chord_limits(seed, primer))) == [-1, 0, 1, -1]
-    config = GenerateConfig(bars=6, random_seed=2, num_samples=16, sampling=SamplingConfig(temperature=1.3))
+    config = GenerateConfig(bars=6, random_seed=2, num_samples=16, sampling=SamplingConfig(temperature=1.3),
+                            accompaniment="none")  # a voice the model leaves silent in a row is not looped there
     result = generate(bundle, path, config=config, write=False)
     over = {"Alto": 0, "Tenor": 0, "Bass": 0}
     for made, (begin, _) in zip(result.scores, result.written):
@@ -785,6 +787,38 @@ def test_voices_that_never_crossed_in_the_seed_keep_their_order(bundle):
         alto.notes + (over,), key=lambda n: n.start)))) + primer.score.instruments[2:])
     assert list(in_order(dataclasses.replace(primer, score=crossed), [1, 1, 1, 1])) == [-1, -1, 1, -1]
     assert list(in_order(primer, [1, 3, 1, 1])) == [-1, -1, -1, -1]
+
+
+def test_written_voices_avoid_parallels_where_the_seed_does(bundle, monkeypatch):
+    """A chorale (no parallel fifths or octaves in its bars) continued 8 times at a high temperature, silent parts
+    left silent: its written voices move in parallel fifths or octaves less than half as often as free ones (the
+    tiny model leaves a voice no other note now and then); a seed whose tenor doubles the soprano an octave down
+    (parallel octaves throughout) leaves its voices free (``avoiding_parallels``)."""
+    from melody.continuation import avoiding_parallels, chord_limits
+    from melody.ensemble import parallels
+
+    path = corpus_files("chorales")[5]
+    seed = read_midi(path)
+    primer = make_primer(seed, bundle.tokenizer)
+    assert list(avoiding_parallels(primer, chord_limits(seed, primer))) == [True] * 4
+    soprano = seed.instruments[0]
+    doubled = seed.replace(instruments=(soprano, seed.instruments[1], dataclasses.replace(
+        seed.instruments[2], notes=tuple(dataclasses.replace(n, pitch=n.pitch - 12) for n in soprano.notes)),
+        seed.instruments[3]))
+    doubled_primer = make_primer(doubled, bundle.tokenizer)
+    assert not avoiding_parallels(doubled_primer, chord_limits(doubled, doubled_primer)).any()
+
+    def written_parallels():
+        config = GenerateConfig(bars=6, random_seed=3, num_samples=8, sampling=SamplingConfig(temperature=1.3),
+                                accompaniment="none")
+        result = generate(bundle, path, config=config, write=False)
+        return [parallels(made, begin, end) for made, (begin, end) in zip(result.scores, result.written)]
+
+    held = written_parallels()
+    monkeypatch.setattr(sys.modules["melody.generate"], "avoiding_parallels",
+                        lambda primer, chords: np.zeros(len(primer.sources), bool))
+    free = written_parallels()
+    assert np.nansum(held) < np.nansum(free) / 2, (held, free)
 
 
 def test_added_voices_stay_under_the_voice_above_and_never_move_with_another_in_fifths_or_octaves(bundle, tmp_path):
@@ -923,6 +957,30 @@ def test_each_part_s_pace_is_its_onsets_per_quarter_in_its_last_bars_that_play(b
     pace, held_only = paces(primer)
     assert dict(zip(names, pace)) == pytest.approx({"Lead": 2.0, "Strings": 0.5, "Pad": 0.25})
     assert dict(zip(names, held_only)) == {"Lead": False, "Strings": True, "Pad": True}
+
+
+def test_a_pace_counts_the_primer_so_parts_neither_wait_at_the_start_nor_catch_up_on_a_rest(bundle):
+    """As the new music starts, a part that played at its pace up to the end of the primer is on its pace (its
+    first new note does not put it ahead and hold it back); one that rested through the primer's last two bars
+    is behind by ``PACE_ENTRY`` nats, drawn back in but not by the whole rest, and one far faster than its pace
+    ahead by as much; a new part starts level."""
+    from melody.continuation import paces
+    from melody.sampler import PACE_ENTRY, _Playing
+
+    steady = tuple(Note(480 * q, 72 + q % 3, 480, 90) for q in range(32))
+    resting = tuple(Note(480 * q, 64 + q % 2, 480, 90) for q in range(24))
+    seed = Score(480, (Instrument(0, name="Lead", notes=steady), Instrument(48, name="Strings", notes=resting),
+                       Instrument(52, name="Alto")), time_signatures=(TimeSignature(0, 4, 4),))
+    primer = make_primer(seed, bundle.tokenizer, new_parts=[2])
+    pace, held_only = paces(primer)
+    assert list(pace[:2]) == pytest.approx([1.0, 1.0])
+    drawn = np.zeros(len(pace), bool)  # every part drawn in, so that its lag shows both ways
+    playing = _Playing(None, 1, bundle.tokenizer.token_table(), primer.tokens, pace=pace, held_only=drawn)
+    lag = dict(zip([seed.instruments[k].name for k in primer.sources], playing._lag(np.zeros(1))[0]))
+    assert abs(lag["Lead"]) < 0.5 and lag["Strings"] == pytest.approx(PACE_ENTRY) and lag["Alto"] == 0
+    pace[0] = 0.1
+    playing = _Playing(None, 1, bundle.tokenizer.token_table(), primer.tokens, pace=pace, held_only=drawn)
+    assert playing._lag(np.zeros(1))[0, 0] == pytest.approx(-PACE_ENTRY)
 
 
 def test_a_new_part_is_drawn_in_to_move_a_little_more_often_than_the_melody(bundle):
