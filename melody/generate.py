@@ -381,12 +381,17 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
 
 
 def _track_roles(arranged: list, seed: Score | None, programs: list[int], looping=frozenset()) -> dict[str, list[str]]:
-    """What each seed track did in any sample: "written" by the model, else "looped" or "silent"; and
-    "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop)."""
+    """What each seed track did in any sample: "written" by the model, else "looped" or "silent";
+    "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop); and
+    "looped_in": {track: samples} for a track written in some samples and looped in others (left silent there)."""
     roles = {role: [] for role in ("kept", "written", "added", "looped", "silent")}
+    looped_in = {}
     for one in arranged:
         for role, names in one.tracks.items():
             roles[role] += [name for name in names if name not in roles[role]]
+        for name in one.tracks.get("looped", ()):
+            looped_in[name] = looped_in.get(name, 0) + 1
+    roles["looped_in"] = {name: count for name, count in looped_in.items() if name in roles["written"]}
     if looping:  # kept to be heard, but what they play is their loop (the others: silent)
         roles["looped"] = [track_name(seed.instruments[k], k) for k in sorted(looping)]
         roles["silent"] += [name for name in roles["kept"] if name not in roles["looped"]]

@@ -790,9 +790,9 @@ def test_voices_that_never_crossed_in_the_seed_keep_their_order(bundle):
 
 
 def test_written_voices_avoid_parallels_where_the_seed_does(bundle, monkeypatch):
-    """A chorale (no parallel fifths or octaves in its bars) continued 8 times at a high temperature, silent parts
-    left silent: its written voices move in parallel fifths or octaves less than half as often as free ones (the
-    tiny model leaves a voice no other note now and then); a seed whose tenor doubles the soprano an octave down
+    """A chorale (no parallel fifths or octaves in its bars) continued 8 times by the shipped model at a high
+    temperature, silent parts left silent: its written voices move in parallel fifths or octaves less than a third
+    as often as free ones (a voice left no other note may; the tiny model writes too few moves to tell); a seed whose tenor doubles the soprano an octave down
     (parallel octaves throughout) leaves its voices free (``avoiding_parallels``)."""
     from melody.continuation import avoiding_parallels, chord_limits
     from melody.ensemble import parallels
@@ -811,14 +811,15 @@ def test_written_voices_avoid_parallels_where_the_seed_does(bundle, monkeypatch)
     def written_parallels():
         config = GenerateConfig(bars=6, random_seed=3, num_samples=8, sampling=SamplingConfig(temperature=1.3),
                                 accompaniment="none")
-        result = generate(bundle, path, config=config, write=False)
+        result = generate(shipped, path, config=config, write=False)
         return [parallels(made, begin, end) for made, (begin, end) in zip(result.scores, result.written)]
 
+    shipped = load_bundle(DEFAULT_MODEL)
     held = written_parallels()
     monkeypatch.setattr(sys.modules["melody.generate"], "avoiding_parallels",
                         lambda primer, chords: np.zeros(len(primer.sources), bool))
     free = written_parallels()
-    assert np.nansum(held) < np.nansum(free) / 2, (held, free)
+    assert np.nansum(held) < np.nansum(free) / 3, (held, free)
 
 
 def test_added_voices_stay_under_the_voice_above_and_never_move_with_another_in_fifths_or_octaves(bundle, tmp_path):
@@ -977,7 +978,7 @@ def test_a_pace_counts_the_primer_so_parts_neither_wait_at_the_start_nor_catch_u
     drawn = np.zeros(len(pace), bool)  # every part drawn in, so that its lag shows both ways
     playing = _Playing(None, 1, bundle.tokenizer.token_table(), primer.tokens, pace=pace, held_only=drawn)
     lag = dict(zip([seed.instruments[k].name for k in primer.sources], playing._lag(np.zeros(1))[0]))
-    assert abs(lag["Lead"]) < 0.5 and lag["Strings"] == pytest.approx(PACE_ENTRY) and lag["Alto"] == 0
+    assert abs(lag["Lead"]) < PACE_ENTRY / 2 and lag["Strings"] == pytest.approx(PACE_ENTRY) and lag["Alto"] == 0
     pace[0] = 0.1
     playing = _Playing(None, 1, bundle.tokenizer.token_table(), primer.tokens, pace=pace, held_only=drawn)
     assert playing._lag(np.zeros(1))[0, 0] == pytest.approx(-PACE_ENTRY)
@@ -1118,3 +1119,17 @@ def test_a_clash_strength_makes_parts_clash_less(bundle):
         return np.nanmean([continuation_fit(original, score, 4)["clash"] for score in made.scores])
 
     assert clash(3.0) < 0.8 * clash(0.0)
+
+
+def test_the_summary_says_which_samples_looped_a_track_the_model_wrote_in_others():
+    """Four samples: the tenor written in three and left silent (so looped) in one; the bass looped in all. The
+    summary's roles say "written" for the tenor and count the sample that looped it; the bass is "looped"."""
+    from melody.continuation import Arranged
+    from melody.generate import _track_roles
+
+    def sample(written, looped):
+        return Arranged(Score(480), 0, {"kept": [], "written": written, "added": [], "looped": looped, "silent": []})
+
+    roles = _track_roles([sample(["Soprano", "Tenor"], ["Bass"])] * 3 + [sample(["Soprano"], ["Tenor", "Bass"])],
+                         None, [0])
+    assert (roles["written"], roles["looped"], roles["looped_in"]) == (["Soprano", "Tenor"], ["Bass"], {"Tenor": 1})

@@ -147,6 +147,9 @@ def _print_summary(summary: dict) -> None:
     tracks = summary["tracks"]
     roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "added", "looped", "silent")
              if tracks.get(role)]
+    sometimes = [f"{name} in {count} of {summary['samples']} samples" for name, count in tracks["looped_in"].items()]
+    if sometimes:
+        roles.append("looped where the model left it silent: " + ", ".join(sometimes))
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
