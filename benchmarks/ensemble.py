@@ -64,13 +64,14 @@ WILD = ["MIDIs_one_track/POP909_008.mid", "MIDIs_one_track/POP909_010.mid", "MID
 
 
 def cut(score: Score, start: int, end: int) -> Score:
-    """The notes of ``score`` that start before ``end`` (cut at ``end``) and at or after ``start`` (all if 0)."""
+    """The notes of ``score`` that start before ``end`` (cut at ``end``, where it now ends) and at or after ``start``
+    (all if 0)."""
     import dataclasses
 
     parts = [dataclasses.replace(part, notes=tuple(dataclasses.replace(n, duration=min(n.duration, end - n.start))
                                                    for n in part.notes if start <= n.start < end))
              for part in score.instruments]
-    return score.replace(instruments=parts)
+    return score.replace(instruments=parts, end=end)
 
 
 def measure(music: Score, seed_end: int, end: int, key: str, declared: str) -> dict:

@@ -45,13 +45,14 @@ COPY_BAR = 4  # complete bars copied from the training corpus, at most
 
 
 def bars_between(score: Score, first: int, last: int) -> Score:
-    """The notes starting in bars ``first``..``last - 1`` (0-based bar lines), cut at bar ``last``'s line."""
+    """The notes starting in bars ``first``..``last - 1`` (0-based bar lines), cut at bar ``last``'s line, where it
+    now ends."""
     lines = score.bar_lines()
     start, end = lines[first], lines[last]
     parts = [dataclasses.replace(part, notes=[dataclasses.replace(note, duration=min(note.duration, end - note.start))
                                               for note in part.notes if start <= note.start < end])
              for part in score.instruments]
-    return score.replace(instruments=parts)
+    return score.replace(instruments=parts, end=end)
 
 
 def tunes(model: Path, seed_bars: int, bars: int, count: int) -> list[tuple[Path, Score]]:
