@@ -31,7 +31,7 @@ import numpy as np
 from melody.baselines import CopyIndex, fit_ngram, perplexity, token_counts, unigram_nll
 from melody.bundle import Bundle, Manifest, load_bundle, load_corpus, read_manifest
 from melody.errors import CorpusError, MelodyError
-from melody.metrics import continuation_fit, music_metrics
+from melody.metrics import DENSITY_BARS, continuation_fit, music_metrics
 from melody.midi_read import find_midi_files, read_midi
 from melody.score import Score
 from melody.tokenizer import Tokenizer
@@ -235,7 +235,8 @@ def fit_to_seeds(generated, seeds, bars: int | None = None, on_file=None) -> dic
     longest such: ``song.mid`` is the seed of ``song-continued.mid`` and ``song-2.mid``. ``bars``: the
     number asked when generating. Returns {"pairs": [{"generated", "seed", **fit}], "unpaired": [names],
     "bars_exact", "in_key_mean", "in_key_worst" (over tonal seeds: at least 85% of their last bars' notes
-    in their key), "tonal_seeds", "density_within_1_5", "tracks_kept", "tracks_before", "distinct_bar_ratio",
+    in their key), "tonal_seeds", "density_within_1_5", "tracks_kept", "tracks_before", "bars_playing",
+    "seed_bars_playing" (means over the pairs), "distinct_bar_ratio",
     and the mean of each ensemble measure over the pairs that have one: "clash_mean", "lead_on_others_mean",
     "copied_bars_mean", "parallels_mean"}.
     """
@@ -270,6 +271,8 @@ def _fit_totals(pairs: list[dict]) -> dict:
             "in_key_worst": min(tonal) if tonal else math.nan, "tonal_seeds": len(tonal),
             "density_within_1_5": float(np.mean([1 / 1.5 <= d <= 1.5 for d in densities])) if densities else math.nan,
             "tracks_kept": sum(p["tracks_kept"] for p in pairs), "tracks_before": sum(p["tracks_before"] for p in pairs),
+            "bars_playing": _mean(finite(p["bars_playing"] for p in pairs)),
+            "seed_bars_playing": _mean(finite(p["seed_bars_playing"] for p in pairs)),
             "distinct_bar_ratio": float(np.mean(distinct)) if distinct else math.nan,
             **{f"{name}_mean": _mean(finite(p[name] for p in pairs)) for name in ENSEMBLE}}
 
@@ -293,7 +296,8 @@ def fit_table(result: dict) -> str:
     lines += ["", f"bars as asked: {exact}; in key over {result['tonal_seeds']} tonal seeds: mean "
                   f"{result['in_key_mean']:.2f}, worst {result['in_key_worst']:.2f}; density within 1.5x of the "
                   f"seed lead's: {result['density_within_1_5']:.0%}; tracks still sounding after the seed: "
-                  f"{result['tracks_kept']}/{result['tracks_before']}; distinct bars: "
+                  f"{result['tracks_kept']}/{result['tracks_before']}, sounding in {result['bars_playing']:.0%} of the "
+                  f"new bars ({result['seed_bars_playing']:.0%} of the seed's last {DENSITY_BARS}); distinct bars: "
                   f"{result['distinct_bar_ratio']:.2f}"]
     lines.append(f"ensemble: clashing {result['clash_mean']:.2f} of the time parts sound together; the lead on "
                  f"another part's pitch class {result['lead_on_others_mean']:.2f}; accompaniment bars copied "

@@ -264,7 +264,9 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
       ``parts_density``: the same ratio for each other pitched part that plays in the seed and in the new bars,
       the share of them within 1.5x (nan: no such part).
     * ``tracks_before``: the seed's tracks sounding in its last bar; ``tracks_kept``: how many of them
-      sound (their ``counterparts``) in the first new bar.
+      sound (their ``counterparts``) in the first new bar; ``bars_playing``: the share of the new bars (the
+      ``bars_asked``, else those written) each of them sounds in, their mean, against ``seed_bars_playing``, the
+      same over the seed's last ``DENSITY_BARS`` bars (a bass that plays one new bar of eight: 1/8 against 1).
     * ``distinct_bar_ratio`` of the new notes.
     * Ensemble (``melody.ensemble``, over the new bars of ``output``, every part sounding there): ``clash``
       (clashing share of the time two parts sound together), ``lead_on_others`` (share of the new lead's
@@ -289,6 +291,12 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
     kept = [k for k in before if partner[k] is not None
             and sounds(new.instruments[partner[k]], first_bar, _next_line(new, first_bar))]
     region = (start, _next_line(new, last_onset))
+    new_lines = [line for line in new.bar_lines(until=max(new.end_tick, first_bar) + 1) if line >= first_bar]
+    new_lines = (new_lines + [_next_line(new, new_lines[-1])])[:(bars_asked or written) + 1] if new_lines else []
+    playing = [_bars_sounding(new.instruments[partner[k]], new_lines) if partner[k] is not None else 0.0
+               for k in before]
+    seed_playing = [_bars_sounding(seed.instruments[k], seed_lines[-DENSITY_BARS:] + [seed.end_tick])
+                    for k in before]
     others = [partner[k] for k, part in enumerate(seed.instruments)
               if k != lead and partner[k] is not None and not part.is_drum]
     copied = [value for value in (copied_bars(output, k, *region) for k in others) if not math.isnan(value)]
@@ -309,7 +317,15 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
             "density_ratio": new_density / seed_density if seed_density else math.nan,
             "parts_density": float(np.mean([1 / 1.5 <= ratio <= 1.5 for ratio in parts])) if parts else math.nan,
             "tracks_before": len(before), "tracks_kept": len(kept),
+            "bars_playing": float(np.mean(playing)) if playing else math.nan,
+            "seed_bars_playing": float(np.mean(seed_playing)) if seed_playing else math.nan,
             "distinct_bar_ratio": distinct_bar_ratio(new)}
+
+
+def _bars_sounding(part, lines: list[int]) -> float:
+    """The share of the bars between ``lines`` (ticks, in order) in which ``part`` sounds; nan for none."""
+    bars = list(zip(lines, lines[1:]))
+    return float(np.mean([sounds(part, start, end) for start, end in bars])) if bars else math.nan
 
 
 def _recent_density(score: Score, instrument: int) -> float:

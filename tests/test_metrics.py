@@ -121,6 +121,8 @@ def test_fit_of_a_continuation_with_known_answers():
     assert fit["in_key"] == pytest.approx(12 / 13) and fit["lead_in_key"] == pytest.approx(11 / 12)
     assert fit["density_ratio"] == pytest.approx(2.0)
     assert (fit["tracks_before"], fit["tracks_kept"]) == (3, 2)  # the drums stopped
+    # of the 2 new bars the lead sounds in both, the bass in one, the drums in none; in the seed's last 4, all
+    assert (fit["bars_playing"], fit["seed_bars_playing"]) == (pytest.approx(1.5 / 3), 1.0)
     assert fit["distinct_bar_ratio"] == pytest.approx(2 / 2)
     # the new D and C# over the bass's low C (a 9th, a minor 9th) clash all the time they overlap; no new lead note
     # on the bass's C; the bass's one new bar repeats its bars before; one move of the pair, the lead alone
