@@ -203,3 +203,20 @@ def test_debug_shows_the_traceback(tmp_path):
     result = run_melody("--debug", "quantize", tmp_path / "nope.mid", tmp_path / "o.mid")
     assert result.returncode == 2
     assert "Traceback" in result.stderr and result.stderr.strip().endswith("no such file")
+
+
+def test_the_summary_names_the_samples_that_looped_a_track_written_elsewhere(capsys):
+    """The printed summary says which tracks were written and, where the model left a written track silent in some
+    samples (so it looped there), in how many."""
+    from melody.cli.making import _print_summary
+
+    summary = {"files": ["out-1.mid", "out-2.mid"], "accompaniment_notes": 12, "bars": 8, "bars_short": [],
+               "samples": 2, "notes": 80, "tokens": 400, "tokens_per_second": 4000.0, "seconds": 30.0,
+               "random_seed": 1, "paces": {}, "following_log_likelihood": None, "silent_samples": 0,
+               "wall_seconds": {"total": 1.0, "read": 0.1, "sample": 0.5},
+               "tracks": {"kept": [], "written": ["Soprano", "Tenor"], "added": [], "looped": ["Bass"], "silent": [],
+                          "looped_in": {"Tenor": 1}, "not_played": []}}
+    _print_summary(summary)
+    tracks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Tracks:")]
+    assert tracks == ["Tracks: written Soprano, Tenor; looped Bass; looped where the model left it silent: Tenor in "
+                      "1 of 2 samples"]
