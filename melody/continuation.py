@@ -456,9 +456,7 @@ def _looped(part: Instrument, seed: Score, begin: int, limit: int) -> list[Note]
 
 def _next_bar_line(score: Score, tick: int) -> int:
     """The first bar line of ``score`` at or after ``tick`` (bar lines go on in the last meter)."""
-    longest = max([s.bar_ticks(score.ticks_per_quarter) for s in score.time_signatures] or
-                  [4 * score.ticks_per_quarter])
-    return next(line for line in score.bar_lines(until=max(tick, 0) + longest + 1) if line >= tick)
+    return next(line for line in score.bar_lines(until=max(tick, 0) + score.longest_bar + 1) if line >= tick)
 
 
 def _instrument(seed: Score, source: int | None, part: Instrument, notes: list[Note]) -> Instrument:
@@ -490,8 +488,6 @@ def _known_instrument(part: Instrument, programs: set[int]) -> Instrument:
 
 def _bar_limit(timing: Score, position: int, bars: int) -> int:
     """The bar line ``bars`` bars on from ``position`` (the rest of a bar begun counts as a bar more)."""
-    longest = max([s.bar_ticks(timing.ticks_per_quarter) for s in timing.time_signatures] or
-                  [4 * timing.ticks_per_quarter])
-    lines = timing.bar_lines(until=position + (bars + 2) * longest)
+    lines = timing.bar_lines(until=position + (bars + 2) * timing.longest_bar)
     current = max(index for index, line in enumerate(lines) if line <= position)
     return lines[current + bars + (1 if lines[current] < position else 0)]

@@ -360,8 +360,7 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
                    "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept,
                    "chords": chords, "under": parts[0], "register": parts[1], "added": parts[2],
-                   "smooth": parts[3], "pace": pace,
-                   "held_only": held_only,
+                   "smooth": parts[3], "pace": pace, "held_only": held_only,
                    "close": tokenizer.tonic_notes(primer) if config.ending else None,
                    "clash": config.clash_strength}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars

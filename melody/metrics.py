@@ -291,8 +291,9 @@ def continuation_fit(seed: Score, output: Score, bars_asked: int | None = None) 
     kept = [k for k in before if partner[k] is not None
             and sounds(new.instruments[partner[k]], first_bar, _next_line(new, first_bar))]
     region = (start, _next_line(new, last_onset))
-    new_lines = [line for line in new.bar_lines(until=max(new.end_tick, first_bar) + 1) if line >= first_bar]
-    new_lines = (new_lines + [_next_line(new, new_lines[-1])])[:(bars_asked or written) + 1] if new_lines else []
+    count = bars_asked or written
+    new_lines = [line for line in new.bar_lines(until=first_bar + (count + 1) * new.longest_bar)
+                 if line >= first_bar][:count + 1]
     playing = [_bars_sounding(new.instruments[partner[k]], new_lines) if partner[k] is not None else 0.0
                for k in before]
     seed_playing = [_bars_sounding(seed.instruments[k], seed_lines[-DENSITY_BARS:] + [seed.end_tick])

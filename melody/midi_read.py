@@ -375,9 +375,7 @@ def _resting_end(score: Score, track_end: int) -> int:
     last note: on the first or second bar line from the last note's end (as melody writes a continuation whose
     last bar rests); else 0. A later end of track (47 bars of silence in one real song) is not the music's."""
     last = score.end_tick
-    longest = max([s.bar_ticks(score.ticks_per_quarter) for s in score.time_signatures] or
-                  [4 * score.ticks_per_quarter])
-    if not last < track_end <= last + 2 * longest:
+    if not last < track_end <= last + 2 * score.longest_bar:
         return 0
     lines = [line for line in score.bar_lines(until=track_end + 1) if line >= last]
     return track_end if track_end in lines[:2] else 0

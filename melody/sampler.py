@@ -353,7 +353,7 @@ class _Playing:
             # a part's pace clock starts at its first note in the primer: one that rested at its end starts behind
             memory = PACE_MEMORY * self.steps_per_quarter
             struck, self.playing_for = _faded_onsets(primer, table, tracks + 1, memory)
-            asked = np.nan_to_num(self.pace) * memory * -np.expm1(-self.playing_for / memory)
+            asked = _asked(np.nan_to_num(self.pace), self.playing_for, memory)
             self.struck[:] = np.clip(struck, (1 + asked) * math.exp(-PACE_ENTRY / PACE_GAIN) - 1,
                                      (1 + asked) * math.exp(PACE_ENTRY / PACE_GAIN) - 1)
         # the paced tracks; per paced track its Track token(s); per track in force, its place among them (-1: none)
@@ -437,7 +437,7 @@ class _Playing:
         not paid for with a long rest; both are counted from the part's first note in the primer."""
         memory = PACE_MEMORY * self.steps_per_quarter
         since = time[:, None] + self.playing_for[None, self.paced]  # steps since it first played (in the primer)
-        asked = self.pace[self.paced][None, :] * memory * -np.expm1(-since / memory)
+        asked = _asked(self.pace[self.paced][None, :], since, memory)
         return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, self.paced])), -PACE_LIMIT,
                        self.pace_top[self.paced][None, :])
 
@@ -613,6 +613,11 @@ class _Closing:
 
 # _CLASHES[a, b]: pitch classes a and b a second, a seventh or a tritone apart
 _CLASHES = np.array([[float((b - a) % 12 in CLASHING) for b in range(12)] for a in range(12)])
+
+
+def _asked(pace: np.ndarray, steps: np.ndarray, memory: float) -> np.ndarray:
+    """The onsets a pace (per step) asks for over ``steps``, each fading by e^(-steps since / ``memory``)."""
+    return pace * memory * -np.expm1(-steps / memory)
 
 
 def _faded_onsets(primer: np.ndarray, table: dict, tracks: int, memory: float) -> tuple[np.ndarray, np.ndarray]:

@@ -173,6 +173,11 @@ class Score:
     def duration_seconds(self) -> float:
         return self.tick_to_seconds(self.end_tick)
 
+    @property
+    def longest_bar(self) -> int:
+        """Ticks of the longest bar its meters make (4/4 if none)."""
+        return max([s.bar_ticks(self.ticks_per_quarter) for s in self.time_signatures] or [4 * self.ticks_per_quarter])
+
     def bar_lines(self, until: int | None = None) -> list[int]:
         """Ticks where bars start, from 0 up to ``until`` (default: the end), 4/4 if no signature."""
         until = self.end_tick if until is None else until
