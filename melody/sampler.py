@@ -331,6 +331,7 @@ class _Playing:
             np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
         self.sounding = np.full((rows, tracks + 1), -1)  # each track's last note's pitch class (-1: none)
         self.sounding_until = np.zeros((rows, tracks + 1), np.int64)  # ... and when it ends
+        self.ringing = np.zeros((rows, tracks + 1, 12), np.int64)  # ... and per pitch class (a chord's every note)
         self.struck_pitch = np.full(rows, -1)  # the note whose Duration comes next
         self.keeping = kept is not None and len(kept) > 0
         self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
@@ -457,15 +458,13 @@ class _Playing:
             self.added[self.track][:, None]
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:
-        """Float (rows, vocabulary): per Note token, how many notes of the other pitched tracks sounding at ``now``
-        (each track's last) it would form a second, a seventh or a tritone with (``melody.ensemble.CLASHING``),
-        while the track in force is pitched."""
+        """Float (rows, vocabulary): per Note token, how many pitch classes the other pitched tracks sound at ``now``
+        (each chord's every note) it would form a second, a seventh or a tritone
+        with (``melody.ensemble.CLASHING``), while the track in force is pitched."""
         rows = np.arange(len(now))
-        heard = (self.sounding >= 0) & (self.sounding_until > now[:, None]) & self.pitched[None, :]
-        heard[rows, self.track] = False  # a track's own last note is its melody, not a clash
-        counts = np.zeros((len(now), 12))
-        np.add.at(counts, (np.nonzero(heard)[0], self.sounding[heard]), 1.0)
-        clashing = counts @ _CLASHES  # (rows, 12): per pitch class, the sounding notes it clashes with
+        heard = (self.ringing > now[:, None, None]) & self.pitched[None, :, None]  # (rows, tracks + 1, 12)
+        heard[rows, self.track] = False  # a track's own notes are its line and its chord, not a clash
+        clashing = heard.sum(axis=1) @ _CLASHES  # (rows, 12): per pitch class, the sounding notes it clashes with
         pitch = self.table["pitch_of"]
         return np.where((pitch >= 0)[None, :] & self.pitched[self.track][:, None],
                         clashing[:, np.maximum(pitch, 0) % 12], 0.0)
@@ -544,6 +543,9 @@ class _Playing:
             ends = np.flatnonzero(lasting > 0)
             self.sounding[ends, self.track[ends]] = self.struck_pitch[ends] % 12
             self.sounding_until[ends, self.track[ends]] = now[ends] + lasting[ends]
+            ringing = self.ringing[ends, self.track[ends], self.struck_pitch[ends] % 12]
+            self.ringing[ends, self.track[ends], self.struck_pitch[ends] % 12] = np.maximum(ringing,
+                                                                                        now[ends] + lasting[ends])
             self.struck_pitch = np.where(striking, self.table["pitch_of"][token], self.struck_pitch)
         if self.keeping:
             self.slot = np.where(self.begun, self.slot + 1, self.slot)

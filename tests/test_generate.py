@@ -1121,6 +1121,41 @@ def test_a_clash_strength_makes_parts_clash_less(bundle):
     assert clash(3.0) < 0.8 * clash(0.0)
 
 
+def test_a_part_hears_every_note_of_a_chord_another_part_holds(bundle):
+    """A piano strikes C-E-G (G last) and holds it two bars under a lead's quarter notes: a bar on, the lead's D
+    clashes with two of the chord's notes (C and E, not only the G struck last), its F with E and G, its F# with all
+    three, its C with none; the piano hears the lead's C and not its own chord; after the chord, the lead hears
+    nothing."""
+    from melody.sampler import _Playing
+
+    lead = tuple(Note(480 * q, 72, 480, 90) for q in range(12))
+    chord = tuple(Note(0, pitch, 480 * 8, 90) for pitch in (60, 64, 67))
+    seed = Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(0, name="Piano", notes=chord)),
+                 time_signatures=(TimeSignature(0, 4, 4),))
+    tokenizer, table = bundle.tokenizer, bundle.tokenizer.token_table()
+    tokens = tokenizer.encode(seed)
+    start = tokenizer.header_length(tokens)
+    playing = _Playing(None, 1, table, tokens[:start], hearing=True)
+    steps, now = table["steps_per_quarter"], np.zeros(1, np.int64)
+    for token in tokens[start:]:  # the stream up to the second bar
+        if now[0] + table["shift_steps"][token] > 4 * steps:
+            break
+        now += table["shift_steps"][token]
+        playing.played(np.array([token]), now)
+    decoded = tokenizer.decode(tokens).instruments
+    lead_track, piano_track = (next(k for k, part in enumerate(decoded) if len(part.notes) == count) for count in (12, 3))
+    pitches = (62, 65, 66, 60)
+
+    def heard(track: int, quarter: int) -> list[float]:
+        playing.track = np.array([track])
+        bias = playing.clash_bias(np.array([quarter * steps]))[0]
+        return [bias[(table["pitch_of"] == p)].max() for p in pitches]
+
+    assert heard(lead_track, 4) == [2, 2, 3, 0]
+    assert heard(piano_track, 4) == [1, 0, 1, 0]  # the lead's C only
+    assert heard(lead_track, 8) == [0, 0, 0, 0]
+
+
 def test_the_summary_says_which_samples_looped_a_track_the_model_wrote_in_others():
     """Four samples: the tenor written in three and left silent (so looped) in one; the bass looped in all. The
     summary's roles say "written" for the tenor and count the sample that looped it; the bass is "looped"."""
