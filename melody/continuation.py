@@ -311,14 +311,18 @@ class Arranged:
     tracks: dict[str, list[str]]
     new_notes: int = 0  # notes the model wrote, loops included
     written: tuple[int, int] | None = None  # ticks of ``score`` where the new music begins and ends
+    looped_parts: frozenset[int] = frozenset()  # seed instruments that loop because the model left them silent
 
 
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
-            continuation_only: bool = False, accompaniment: str = "band", keep: frozenset[int] = frozenset()) -> Arranged:
+            continuation_only: bool = False, accompaniment: str = "band", keep: frozenset[int] = frozenset(),
+            looping: frozenset[int] = frozenset()) -> Arranged:
     """The output score: the seed followed by the new music (see the module), or the new music alone;
     with how many of its new notes are the accompaniment's loops and what each seed track did. ``keep``: seed
-    instruments kept as they are (their notes were played into the stream, not written). New music inside the
-    seed (``make_primer(at_bar=...)``) replaces the written tracks' notes in its bars; nothing loops there."""
+    instruments kept as they are (their notes were played into the stream, not written); ``looping``: those of
+    them that are loops added after the seed (``with_loops``), heard as the model wrote (the other kept tracks
+    are then silent). New music inside the seed (``make_primer(at_bar=...)``) replaces the written tracks' notes
+    in its bars; nothing more loops there."""
     if accompaniment not in ACCOMPANIMENTS:
         raise MelodyError(f"accompaniment must be one of {', '.join(ACCOMPANIMENTS)}, got {accompaniment!r}")
     before = tokenizer.decode(primer.tokens, meta=primer.timing)
@@ -354,24 +358,36 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
               "looped": [track_name(seed.instruments[k], k) for k in sorted(looped) if k not in written],
               "silent": [track_name(part, k) for k, part in enumerate(seed.instruments)
                          if part.notes and not added.get(k) and k not in keep]}
-    if inside:  # the written tracks' own notes in these bars give way to the new ones; the others play on
+    loop_notes = 0
+    if looping:  # the kept tracks are loops after the seed (or silent)
+        tracks["looped"] = [track_name(seed.instruments[k], k) for k in sorted(looping)]
+        tracks["silent"] += [name for name in tracks["kept"] if name not in tracks["looped"]]
+        tracks["kept"] = []
+        loop_notes = sum(begin <= note.start < limit for k in looping for note in seed.instruments[k].notes)
+    elif inside:  # the written tracks' own notes in these bars give way to the new ones; the others play on
         tracks["kept"], tracks["silent"] = tracks["kept"] + tracks["silent"], []
+    if inside:
         seed = seed.replace(instruments=[part if k not in added else dataclasses.replace(part, notes=tuple(
             n for n in part.notes if not begin <= n.start < limit)) for k, part in enumerate(seed.instruments)])
         whole = seed.replace(instruments=[dataclasses.replace(part, notes=tuple(sorted(
             part.notes + tuple(added.get(k, ())), key=lambda n: (n.start, n.pitch)))) for k, part in
             enumerate(seed.instruments)] + extra, end=max(seed.end, limit))
-        return Arranged(excerpt(whole, begin, limit) if continuation_only else whole, 0, tracks, _count(added, extra),
-                        (0, limit - begin) if continuation_only else (begin, limit))
+        return Arranged(excerpt(whole, begin, limit) if continuation_only else whole, loop_notes, tracks,
+                        _count(added, extra) + loop_notes, (0, limit - begin) if continuation_only else (begin, limit),
+                        looping)
     if continuation_only:
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
         return Arranged(excerpt(seed.replace(instruments=parts, end=limit), begin), sum(looped.values()), tracks,
-                        _count(added, extra), (0, limit - begin))
+                        _count(added, extra), (0, limit - begin), _silent_loops(looped, written))
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
     return Arranged(seed.replace(instruments=instruments + extra, end=limit), sum(looped.values()), tracks,
-                    _count(added, extra), (begin, limit))
+                    _count(added, extra), (begin, limit), _silent_loops(looped, written))
+
+
+def _silent_loops(looped: dict[int, int], written: list[int]) -> frozenset[int]:
+    return frozenset(k for k in looped if k not in written)
 
 
 def _count(added: dict, extra: list) -> int:

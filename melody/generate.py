@@ -170,7 +170,7 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     Writes the files unless ``write`` is False and returns them with their scores and a summary
     (``files``, ``bars``, ``notes``, ``accompaniment_notes``, ``silent_samples``, ``seconds`` of
     music, ``tokens``, ``tokens_per_second`` of sampling, ``wall_seconds`` of each stage: read,
-    load, prime, sample, write; ``random_seed``; ``paces``: per written part held to a pace (``pace``, no
+    load, prime, sample, second take (``_loops_heard``), write; ``random_seed``; ``paces``: per written part held to a pace (``pace``, no
     ``density``), by name, the onsets per quarter note it was held to (``continuation.paces``). A sample that
     comes out without a note is drawn again (``RETRIES`` times, with the random seed plus 1, 2, 3), and counted in
     ``silent_samples`` if it stays silent. ``network``: a model with ``prime`` and ``step`` (``melody.sampler``)
@@ -199,42 +199,23 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
     tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
-    looping, loop_notes = frozenset(), 0
+    looping = frozenset()
     if config.accompaniment == "loop" and seed_score is not None and not tokenizer.config.melody_only:
         others = frozenset(range(len(seed_score.instruments))) - {lead_index(seed_score)}
-        looped, at_bar, loops = with_loops(seed_score, others, config.bars)
-        if loops:  # the loops are kept notes after the seed, the lead written over them
-            seed_score, looping, loop_notes = looped, frozenset(loops), sum(loops.values())
-            config = dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(others)), from_bar=at_bar + 1)
-    primer = _primer(seed_score, manifest, config, random_seed)
-    keep = _kept_instruments(seed_score, config.keep, bool(config.add))
-    kept = kept_notes(primer, tokenizer, keep, config.bars) if keep else None
+        seed_score, config, looping = _with_loops(seed_score, others, config)
+    request = _request(seed_score, manifest, config, random_seed)
     clock.lap("read")
 
     sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
-    following = following_tokens(primer, tokenizer, config.bars) if seed_score is not None else None
+    following = following_tokens(request.primer, tokenizer, config.bars) if seed_score is not None else None
     if following is None and config.candidates > 1:
         raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
                            "that end inside the seed")
-    chords = chord_limits(seed_score, primer) if seed_score is not None else None
-    # per track: the part it stays under, its voice's register, whether it is new, whether it avoids parallels
-    parts = (None, None, None, None)
-    if seed_score is not None and config.add:
-        new_parts = range(len(seed_score.instruments) - len(config.add), len(seed_score.instruments))
-        added = added_under(primer, new_parts)
-        parts = (np.where(added >= 0, added, in_order(primer, chords)), added_registers(primer, new_parts), added >= 0,
-                 avoiding_parallels(primer, chords))
-    elif seed_score is not None:
-        parts = in_order(primer, chords), None, None, avoiding_parallels(primer, chords)
-    pace, held_only = paces(primer) if config.pace and seed_score is not None and config.density is None \
-        else (None, None)
-    if pace is not None and kept is not None:  # a kept part plays as it is
-        pace[sorted(kept.tracks)] = math.nan
-    generated, complete = _sample(sampler, primer.tokens, tokenizer, config, random_seed, clock, kept, chords,
-                                  parts, pace, held_only)
-    fit = None if following is None else _following_fit(sampler, primer.tokens, generated, following, tokenizer)
-    tokens = int(sum(len(row) for row in generated))
+    generated, complete = _sample(sampler, request, tokenizer, config, random_seed, clock)
+    tokens = int(sum(len(row) for row in generated))  # sampled: every candidate, and any second take (below)
+    fit = None if following is None else _following_fit(sampler, request.primer.tokens, generated, following,
+                                                        tokenizer)
     if following is not None:  # a fill: how likely the model finds the seed's next bars after each candidate
         best = [sample * config.candidates + int(np.argmax(fit[sample * config.candidates:
                                                                 (sample + 1) * config.candidates]))
@@ -242,25 +223,30 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
         generated, complete = [generated[k] for k in best], [complete[k] for k in best]
         fit = [round(float(fit[k]), 4) for k in best]
         clock.lap("judge")
-    arranged = [arrange(seed_score, primer, row, tokenizer, config.bars, config.continuation_only,
-                        config.accompaniment, keep) for row in generated]
+    arranged = [arrange(seed_score, request.primer, row, tokenizer, config.bars, config.continuation_only,
+                        config.accompaniment, request.keep, looping) for row in generated]
+    if config.accompaniment == "band" and not request.keep and not tokenizer.config.melody_only:
+        tokens += _loops_heard(seed_score, manifest, sampler, config, random_seed, clock, arranged, generated,
+                               complete)
     scores = [one.score for one in arranged]
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
+    pace = request.pace
     summary = {"files": [str(path) for path in paths], "samples": config.num_samples, "bars": config.bars,
                "bars_short": [int(config.bars - 1 - tokenizer.is_bar(row).sum())
                               for row, done in zip(generated, complete) if not done],
-               "notes": sum(one.new_notes for one in arranged) + loop_notes * len(arranged),
+               "notes": sum(one.new_notes for one in arranged),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
-               "accompaniment_notes": sum(one.looped_notes for one in arranged) + loop_notes * len(arranged),
-               "tracks": _track_roles(arranged, seed_score, manifest.programs, looping),
+               "accompaniment_notes": sum(one.looped_notes for one in arranged),
+               "tracks": _track_roles(arranged, seed_score, manifest.programs),
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
-               "tokens_per_second": round(tokens / max(clock.laps["sample"], 1e-9), 1), "wall_seconds": clock.laps,
+               "tokens_per_second": round(tokens / max(clock.laps["sample"] + clock.laps.get("second take", 0), 1e-9),
+                                          1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None,
                "candidates": config.candidates, "following_log_likelihood": fit,
                "paces": {} if pace is None else {
-                   track_name(seed_score.instruments[primer.sources[k]], primer.sources[k]): round(float(pace[k]), 3)
-                   for k in np.flatnonzero(~np.isnan(pace))}}
+                   track_name(seed_score.instruments[request.primer.sources[k]], request.primer.sources[k]):
+                   round(float(pace[k]), 3) for k in np.flatnonzero(~np.isnan(pace))}}
     return Generation(scores, paths, summary, [None if seed_score is None else one.written for one in arranged])
 
 
@@ -347,20 +333,96 @@ def _following_fit(sampler: Sampler, primer: np.ndarray, rows: list[np.ndarray],
     return total / np.array([max(len(after), 1) for after in resumed])
 
 
-def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock, kept=None, chords=None, parts=(None, None, None, None), pace=None,
-            held_only=None) -> tuple[list[np.ndarray], list[bool]]:
+@dataclass(frozen=True)
+class _Request:
+    """What the sampler is asked for: the primer, the kept seed instruments and their notes, and the rules of the
+    parts (``Sampler.sample``'s ``chords``, ``under``, ``register``, ``added``, ``smooth``, ``pace``, ``held_only``)."""
+
+    primer: object
+    keep: frozenset[int]
+    kept: object = None
+    chords: np.ndarray | None = None
+    parts: tuple = (None, None, None, None)  # per track: the part it stays under, its register, new, smooth
+    pace: np.ndarray | None = None
+    held_only: np.ndarray | None = None
+
+
+def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int) -> _Request:
+    """The primer of ``seed`` as ``config`` asks, with the notes kept and the rules of each part."""
+    tokenizer = manifest.tokenizer
+    primer = _primer(seed, manifest, config, random_seed)
+    keep = _kept_instruments(seed, config.keep, bool(config.add))
+    kept = kept_notes(primer, tokenizer, keep, config.bars) if keep else None
+    if seed is None:
+        return _Request(primer, keep, kept)
+    chords = chord_limits(seed, primer)
+    if config.add:
+        new_parts = range(len(seed.instruments) - len(config.add), len(seed.instruments))
+        added = added_under(primer, new_parts)
+        parts = (np.where(added >= 0, added, in_order(primer, chords)), added_registers(primer, new_parts), added >= 0,
+                 avoiding_parallels(primer, chords))
+    else:
+        parts = in_order(primer, chords), None, None, avoiding_parallels(primer, chords)
+    pace, held_only = paces(primer) if config.pace and config.density is None else (None, None)
+    if pace is not None and kept is not None:  # a kept part plays as it is
+        pace[sorted(kept.tracks)] = math.nan
+    return _Request(primer, keep, kept, chords, parts, pace, held_only)
+
+
+def _with_loops(seed: Score, tracks: frozenset[int], config: GenerateConfig):
+    """``seed`` with ``tracks`` looping after it (``with_loops``), ``config`` keeping them from there on, and
+    the tracks that loop."""
+    looped, at_bar, loops = with_loops(seed, tracks, config.bars)
+    if not loops:
+        return seed, config, frozenset()
+    return looped, dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(tracks)),
+                                       from_bar=at_bar + 1), frozenset(loops)
+
+
+def _loops_heard(seed: Score, manifest: Manifest, sampler: Sampler, config: GenerateConfig, random_seed: int,
+                 clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
+    """The band's second take: the samples in which the model left parts of the band silent (so they loop, unheard
+    by the parts it wrote) are written again with those loops kept, so that the written parts hear them; in place.
+    Samples with the same silent parts are written together, from ``random_seed`` plus ``LOOP_TAKE``. Returns the
+    tokens sampled."""
+    takes: dict[frozenset, list[int]] = {}
+    for row, one in enumerate(arranged):
+        if one.looped_parts:
+            takes.setdefault(one.looped_parts, []).append(row)
+    sampled = 0
+    for number, (silent, rows) in enumerate(sorted(takes.items(), key=lambda item: item[1][0])):
+        looped, again, looping = _with_loops(seed, silent, dataclasses.replace(config, num_samples=len(rows),
+                                                                                candidates=1))
+        request = _request(looped, manifest, again, random_seed + LOOP_TAKE + number)
+        rewritten, finished = _sample(sampler, request, manifest.tokenizer, again, random_seed + LOOP_TAKE + number,
+                                      clock, stage="second take")
+        for row, tokens, done in zip(rows, rewritten, finished):
+            generated[row], complete[row] = tokens, done
+            arranged[row] = arrange(looped, request.primer, tokens, manifest.tokenizer, config.bars,
+                                    config.continuation_only, "band", request.keep, looping)
+            sampled += len(tokens)
+    return sampled
+
+
+LOOP_TAKE = 7919  # added to the random seed of a second take (``_loops_heard``)
+
+
+def _sample(sampler: Sampler, request: _Request, tokenizer, config: GenerateConfig, random_seed: int,
+            clock: _Clock, stage: str = "sample") -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
-    bars after ``primer`` (``kept`` notes played in), and whether each is complete. A row without a single note is
-    drawn again (reproducibly, random seed plus 1, 2, 3)."""
+    bars after ``request``'s primer (its kept notes played in), and whether each is complete. A row without a
+    single note is drawn again (reproducibly, random seed plus 1, 2, 3)."""
+    primer, kept = request.primer.tokens, request.kept
     primed = sampler.prime(primer, kept, ending_in=config.bars - 1 if config.ending else None)
-    clock.lap("prime")
+    if stage == "sample":
+        clock.lap("prime")
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
                    "pitched": [not is_drum for is_drum, _ in tracks], "ending": config.ending, "kept": kept,
-                   "chords": chords, "under": parts[0], "register": parts[1], "added": parts[2],
-                   "smooth": parts[3], "pace": pace, "held_only": held_only,
+                   "chords": request.chords, "under": request.parts[0], "register": request.parts[1],
+                   "added": request.parts[2], "smooth": request.parts[3], "pace": request.pace,
+                   "held_only": request.held_only,
                    "close": tokenizer.tonic_notes(primer) if config.ending else None,
                    "clash": config.clash_strength}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
@@ -375,11 +437,11 @@ def _sample(sampler: Sampler, primer: np.ndarray, tokenizer, config: GenerateCon
             break
         for row, tokens, finished in zip(silent, *draw(len(silent), random_seed + attempt)):
             generated[row], complete[row] = tokens, finished
-    clock.lap("sample")
+    clock.lap(stage)
     return generated, complete
 
 
-def _track_roles(arranged: list, seed: Score | None, programs: list[int], looping=frozenset()) -> dict[str, list[str]]:
+def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent";
     "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop); and
     "looped_in": {track: samples} for a track written in some samples and looped in others (left silent there)."""
@@ -391,10 +453,6 @@ def _track_roles(arranged: list, seed: Score | None, programs: list[int], loopin
         for name in one.tracks.get("looped", ()):
             looped_in[name] = looped_in.get(name, 0) + 1
     roles["looped_in"] = {name: count for name, count in looped_in.items() if name in roles["written"]}
-    if looping:  # kept to be heard, but what they play is their loop (the others: silent)
-        roles["looped"] = [track_name(seed.instruments[k], k) for k in sorted(looping)]
-        roles["silent"] += [name for name in roles["kept"] if name not in roles["looped"]]
-        roles["kept"] = []
     roles["looped"] = [name for name in roles["looped"] if name not in roles["written"]]
     roles["silent"] = [name for name in roles["silent"] if name not in roles["written"] + roles["looped"]]
     drums = seed is not None and any(part.is_drum and part.notes for part in seed.instruments)
@@ -421,7 +479,7 @@ class _Clock:
     def lap(self, stage: str) -> float:
         now = time.perf_counter()
         seconds, self.last = now - self.last, now
-        self.laps[stage] = round(seconds, 3)
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + seconds, 3)
         return seconds
 
 

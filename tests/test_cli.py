@@ -218,5 +218,5 @@ def test_the_summary_names_the_samples_that_looped_a_track_written_elsewhere(cap
                           "looped_in": {"Tenor": 1}, "not_played": []}}
     _print_summary(summary)
     tracks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Tracks:")]
-    assert tracks == ["Tracks: written Soprano, Tenor; looped Bass; looped where the model left it silent: Tenor in "
-                      "1 of 2 samples"]
+    assert tracks == ["Tracks: written Soprano, Tenor; looped Bass; looped where the model left it silent (the other "
+                      "parts then written again, hearing the loop): Tenor in 1 of 2 samples"]

@@ -1156,6 +1156,28 @@ def test_a_part_hears_every_note_of_a_chord_another_part_holds(bundle):
     assert heard(lead_track, 8) == [0, 0, 0, 0]
 
 
+def test_a_part_the_model_left_silent_loops_and_the_other_parts_are_written_again_hearing_it(tmp_path):
+    """Eight samples of a chorale from the shipped model: in one the model leaves the alto silent. That sample is
+    written again with the alto's loop kept: exactly what asking for the alto's loop kept gives (``--keep`` over
+    the seed with the loop after it, from the bar where the loop begins, the second take's random seed), so the
+    written parts hear the loop as they are written. The summary counts the sample and names the take's time."""
+    from melody.continuation import with_loops
+    from melody.generate import LOOP_TAKE
+
+    seed_file = corpus_files("chorales")[1]
+    made = generate(None, seed_file, config=GenerateConfig(bars=4, num_samples=8, random_seed=3), write=False)
+    assert made.summary["tracks"]["looped_in"] == {"Alto": 1} and "second take" in made.summary["wall_seconds"]
+    seed = read_midi(seed_file)
+    alto = [part.name for part in seed.instruments].index("Alto")
+    looped, at_bar, _ = with_loops(seed, {alto}, 4)
+    write_midi(looped, tmp_path / "looped.mid")
+    asked = generate(None, tmp_path / "looped.mid", config=GenerateConfig(
+        bars=4, keep=(str(alto + 1),), from_bar=at_bar + 1, random_seed=3 + LOOP_TAKE), write=False).scores[0]
+    same = [[part.notes for part in score.instruments] == [part.notes for part in asked.instruments]
+            for score in made.scores]
+    assert same.count(True) == 1
+
+
 def test_the_summary_says_which_samples_looped_a_track_the_model_wrote_in_others():
     """Four samples: the tenor written in three and left silent (so looped) in one; the bass looped in all. The
     summary's roles say "written" for the tenor and count the sample that looped it; the bass is "looped"."""

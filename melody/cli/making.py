@@ -149,7 +149,8 @@ def _print_summary(summary: dict) -> None:
              if tracks.get(role)]
     sometimes = [f"{name} in {count} of {summary['samples']} samples" for name, count in tracks["looped_in"].items()]
     if sometimes:
-        roles.append("looped where the model left it silent: " + ", ".join(sometimes))
+        roles.append("looped where the model left it silent (the other parts then written again, hearing the loop): "
+                     + ", ".join(sometimes))
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
@@ -165,7 +166,8 @@ def _print_summary(summary: dict) -> None:
                    f"after it (the likeliest of {summary['candidates']} candidate(s) per sample)")
     stages = summary["wall_seconds"]
     click.echo(f"Done in {stages['total']:.1f} s: " + ", ".join(f"{stage} {stages[stage]:.2f}" for stage in
-                                                            ("read", "load", "prime", "sample", "judge", "write")
+                                                            ("read", "load", "prime", "sample", "second take",
+                                                             "judge", "write")
                                                             if stage in stages)
                + (f", render {stages['render']:.2f}" if "render" in stages else "") + ", the rest start-up")
     if summary["silent_samples"]:
