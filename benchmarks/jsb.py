@@ -67,16 +67,25 @@ def read_split(path: Path) -> dict[str, list[list[list[int]]]]:
     return splits
 
 
-def frames_to_score(frames: list[list[int]]) -> Score:
-    notes = [Note(index * TICKS, pitch, TICKS, 80) for index, frame in enumerate(frames) for pitch in frame]
-    return Score(TICKS, [Instrument(52, name="Chorale", notes=notes)], time_signatures=[TimeSignature(0, 4, 4)])
+def frames_to_score(frames: list[list[int]], voices: int = 0) -> Score:
+    """One track of every frame's pitches; with ``voices``, that many tracks, a frame's highest pitch on the
+    first, its next on the second, and so on (a frame is still the set of its pitches: one to one)."""
+    if not voices:
+        notes = [Note(index * TICKS, pitch, TICKS, 80) for index, frame in enumerate(frames) for pitch in frame]
+        return Score(TICKS, [Instrument(52, name="Chorale", notes=notes)], time_signatures=[TimeSignature(0, 4, 4)])
+    parts = [[] for _ in range(voices)]
+    for index, frame in enumerate(frames):
+        for voice, pitch in enumerate(sorted(frame, reverse=True)[:voices]):
+            parts[voice].append(Note(index * TICKS, pitch, TICKS, 80))
+    return Score(TICKS, [Instrument(52, name=f"Voice {voice + 1}", notes=notes) for voice, notes in enumerate(parts)],
+                 time_signatures=[TimeSignature(0, 4, 4)])
 
 
-def write_split(pieces, folder: Path) -> list[Path]:
+def write_split(pieces, folder: Path, voices: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, frames in enumerate(pieces):
-        paths.append(write_midi(frames_to_score(frames), folder / f"{index:03d}.mid", force=True))
+        paths.append(write_midi(frames_to_score(frames, voices), folder / f"{index:03d}.mid", force=True))
     return paths
 
 
@@ -88,13 +97,17 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, help="model folder to keep (default: a temporary one)")
+    parser.add_argument("--voices", action="store_true",
+                        help="each frame's pitches on as many tracks as the fullest frame has, highest first")
     arguments = parser.parse_args()
     splits = read_split(arguments.data)
+    voices = max(len(frame) for pieces in splits.values() for piece in pieces for frame in piece) \
+        if arguments.voices else 0
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        write_split(splits["train"], scratch / "train")
-        write_split(splits["valid"], scratch / "valid")
-        test = write_split(splits["test"], scratch / "test")
+        write_split(splits["train"], scratch / "train", voices)
+        write_split(splits["valid"], scratch / "valid", voices)
+        test = write_split(splits["test"], scratch / "test", voices)
         out = arguments.out or scratch / "model"
         started = time.time()
         metrics = train(scratch / "train", out, ModelConfig(units=arguments.units),
@@ -110,7 +123,7 @@ def main() -> None:
         valid = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in sorted((scratch / "valid").glob("*.mid"))]
         valid_nats = model_nll(bundle.model, valid)
         valid_frames = sum(len(piece) for piece in splits["valid"])
-    print(f"melody {arguments.units}-unit network, trained {metrics['steps']} steps in {time.time() - started:.0f} s "
+    print(f"melody {arguments.units}-unit network{f', {voices} voices' if voices else ''}, trained {metrics['steps']} steps in {time.time() - started:.0f} s "
           f"({metrics['stopped']})")
     print(f"  valid: {valid_nats / valid_frames:.3f} nats/frame ({valid_frames} frames)")
     print(f"  test:  {nats / frames:.3f} nats/frame ({frames} frames, {sum(map(len, pieces))} tokens)")
