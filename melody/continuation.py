@@ -31,8 +31,8 @@ Score in, Score out; the model and the sampler are not seen here.
 from __future__ import annotations
 
 import dataclasses
-import re
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -311,7 +311,7 @@ class Arranged:
     tracks: dict[str, list[str]]
     new_notes: int = 0  # notes the model wrote, loops included
     written: tuple[int, int] | None = None  # ticks of ``score`` where the new music begins and ends
-    looped_parts: frozenset[int] = frozenset()  # seed instruments that loop because the model left them silent
+    looped_parts: frozenset[int] = frozenset()  # pitched seed instruments looping because the model left them silent
 
 
 def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenizer: Tokenizer, bars: int,
@@ -379,15 +379,16 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
         parts = [dataclasses.replace(seed.instruments[index], notes=tuple(notes))
                  for index, notes in sorted(added.items()) if notes] + extra
         return Arranged(excerpt(seed.replace(instruments=parts, end=limit), begin), sum(looped.values()), tracks,
-                        _count(added, extra), (0, limit - begin), _silent_loops(looped, written))
+                        _count(added, extra), (0, limit - begin), _silent_loops(looped, written, seed, primer))
     instruments = [dataclasses.replace(part, notes=part.notes + tuple(added.get(index, ())))
                    for index, part in enumerate(seed.instruments)]
     return Arranged(seed.replace(instruments=instruments + extra, end=limit), sum(looped.values()), tracks,
-                    _count(added, extra), (begin, limit), _silent_loops(looped, written))
+                    _count(added, extra), (begin, limit), _silent_loops(looped, written, seed, primer))
 
 
-def _silent_loops(looped: dict[int, int], written: list[int]) -> frozenset[int]:
-    return frozenset(k for k in looped if k not in written)
+def _silent_loops(looped: dict[int, int], written: list[int], seed: Score, primer: Primer) -> frozenset[int]:
+    """The looped seed instruments the model could have written (pitched, in the primer) but left silent."""
+    return frozenset(k for k in looped if k not in written and k in primer.sources and not seed.instruments[k].is_drum)
 
 
 def _count(added: dict, extra: list) -> int:
@@ -434,6 +435,26 @@ def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begi
             if added[index]:
                 looped[index] = len(added[index])
     return looped
+
+
+def loops_sounding(seed: Score, primer: Primer, tokenizer: Tokenizer, bars: int,
+                   silent: list[frozenset[int]]) -> tuple[np.ndarray, list[list[int]]]:
+    """For rows whose ``silent`` seed instruments loop (``_accompany``) under the ``bars`` bars after ``primer``:
+    int (rows, steps, 12), at each step from the primer's end the pitch classes those loops sound (one per part
+    and pitch class), and per row the primer's tracks of those instruments."""
+    steps, ticks = tokenizer.config.steps_per_quarter, seed.ticks_per_quarter
+    begin = round((primer.start + primer.end) * ticks / steps)
+    limit = _bar_limit(seed, begin, bars)
+    length = math.ceil((limit - begin) * steps / ticks) + 1
+    sounding = np.zeros((len(silent), length, 12), np.int64)
+    for row, parts in enumerate(silent):
+        for index in parts:
+            part = np.zeros((length, 12), bool)
+            for note in _looped(seed.instruments[index], seed, begin, limit):
+                first, last = (round((tick - begin) * steps / ticks) for tick in (note.start, note.end))
+                part[max(first, 0):max(last, first + 1), note.pitch % 12] = True
+            sounding[row] += part
+    return sounding, [[primer.sources.index(index) for index in sorted(parts)] for parts in silent]
 
 
 LOOP_BARS = 4  # the longest loop; a part that sounds in the seed's last this many bars is part of the band

@@ -27,8 +27,8 @@ import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.continuation import (ACCOMPANIMENTS, added_registers, added_under, arrange, avoiding_parallels,
-                                 chord_limits, following_tokens, in_order, kept_notes, make_primer, paces,
-                                 primer_from_opening, track_name, with_loops)
+                                 chord_limits, following_tokens, in_order, kept_notes, loops_sounding, make_primer,
+                                 paces, primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -226,8 +226,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     arranged = [arrange(seed_score, request.primer, row, tokenizer, config.bars, config.continuation_only,
                         config.accompaniment, request.keep, looping) for row in generated]
     if config.accompaniment == "band" and not request.keep and not tokenizer.config.melody_only:
-        tokens += _loops_heard(seed_score, manifest, sampler, config, random_seed, clock, arranged, generated,
-                               complete)
+        tokens += _loops_heard(seed_score, request, sampler, tokenizer, config, random_seed, clock, arranged,
+                               generated, complete)
     scores = [one.score for one in arranged]
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
@@ -379,36 +379,31 @@ def _with_loops(seed: Score, tracks: frozenset[int], config: GenerateConfig):
                                        from_bar=at_bar + 1), frozenset(loops)
 
 
-def _loops_heard(seed: Score, manifest: Manifest, sampler: Sampler, config: GenerateConfig, random_seed: int,
-                 clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
-    """The band's second take: the samples in which the model left parts of the band silent (so they loop, unheard
-    by the parts it wrote) are written again with those loops kept, so that the written parts hear them; in place.
-    Samples with the same silent parts are written together, from ``random_seed`` plus ``LOOP_TAKE``. Returns the
-    tokens sampled."""
-    takes: dict[frozenset, list[int]] = {}
-    for row, one in enumerate(arranged):
-        if one.looped_parts:
-            takes.setdefault(one.looped_parts, []).append(row)
-    sampled = 0
-    for number, (silent, rows) in enumerate(sorted(takes.items(), key=lambda item: item[1][0])):
-        looped, again, looping = _with_loops(seed, silent, dataclasses.replace(config, num_samples=len(rows),
-                                                                                candidates=1))
-        request = _request(looped, manifest, again, random_seed + LOOP_TAKE + number)
-        rewritten, finished = _sample(sampler, request, manifest.tokenizer, again, random_seed + LOOP_TAKE + number,
-                                      clock, stage="second take")
-        for row, tokens, done in zip(rows, rewritten, finished):
-            generated[row], complete[row] = tokens, done
-            arranged[row] = arrange(looped, request.primer, tokens, manifest.tokenizer, config.bars,
-                                    config.continuation_only, "band", request.keep, looping)
-            sampled += len(tokens)
-    return sampled
+def _loops_heard(seed: Score, request: _Request, sampler: Sampler, tokenizer, config: GenerateConfig,
+                 random_seed: int, clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
+    """The band's second take: the samples in which the model left pitched parts of the band silent (so they
+    loop) are written again, those parts kept silent and their loops heard by every written part's clash rule
+    (``Sampler.sample``'s ``loops``), all in one batch from ``random_seed`` plus ``LOOP_TAKE``; in place.
+    Returns the tokens sampled."""
+    rows = [row for row, one in enumerate(arranged) if one.looped_parts]
+    if not rows or not config.clash_strength:
+        return 0
+    loops = loops_sounding(seed, request.primer, tokenizer, config.bars, [arranged[row].looped_parts for row in rows])
+    again = dataclasses.replace(config, num_samples=len(rows), candidates=1)
+    rewritten, finished = _sample(sampler, request, tokenizer, again, random_seed + LOOP_TAKE, clock,
+                                  stage="second take", loops=loops)
+    for row, tokens, done in zip(rows, rewritten, finished):
+        generated[row], complete[row] = tokens, done
+        arranged[row] = arrange(seed, request.primer, tokens, tokenizer, config.bars, config.continuation_only,
+                                "band", request.keep)
+    return int(sum(len(tokens) for tokens in rewritten))
 
 
 LOOP_TAKE = 7919  # added to the random seed of a second take (``_loops_heard``)
 
 
 def _sample(sampler: Sampler, request: _Request, tokenizer, config: GenerateConfig, random_seed: int,
-            clock: _Clock, stage: str = "sample") -> tuple[list[np.ndarray], list[bool]]:
+            clock: _Clock, stage: str = "sample", loops=None) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
     bars after ``request``'s primer (its kept notes played in), and whether each is complete. A row without a
     single note is drawn again (reproducibly, random seed plus 1, 2, 3)."""
@@ -424,7 +419,7 @@ def _sample(sampler: Sampler, request: _Request, tokenizer, config: GenerateConf
                    "added": request.parts[2], "smooth": request.parts[3], "pace": request.pace,
                    "held_only": request.held_only,
                    "close": tokenizer.tonic_notes(primer) if config.ending else None,
-                   "clash": config.clash_strength}
+                   "clash": config.clash_strength, "loops": loops}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
     def draw(rows: int, seed: int):

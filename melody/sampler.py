@@ -137,7 +137,7 @@ class Sampler:
                register: np.ndarray | None = None, added: np.ndarray | None = None,
                smooth: np.ndarray | None = None, pace: np.ndarray | None = None,
                held_only: np.ndarray | None = None, close: tuple | None = None,
-               clash: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
+               clash: float = 0.0, loops: tuple | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``samples`` continuations of the primer (``prime``): ``bars`` bars in all, counting the bar
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
@@ -159,7 +159,9 @@ class Sampler:
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
         the lowest written pitched track on the root (``_Closing``). ``clash``: nats taken off a pitched note for
         each note of another pitched track sounding then that it would clash with (``_Playing.clash_bias``).
-        The same ``random_seed`` gives the same tokens.
+        ``loops``: (int (samples, steps, 12), per sample a list of tracks): parts that loop under the new music
+        (``continuation.loops_sounding``): each row writes nothing on its silent tracks, and its clash rule hears
+        the pitch classes its loops sound at each step. The same ``random_seed`` gives the same tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched)
@@ -169,7 +171,7 @@ class Sampler:
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
         playing = _Playing(kept, samples, self.table, primer, chords, (under, register, added, smooth), pace, pitched,
-                           held_only, hearing=bool(clash) or added is not None, watching=closes)
+                           held_only, hearing=bool(clash) or added is not None, watching=closes, loops=loops)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
 
@@ -292,7 +294,7 @@ class _Playing:
                  chords: np.ndarray | None = None, parts: tuple = (None, None, None, None),
                  pace: np.ndarray | None = None,
                  pitched: np.ndarray | None = None, held_only: np.ndarray | None = None, hearing: bool = False,
-                 watching: bool = False):
+                 watching: bool = False, loops: tuple | None = None):
         self.kept, self.table = kept, table
         in_force = [table[name][primer][table[name][primer] >= 0] for name in ("track_of", "velocity_of")]
         self.track, self.velocity = (np.full(rows, values[-1] if len(values) else -1) for values in in_force)
@@ -332,6 +334,12 @@ class _Playing:
         self.sounding = np.full((rows, tracks + 1), -1)  # each track's last note's pitch class (-1: none)
         self.sounding_until = np.zeros((rows, tracks + 1), np.int64)  # ... and when it ends
         self.ringing = np.zeros((rows, tracks + 1, 12), np.int64)  # ... and per pitch class (a chord's every note)
+        self.silent = np.zeros((rows, tracks + 1), bool)  # per row, the tracks it leaves to their loops
+        self.looping = None  # per row and step, the pitch classes the loops sound (``Sampler.sample``'s ``loops``)
+        if loops is not None:
+            self.looping = np.asarray(loops[0])
+            for row, silent in enumerate(loops[1]):
+                self.silent[row, silent] = True
         self.struck_pitch = np.full(rows, -1)  # the note whose Duration comes next
         self.keeping = kept is not None and len(kept) > 0
         self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
@@ -376,10 +384,10 @@ class _Playing:
 
     def may(self, now: np.ndarray) -> np.ndarray:
         """Bool (rows, vocabulary): no note or velocity of the model's own while a kept track is in force, or
-        one whose chord at this moment is full; no Track token of a full one, nor of a track before one already
+        one whose chord at this moment is full, or one the row leaves to its loop; no Track token of those, nor of a track before one already
         written at this moment (tracks come in their order within a moment, as in every training piece); for a
         track that stays under another, no note above that one's last (its parallels: ``parallel``)."""
-        full = self.onsets >= self.chords  # (rows, tracks + 1)
+        full = (self.onsets >= self.chords) | self.silent  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
         allowed = ~(closed[:, None] & self.is_note_token[None, :]) & \
@@ -459,12 +467,16 @@ class _Playing:
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): per Note token, how many pitch classes the other pitched tracks sound at ``now``
-        (each chord's every note) it would form a second, a seventh or a tritone
+        (each chord's every note; the loops of parts left silent) it would form a second, a seventh or a tritone
         with (``melody.ensemble.CLASHING``), while the track in force is pitched."""
         rows = np.arange(len(now))
         heard = (self.ringing > now[:, None, None]) & self.pitched[None, :, None]  # (rows, tracks + 1, 12)
         heard[rows, self.track] = False  # a track's own notes are its line and its chord, not a clash
-        clashing = heard.sum(axis=1) @ _CLASHES  # (rows, 12): per pitch class, the sounding notes it clashes with
+        counts = heard.sum(axis=1)
+        if self.looping is not None:  # and the loops of the parts left silent
+            steps = self.looping.shape[1]
+            counts = counts + np.where((now < steps)[:, None], self.looping[rows, np.minimum(now, steps - 1)], 0)
+        clashing = counts @ _CLASHES  # (rows, 12): per pitch class, the sounding notes it clashes with
         pitch = self.table["pitch_of"]
         return np.where((pitch >= 0)[None, :] & self.pitched[self.track][:, None],
                         clashing[:, np.maximum(pitch, 0) % 12], 0.0)
