@@ -997,17 +997,22 @@ def test_a_new_part_is_drawn_in_to_move_a_little_more_often_than_the_melody(bund
     assert list(held_only) == [False, False, False]
 
 
+def primed_chorale(bundle):
+    """The tiny model's sampler primed with a chorale: (sampler, tokenizer, token table, primer, primed, the tokens
+    a row may draw)."""
+    _, sampler = stepper_and_sampler(bundle)
+    tokenizer = bundle.tokenizer
+    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
+    return (sampler, tokenizer, tokenizer.token_table(), primer, sampler.prime(primer.tokens),
+            tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens))))
+
+
 def test_a_part_only_held_back_to_its_pace_is_never_drawn_in(bundle):
     """Eight rows of a chorale's alto (track 1) held to a fast pace: drawn in, it plays more notes than free. Only
     held back, its lag never draws it in: each row's tokens are the free row's until the alto's first note (after
     it, that note puts it ahead of a pace that has only begun). Held back to a slow pace, it plays fewer notes than
     free."""
-    _, sampler = stepper_and_sampler(bundle)
-    tokenizer = bundle.tokenizer
-    table = tokenizer.token_table()
-    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
-    primed = sampler.prime(primer.tokens)
-    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+    sampler, tokenizer, table, primer, primed, allowed = primed_chorale(bundle)
 
     def alto(pace=None, held_only=None):
         rows, _ = sampler.sample(primed, 8, allowed, 1200, 4, 4, pace=pace, held_only=held_only)
@@ -1163,12 +1168,7 @@ def test_rows_leave_their_silent_parts_to_the_loop_and_their_clash_rule_hears_it
     loop they do not."""
     from melody.ensemble import CLASHING
 
-    _, sampler = stepper_and_sampler(bundle)
-    tokenizer = bundle.tokenizer
-    table = tokenizer.token_table()
-    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
-    primed = sampler.prime(primer.tokens)
-    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+    sampler, tokenizer, table, primer, primed, allowed = primed_chorale(bundle)
     triad = {0, 4, 7}
     assert all(any(abs(pc - other) % 12 in CLASHING for other in triad) for pc in set(range(12)) - triad)
     sounding = np.zeros((8, 4 * 4 * table["steps_per_quarter"] + 1, 12), np.int64)
