@@ -1188,18 +1188,18 @@ def test_rows_leave_their_silent_parts_to_the_loop_and_their_clash_rule_hears_it
 
 
 def test_a_sample_whose_part_the_model_left_silent_is_written_again_around_its_loop():
-    """Eight samples of a chorale from the shipped model: in one the model leaves the alto silent. The alto loops
-    its last bars there, and that sample is written again with the alto left to its loop (the summary counts it
+    """Eight samples of a chorale from the shipped model: in one the model leaves the bass silent. The bass loops
+    its last bars there, and that sample is written again with the bass left to its loop (the summary counts it
     and times the second take)."""
     seed_file = corpus_files("chorales")[1]
-    made = generate(None, seed_file, config=GenerateConfig(bars=4, num_samples=8, random_seed=3), write=False)
-    assert made.summary["tracks"]["looped_in"] == {"Alto": 1} and made.summary["wall_seconds"]["second take"] > 0
+    made = generate(None, seed_file, config=GenerateConfig(bars=4, num_samples=8, random_seed=1), write=False)
+    assert made.summary["tracks"]["looped_in"] == {"Bass": 1} and made.summary["wall_seconds"]["second take"] > 0
     seed = read_midi(seed_file)
-    alto = [part.name for part in seed.instruments].index("Alto")
+    bass = [part.name for part in seed.instruments].index("Bass")
     looping = [score for score, (start, end) in zip(made.scores, made.written)
-               if [n for n in score.instruments[alto].notes if start <= n.start < end]
-               and len(score.instruments[alto].notes) > len(seed.instruments[alto].notes)]
-    assert len(looping) == 8  # every sample's alto sounds in the new bars: written in seven, looped in one
+               if [n for n in score.instruments[bass].notes if start <= n.start < end]
+               and len(score.instruments[bass].notes) > len(seed.instruments[bass].notes)]
+    assert len(looping) == 8  # every sample's bass sounds in the new bars: written in seven, looped in one
 
 
 def test_the_summary_says_which_samples_looped_a_track_the_model_wrote_in_others():
