@@ -212,7 +212,9 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     if following is None and config.candidates > 1:
         raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
                            "that end inside the seed")
-    generated, complete = _sample(sampler, request, tokenizer, config, random_seed, clock)
+    primed = sampler.prime(request.primer.tokens, request.kept, ending_in=config.bars - 1 if config.ending else None)
+    clock.lap("prime")
+    generated, complete = _sample(sampler, primed, request, tokenizer, config, random_seed, clock)
     tokens = int(sum(len(row) for row in generated))  # sampled: every candidate, and any second take (below)
     fit = None if following is None else _following_fit(sampler, request.primer.tokens, generated, following,
                                                         tokenizer)
@@ -226,8 +228,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     arranged = [arrange(seed_score, request.primer, row, tokenizer, config.bars, config.continuation_only,
                         config.accompaniment, request.keep, looping) for row in generated]
     if config.accompaniment == "band" and not request.keep and not tokenizer.config.melody_only:
-        tokens += _loops_heard(seed_score, request, sampler, tokenizer, config, random_seed, clock, arranged,
-                               generated, complete)
+        tokens += _loops_heard(seed_score, request, sampler, primed, tokenizer, config, random_seed, clock,
+                               arranged, generated, complete)
     scores = [one.score for one in arranged]
     atomic_write_all({path: midi_bytes(score) for path, score in zip(paths, scores)}, force=force)
     clock.lap("write")
@@ -379,7 +381,7 @@ def _with_loops(seed: Score, tracks: frozenset[int], config: GenerateConfig):
                                        from_bar=at_bar + 1), frozenset(loops)
 
 
-def _loops_heard(seed: Score, request: _Request, sampler: Sampler, tokenizer, config: GenerateConfig,
+def _loops_heard(seed: Score, request: _Request, sampler: Sampler, primed, tokenizer, config: GenerateConfig,
                  random_seed: int, clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
     """The band's second take: the samples in which the model left pitched parts of the band silent (so they
     loop) are written again, those parts kept silent and their loops heard by every written part's clash rule
@@ -390,7 +392,7 @@ def _loops_heard(seed: Score, request: _Request, sampler: Sampler, tokenizer, co
         return 0
     loops = loops_sounding(seed, request.primer, tokenizer, config.bars, [arranged[row].looped_parts for row in rows])
     again = dataclasses.replace(config, num_samples=len(rows), candidates=1)
-    rewritten, finished = _sample(sampler, request, tokenizer, again, random_seed + LOOP_TAKE, clock,
+    rewritten, finished = _sample(sampler, primed, request, tokenizer, again, random_seed + LOOP_TAKE, clock,
                                   stage="second take", loops=loops)
     for row, tokens, done in zip(rows, rewritten, finished):
         generated[row], complete[row] = tokens, done
@@ -402,15 +404,12 @@ def _loops_heard(seed: Score, request: _Request, sampler: Sampler, tokenizer, co
 LOOP_TAKE = 7919  # added to the random seed of a second take (``_loops_heard``)
 
 
-def _sample(sampler: Sampler, request: _Request, tokenizer, config: GenerateConfig, random_seed: int,
+def _sample(sampler: Sampler, primed, request: _Request, tokenizer, config: GenerateConfig, random_seed: int,
             clock: _Clock, stage: str = "sample", loops=None) -> tuple[list[np.ndarray], list[bool]]:
     """``config.num_samples`` x ``config.candidates`` rows (each sample's candidates together) of ``config.bars``
     bars after ``request``'s primer (its kept notes played in), and whether each is complete. A row without a
     single note is drawn again (reproducibly, random seed plus 1, 2, 3)."""
     primer, kept = request.primer.tokens, request.kept
-    primed = sampler.prime(primer, kept, ending_in=config.bars - 1 if config.ending else None)
-    if stage == "sample":
-        clock.lap("prime")
     tracks = tokenizer.tracks(primer)
     allowed = tokenizer.sampling_mask(len(tracks))
     constraints = {"penalty": config.key_strength * tokenizer.out_of_key(primer),
