@@ -191,7 +191,7 @@ class Sampler:
             mask = np.where(at_line[:, None], forced_line[None, :], free[last] & fits[left])
             mask &= playing.may(now)
             scores = logits + bias[playing.track + 1]
-            if pace is not None:
+            if len(playing.paced):
                 scores = scores + playing.pace_bias(now)
             if clash:
                 scores = scores - clash * playing.clash_bias(now)

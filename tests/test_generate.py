@@ -682,6 +682,18 @@ def test_a_fill_leaves_what_the_model_cannot_play_as_it_was(bundle, tmp_path):
     assert made.summary["tracks"]["kept"] == ["Kit"] and made.summary["tracks"]["written"] == ["Piano"]
 
 
+def test_bars_written_before_any_part_has_played_have_no_pace_to_keep(bundle, tmp_path):
+    """A song whose only part comes in at bar 9 (a POP909 intro), written from bar 3: no part has a pace in the
+    bars before (each is nan), and the bars are written all the same, with nothing held to a pace."""
+    tune = tuple(Note(480 * q, 60 + q % 7, 480, 80) for q in range(32, 48))
+    write_midi(Score(480, (Instrument(0, name="Piano", notes=tune),), time_signatures=(TimeSignature(0, 4, 4),)),
+               tmp_path / "seed.mid")
+    made = generate(bundle, tmp_path / "seed.mid", config=GenerateConfig(bars=2, from_bar=3, random_seed=3),
+                    write=False)
+    assert made.summary["paces"] == {} and made.summary["bars_short"] == []
+    assert made.written[0] == (480 * 8, 480 * 16)
+
+
 def test_a_sample_cut_short_by_the_token_limit_is_said_in_the_headline(bundle, tmp_path, monkeypatch):
     import sys
 
