@@ -881,6 +881,32 @@ def test_added_voices_pay_for_leaps_and_for_doubling_the_melody(bundle, tmp_path
                                                                               held_doubled)
 
 
+def test_the_lowest_added_part_leaps_by_fourths_fifths_and_octaves_for_free(bundle):
+    """Three parts added under a melody, each last on C4: an octave down costs the inner parts ``LEAP`` x 10 nats
+    and the lowest (the bass) nothing; a ninth down (14 semitones) costs the bass only the two semitones beyond
+    the octave; a step costs no part anything."""
+    from melody.sampler import LEAP, _Playing
+
+    table = bundle.tokenizer.token_table()
+    tune = Instrument(0, name="Tune", notes=tuple(Note(480 * q, 72, 480, 90) for q in range(8)))
+    seed = Score(480, (tune, Instrument(52, name="Alto"), Instrument(52, name="Tenor"), Instrument(52, name="Bass")),
+                 time_signatures=(TimeSignature(0, 4, 4),))
+    primer = make_primer(seed, bundle.tokenizer, new_parts=[1, 2, 3])
+    added = np.array([source in (1, 2, 3) for source in primer.sources])
+    playing = _Playing(None, 1, table, primer.tokens, parts=(None, None, added, None), hearing=True)
+    note = {pitch: np.flatnonzero(table["pitch_of"] == pitch)[0] for pitch in (58, 48, 46)}
+    for track, source in enumerate(primer.sources):
+        playing.last_pitch[0, track] = 60
+    costs = {}
+    for track, source in enumerate(primer.sources):
+        playing.track = np.array([track])
+        cost = playing.voice_cost(np.zeros(1, np.int64))[0]
+        costs[seed.instruments[source].name] = {pitch: cost[token] for pitch, token in note.items()}
+    assert costs["Alto"][48] == pytest.approx(10 * LEAP) and costs["Tenor"][48] == pytest.approx(10 * LEAP)
+    assert costs["Bass"][48] == 0 and costs["Bass"][46] == pytest.approx(2 * LEAP)
+    assert costs["Alto"][58] == costs["Bass"][58] == 0 and costs["Tune"] == {58: 0, 48: 0, 46: 0}
+
+
 def test_added_voices_named_after_a_choir_voice_keep_under_its_middle(bundle, tmp_path, monkeypatch):
     """Eight harmonizations of a chorale's soprano: parts named after a voice ("Bass" played by a cello too) rise
     more than 4 semitones above their voice's middle (``VOICE_MIDDLES``) in fewer than 2% of their notes when the
