@@ -285,6 +285,10 @@ DOUBLING = 1.0
 # voice's middle (``continuation.VOICE_MIDDLES``): 0.5 nats at 5 semitones, 2 at 10. Harmonizing held-out chorale
 # sopranos, it brings the alto, tenor and bass down to Bach's mean pitches (BENCHMARKS.md, "Harmonizing").
 REGISTER_SPREAD = 5.0
+# Semitones below its voice's middle where such a part starts to pay the same again for going lower (a bass under G2,
+# a tenor under D3): Bach's lowest 5% of bass notes lie about 7 below its middle. Without it a bass that leaps freely
+# (``BASS_LEAP``) could sink out of a singer's range through a long tune.
+VOICE_DEPTH = 7.0
 CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
 
@@ -389,9 +393,10 @@ class _Playing:
 
     def may(self, now: np.ndarray) -> np.ndarray:
         """Bool (rows, vocabulary): no note or velocity of the model's own while a kept track is in force, or
-        one whose chord at this moment is full, or one the row leaves to its loop; no Track token of those, nor of a track before one already
-        written at this moment (tracks come in their order within a moment, as in every training piece); for a
-        track that stays under another, no note above that one's last (its parallels: ``parallel``)."""
+        one whose chord at this moment is full, or one the row leaves to its loop; no Track token of those, nor
+        of a track before one already written at this moment (tracks come in their order within a moment, as in
+        every training piece); for a track that stays under another, no note above that one's last (its
+        parallels: ``parallel``)."""
         full = (self.onsets >= self.chords) | self.silent  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
@@ -460,7 +465,8 @@ class _Playing:
         nats per semitone its note would leap beyond a whole step from its last note (inner parts move by step;
         the lowest added part, a bass, beyond ``BASS_LEAP``),
         ``DOUBLING`` nats for a note on the pitch class the top part (track 0) sounds at ``now``, and for a part
-        with a ``register``, (semitones above it / ``REGISTER_SPREAD``)^2 / 2 nats."""
+        with a ``register``, (semitones above it, or below it by more than ``VOICE_DEPTH``, / ``REGISTER_SPREAD``)^2
+        / 2 nats."""
         rows = np.arange(len(self.track))
         last = self.last_pitch[rows, self.track][:, None]
         pitch = self.table["pitch_of"][None, :]
@@ -468,8 +474,10 @@ class _Playing:
         leap = np.maximum(np.abs(pitch - last) - free, 0) * ((pitch >= 0) & (last < 128))
         top = np.where(self.sounding_until[:, 0] > now, self.sounding[:, 0], -1)[:, None]
         doubled = (pitch >= 0) & (pitch % 12 == top)
-        above = np.nan_to_num(np.maximum(pitch - self.register[self.track][:, None], 0) * (pitch >= 0))
-        return (LEAP * leap + DOUBLING * doubled + 0.5 * (above / REGISTER_SPREAD) ** 2) * \
+        middle = self.register[self.track][:, None]
+        away = np.nan_to_num(np.maximum(pitch - middle, 0) + np.maximum(middle - VOICE_DEPTH - pitch, 0)) * \
+            (pitch >= 0)
+        return (LEAP * leap + DOUBLING * doubled + 0.5 * (away / REGISTER_SPREAD) ** 2) * \
             self.added[self.track][:, None]
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:

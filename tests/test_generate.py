@@ -910,7 +910,8 @@ def test_the_lowest_added_part_leaps_by_fourths_fifths_and_octaves_for_free(bund
 def test_added_voices_named_after_a_choir_voice_keep_under_its_middle(bundle, tmp_path, monkeypatch):
     """Eight harmonizations of a chorale's soprano: parts named after a voice ("Bass" played by a cello too) rise
     more than 4 semitones above their voice's middle (``VOICE_MIDDLES``) in fewer than 2% of their notes when the
-    register costs a lot (12.5 nats at 5 semitones), more often with the cost off; a part named otherwise has none."""
+    register costs a lot (12.5 nats at 5 semitones), more often with the cost off; a part named otherwise has none.
+    Below, a voice pays nothing down to ``VOICE_DEPTH`` (7) semitones under its middle, then as it does above."""
     from melody import sampler
     from melody.continuation import VOICE_MIDDLES
     from melody.generate import harmonizing
@@ -936,6 +937,19 @@ def test_added_voices_named_after_a_choir_voice_keep_under_its_middle(bundle, tm
         Instrument(52, name=name) for name in ("Bass", "Second tenor", "Bassoon", "Piano")))
     primer = make_primer(seed, bundle.tokenizer, new_parts=range(1, 5))
     assert np.array_equal(added_registers(primer, range(1, 5)), [np.nan, 50.0, 57.5, np.nan, np.nan], equal_nan=True)
+    # and below: the bass pays nothing down to a fifth under its middle (43), then as above (0.5 nats 5 further)
+    from melody.sampler import _Playing
+
+    monkeypatch.setattr(sampler, "REGISTER_SPREAD", 5.0)
+    table = bundle.tokenizer.token_table()
+    added = [source in range(1, 5) for source in primer.sources]
+    playing = _Playing(None, 1, table, primer.tokens, parts=(None, added_registers(primer, range(1, 5)), added, None),
+                       hearing=True)
+    playing.track = np.array([primer.sources.index(1)])
+    playing.last_pitch[:] = 128  # no leap to pay for
+    cost = playing.voice_cost(np.zeros(1, np.int64))[0]
+    at = {pitch: cost[np.flatnonzero(table["pitch_of"] == pitch)[0]] for pitch in (55, 50, 43, 38, 33)}
+    assert at == pytest.approx({55: 0.5, 50: 0.0, 43: 0.0, 38: 0.5, 33: 2.0})
 
 
 def _voices_apart(made) -> None:
