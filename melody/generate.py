@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
-from melody.continuation import (ACCOMPANIMENTS, added_registers, added_under, arrange, avoiding_parallels,
+from melody.ahead import KeptNotes
+from melody.continuation import (ACCOMPANIMENTS, Primer, added_registers, added_under, arrange, avoiding_parallels,
                                  chord_limits, following_tokens, in_order, kept_notes, loops_sounding, make_primer,
                                  paces, primer_from_opening, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
@@ -170,10 +171,10 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     Writes the files unless ``write`` is False and returns them with their scores and a summary
     (``files``, ``bars``, ``notes``, ``accompaniment_notes``, ``silent_samples``, ``seconds`` of
     music, ``tokens``, ``tokens_per_second`` of sampling, ``wall_seconds`` of each stage: read,
-    load, prime, sample, second take (``_loops_heard``), write; ``random_seed``; ``paces``: per written part held to a pace (``pace``, no
-    ``density``), by name, the onsets per quarter note it was held to (``continuation.paces``). A sample that
-    comes out without a note is drawn again (``RETRIES`` times, with the random seed plus 1, 2, 3), and counted in
-    ``silent_samples`` if it stays silent. ``network``: a model with ``prime`` and ``step`` (``melody.sampler``)
+    load, prime, sample, second take (``_loops_heard``), write; ``random_seed``; ``paces``: per
+    written part held to a pace (``pace``, no ``density``), by name, the onsets per quarter note it was held to
+    (``continuation.paces``). A sample that comes out without a note is drawn again (``RETRIES`` times, with the
+    random seed plus 1, 2, 3), and counted in ``silent_samples`` if it stays silent. ``network``: a model with ``prime`` and ``step`` (``melody.sampler``)
     to sample from instead of the folder's network (benchmarks compare other networks this way).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
@@ -340,9 +341,9 @@ class _Request:
     """What the sampler is asked for: the primer, the kept seed instruments and their notes, and the rules of the
     parts (``Sampler.sample``'s ``chords``, ``under``, ``register``, ``added``, ``smooth``, ``pace``, ``held_only``)."""
 
-    primer: object
+    primer: Primer
     keep: frozenset[int]
-    kept: object = None
+    kept: KeptNotes | None = None
     chords: np.ndarray | None = None
     parts: tuple = (None, None, None, None)  # per track: the part it stays under, its register, new, smooth
     pace: np.ndarray | None = None
