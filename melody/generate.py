@@ -174,8 +174,9 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
     load, prime, sample, second take (``_loops_heard``), write; ``random_seed``; ``paces``: per
     written part held to a pace (``pace``, no ``density``), by name, the onsets per quarter note it was held to
     (``continuation.paces``). A sample that comes out without a note is drawn again (``RETRIES`` times, with the
-    random seed plus 1, 2, 3), and counted in ``silent_samples`` if it stays silent. ``network``: a model with ``prime`` and ``step`` (``melody.sampler``)
-    to sample from instead of the folder's network (benchmarks compare other networks this way).
+    random seed plus 1, 2, 3), and counted in ``silent_samples`` if it stays silent. ``network``: a model with
+    ``prime`` and ``step`` (``melody.sampler``) to sample from instead of the folder's network (benchmarks compare
+    other networks this way).
     Existing files are never replaced unless ``force``; nothing is written when any would be.
     """
     with spare_threads():  # the matrix products on the cores the machine has free (numpy_lstm.spare_threads)
