@@ -333,8 +333,7 @@ def arrange(seed: Score | None, primer: Primer, new_tokens: np.ndarray, tokenize
     def at(step: int) -> int:
         return round((step + primer.start) * ticks / steps)
 
-    begin = at(primer.end)
-    limit = _bar_limit(timing, begin, bars)
+    begin, limit = _new_bars(timing, primer, tokenizer, bars)
     new_parts = []
     for track, (old, new) in enumerate(zip(before.instruments, after.instruments)):
         known = {(note.start, note.pitch) for note in old.notes}
@@ -443,8 +442,7 @@ def loops_sounding(seed: Score, primer: Primer, tokenizer: Tokenizer, bars: int,
     int (rows, steps, 12), at each step from the primer's end the pitch classes those loops sound (one per part
     and pitch class), and per row the primer's tracks of those instruments."""
     steps, ticks = tokenizer.config.steps_per_quarter, seed.ticks_per_quarter
-    begin = round((primer.start + primer.end) * ticks / steps)
-    limit = _bar_limit(seed, begin, bars)
+    begin, limit = _new_bars(seed, primer, tokenizer, bars)
     length = math.ceil((limit - begin) * steps / ticks) + 1
     sounding = np.zeros((len(silent), length, 12), np.int64)
     for row, parts in enumerate(silent):
@@ -521,6 +519,12 @@ def _known_instrument(part: Instrument, programs: set[int]) -> Instrument:
     same = [p for p in pitched if p // 8 == family]
     role = [p for p in ROLE_FALLBACKS.get(family, ()) if p in programs]
     return dataclasses.replace(part, program=(same or role or pitched)[0])
+
+
+def _new_bars(timing: Score, primer: Primer, tokenizer: Tokenizer, bars: int) -> tuple[int, int]:
+    """The ticks of ``timing`` (the seed) where the ``bars`` bars after ``primer`` begin and end."""
+    begin = round((primer.start + primer.end) * timing.ticks_per_quarter / tokenizer.config.steps_per_quarter)
+    return begin, _bar_limit(timing, begin, bars)
 
 
 def _bar_limit(timing: Score, position: int, bars: int) -> int:

@@ -204,7 +204,10 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     looping = frozenset()
     if config.accompaniment == "loop" and seed_score is not None and not tokenizer.config.melody_only:
         others = frozenset(range(len(seed_score.instruments))) - {lead_index(seed_score)}
-        seed_score, config, looping = _with_loops(seed_score, others, config)
+        looped, at_bar, loops = with_loops(seed_score, others, config.bars)
+        if loops:  # the loops are kept notes after the seed, the lead written over them
+            seed_score, looping = looped, frozenset(loops)
+            config = dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(others)), from_bar=at_bar + 1)
     request = _request(seed_score, manifest, config, random_seed)
     clock.lap("read")
 
@@ -371,16 +374,6 @@ def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, ran
     if pace is not None and kept is not None:  # a kept part plays as it is
         pace[sorted(kept.tracks)] = math.nan
     return _Request(primer, keep, kept, chords, parts, pace, held_only)
-
-
-def _with_loops(seed: Score, tracks: frozenset[int], config: GenerateConfig):
-    """``seed`` with ``tracks`` looping after it (``with_loops``), ``config`` keeping them from there on, and
-    the tracks that loop."""
-    looped, at_bar, loops = with_loops(seed, tracks, config.bars)
-    if not loops:
-        return seed, config, frozenset()
-    return looped, dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(tracks)),
-                                       from_bar=at_bar + 1), frozenset(loops)
 
 
 def _loops_heard(seed: Score, request: _Request, sampler: Sampler, primed, tokenizer, config: GenerateConfig,
