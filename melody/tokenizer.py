@@ -93,6 +93,7 @@ KEY_NAMES = MAJOR_NAMES + MINOR_NAMES  # Key_C is key 0 ... Key_Bm is key 23: to
 # Density_k: the piece's distinct note onsets per quarter note, nearest of these (in log scale).
 DENSITIES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 TRUSTED_KEY_SHARE = 0.7  # a file's key signature is believed when its scale holds this share of the notes
+TRUSTED_KEY_MARGIN = 0.1  # ... and the estimated key's scale holds no more than this share more of them
 
 
 @dataclass(frozen=True)
@@ -413,15 +414,21 @@ class Tokenizer:
 
     def trusted_key(self, score: Score) -> KeySignature | None:
         """The file's key signature in force at the first note, if its scale holds at least
-        ``TRUSTED_KEY_SHARE`` of the pitched notes; None when the key is to be estimated from the notes.
+        ``TRUSTED_KEY_SHARE`` of the pitched notes and the key estimated from them (``melody.keys``) holds
+        no more than ``TRUSTED_KEY_MARGIN`` more; None when the key is to be estimated from the notes.
         (Files in the wild often carry a sequencer's default C major, or a signature that counts sharps
-        for a minor or modal tune.)"""
+        for a minor or modal tune: a folk tune in D minor marked D major, whose F and C are a quarter
+        of its notes.)"""
         first = min((note.start for note in score.notes), default=0)
         pitched = [note for part in score.instruments if not part.is_drum for note in part.notes]
         opening = [k for k in score.key_signatures if k.tick <= first and _known_key(k.key)][-1:]
-        if opening and (not pitched or in_key_share(pitched, parse_key(opening[0].key)) >= TRUSTED_KEY_SHARE):
-            return opening[0]
-        return None
+        if not opening:
+            return None
+        if pitched:
+            share = in_key_share(pitched, parse_key(opening[0].key))
+            if share < TRUSTED_KEY_SHARE or in_key_share(pitched, estimate_key(pitched)) > share + TRUSTED_KEY_MARGIN:
+                return None
+        return opening[0]
 
     def _keys(self, score: Score, timing: Score) -> list[KeySignature]:
         """The key signatures on the grid, with one in force from the first note: the file's own if
