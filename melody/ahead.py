@@ -37,16 +37,20 @@ WIDTH = 29
 SOON, LATER, ENDING, KEPT = slice(0, 12), slice(12, 24), slice(24, 28), 28
 ENDING_BARS = 4
 KEEP_NOTHING = 0.5   # share of training windows of multi-part pieces with no part kept
+KEEP_LEAD = 0.3      # share of the windows that keep parts keeping the lead alone (harmonize, --keep-lead)
 TELL_ENDING = 0.5    # share of training windows told where their piece ends
 
 
 def choose(rng: np.random.Generator, tracks: list[tuple[bool, int]]) -> tuple[frozenset[int], bool]:
     """For one training window of a piece with ``tracks`` (``Tokenizer.tracks``): the tracks kept (none in
-    ``KEEP_NOTHING`` of the windows, and always none for a piece of one track; else each track kept with even
-    odds, at least one kept and one written) and whether the window is told where the piece ends."""
+    ``KEEP_NOTHING`` of the windows, and always none for a piece of one track; else the lead, track 0, alone in
+    ``KEEP_LEAD`` of them when it is pitched, and otherwise each track kept with even odds, at least one kept and
+    one written) and whether the window is told where the piece ends."""
     count = len(tracks)
     kept: frozenset[int] = frozenset()
     if count > 1 and rng.random() >= KEEP_NOTHING:
+        if not tracks[0][0] and rng.random() < KEEP_LEAD:
+            return frozenset({0}), bool(rng.random() < TELL_ENDING)
         chosen = rng.random(count) < 0.5
         if chosen.all() or not chosen.any():
             chosen[rng.integers(count)] = not chosen.all()

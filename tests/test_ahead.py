@@ -100,6 +100,11 @@ def test_training_keeps_some_parts_of_multi_part_pieces_and_none_of_a_melody():
     kept_sizes = [len(kept) for kept, _ in draws]
     assert 0.45 < np.mean([size == 0 for size in kept_sizes]) < 0.55
     assert max(kept_sizes) == 3 and min(size for size in kept_sizes if size) == 1  # never all, at least one
+    # The lead alone: KEEP_LEAD of the windows that keep parts, and now and then by even odds.
+    lead_alone = np.mean([kept == {0} for kept, _ in draws if kept])
+    assert ahead.KEEP_LEAD < lead_alone < ahead.KEEP_LEAD + 0.1
+    drums_first = [kept for kept, _ in (ahead.choose(rng, [(True, 0)] + four) for _ in range(1000)) if kept]
+    assert np.mean([kept == {0} for kept in drums_first]) < 0.1  # a drum track is no lead to harmonize
     assert 0.45 < np.mean([told for _, told in draws]) < 0.55
     assert all(not kept for kept, _ in (ahead.choose(rng, [(False, 0)]) for _ in range(200)))
 
