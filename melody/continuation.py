@@ -203,16 +203,34 @@ def chord_limits(seed: Score, primer: Primer) -> np.ndarray:
 
 # The middle of each choir voice's textbook range (soprano C4-G5, alto G3-C5, tenor C3-G4, bass E2-C4), MIDI pitch.
 VOICE_MIDDLES = {"soprano": 69.5, "alto": 63.5, "tenor": 57.5, "bass": 50.0}
+# Semitones below its voice's middle where a part added under a melody starts to pay for going lower (a bass under
+# G2, a tenor under D3): Bach's lowest 5% of bass notes lie about 7 below its middle. Without it a bass that leaps
+# freely (``melody.sampler.BASS_LEAP``) could sink out of a singer's range through a long tune.
+VOICE_DEPTH = 7.0
+# A written part's register is the range of its notes in this many bars before the new music: continuing held-out
+# chorales, a written voice otherwise left that range by more than a fourth in half of the continuations, twice as
+# often as Bach's next bars (BENCHMARKS.md, "Registers").
+RANGE_BARS = 8
 
 
-def added_registers(primer: Primer, new_parts) -> np.ndarray:
-    """Per track of ``primer``, the middle of the voice a part added under the seed's (``new_parts``, seed
-    instruments) is named after (``VOICE_MIDDLES``: "Bass", "Tenor 2"), which it rises above only at a cost
-    (``melody.sampler.REGISTER_SPREAD``); NaN for every other track."""
-    new, names = set(new_parts), [part.name.lower() for part in primer.score.instruments]
-    middles = [next((middle for voice, middle in VOICE_MIDDLES.items() if re.search(rf"\b{voice}\b", names[k])),
-                    math.nan) if source in new else math.nan for k, source in enumerate(primer.sources)]
-    return np.array(middles, np.float64)
+def registers(primer: Primer, new_parts) -> np.ndarray:
+    """Float (tracks of ``primer``, 2): the lowest and highest pitch between which each part is free, and beyond
+    which it pays (``melody.sampler.REGISTER_SPREAD``): for a part added under the seed's (``new_parts``, seed
+    instruments) named after a voice (``VOICE_MIDDLES``: "Bass", "Tenor 2"), from ``VOICE_DEPTH`` under that
+    voice's middle up to it; for a pitched part of the seed, the range of its notes in the ``RANGE_BARS`` bars
+    before the new music; NaN for the others (drums, other new parts, parts without notes there)."""
+    new, parts, begin = set(new_parts), primer.score.instruments, primer.start + primer.end
+    since = ([0] + primer.score.bar_lines(until=begin))[-RANGE_BARS:][0]
+    result = np.full((len(primer.sources), 2), math.nan)
+    for k, source in enumerate(primer.sources):
+        name = parts[k].name.lower()
+        middle = next((middle for voice, middle in VOICE_MIDDLES.items() if re.search(rf"\b{voice}\b", name)), None)
+        recent = [note.pitch for note in parts[k].notes if since <= note.start < begin]
+        if source in new and middle is not None:
+            result[k] = middle - VOICE_DEPTH, middle
+        elif source not in new and not parts[k].is_drum and recent:
+            result[k] = min(recent), max(recent)
+    return result
 
 
 # Parallel fifths and octaves per 100 moves of a pair of parts below which a seed avoids them, and so do its written

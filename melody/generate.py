@@ -27,9 +27,9 @@ import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.ahead import KeptNotes
-from melody.continuation import (ACCOMPANIMENTS, Primer, added_registers, added_under, arrange, avoiding_parallels,
+from melody.continuation import (ACCOMPANIMENTS, Primer, added_under, arrange, avoiding_parallels,
                                  chord_limits, following_tokens, in_order, kept_notes, loops_sounding, make_primer,
-                                 paces, primer_from_opening, track_name, with_loops)
+                                 paces, primer_from_opening, registers, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -363,13 +363,10 @@ def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, ran
     if seed is None:
         return _Request(primer, keep, kept)
     chords = chord_limits(seed, primer)
-    if config.add:
-        new_parts = range(len(seed.instruments) - len(config.add), len(seed.instruments))
-        added = added_under(primer, new_parts)
-        parts = (np.where(added >= 0, added, in_order(primer, chords)), added_registers(primer, new_parts), added >= 0,
-                 avoiding_parallels(primer, chords))
-    else:
-        parts = in_order(primer, chords), None, None, avoiding_parallels(primer, chords)
+    new_parts = range(len(seed.instruments) - len(config.add), len(seed.instruments))
+    added = added_under(primer, new_parts)
+    parts = (np.where(added >= 0, added, in_order(primer, chords)), registers(primer, new_parts), added >= 0,
+             avoiding_parallels(primer, chords))
     pace, held_only = paces(primer) if config.pace and config.density is None else (None, None)
     if pace is not None and kept is not None:  # a kept part plays as it is
         pace[sorted(kept.tracks)] = math.nan

@@ -40,8 +40,10 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              token of a kept track, and no note of the row's own while one is in force
     chords (``chords``)      no more notes of a track at one moment than its limit (a voice sings one)
     under (``under``)        no note of a track above the last note of the track it stays under
-    added (``added``)        for a part added under the others, a cost for leaps, for doubling the top
-                             part and for rising above its voice's register (``voice_cost``)
+    added (``added``)        for a part added under the others, a cost for leaps and for doubling the
+                             top part (``voice_cost``)
+    register (``register``)  a cost for a note beyond a part's register: an added voice's, a written
+                             part's own range in the seed (``_bias``)
     smooth (``smooth``)      no note in parallel fifths or octaves with any part (unless nothing else
                              fits): every added part, and a seed's lines where its bars have none
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
@@ -152,8 +154,8 @@ class Sampler:
         note it may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``:
         bool per track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no
         parallels); ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where
-        it has another choice; ``register``: float per track, the pitch it rises above only at a cost (nan: none).
-        ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
+        it has another choice; ``register``: float (tracks, 2), the lowest and highest pitch each plays free of
+        cost (nan: any; ``_bias``). ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
         ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, never drawn
         in while behind. ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
@@ -164,13 +166,13 @@ class Sampler:
         the pitch classes its loops sound at each step. The same ``random_seed`` gives the same tokens.
         """
         primer = primed.tokens
-        bias = self._bias(penalty, pitched)
+        bias = self._bias(penalty, pitched, register)
         position, bar_token = self._bar_position(primer)
         forced_line = np.arange(self.vocabulary) == bar_token  # the meter's bar line, at a bar line
         bar_length = int(self.table["bar_steps"][bar_token])
         fits = self.shift_steps[None, :] <= np.arange(bar_length + 1)[:, None]  # by steps left
         closes = bool(ending and close)
-        playing = _Playing(kept, samples, self.table, primer, chords, (under, register, added, smooth), pace, pitched,
+        playing = _Playing(kept, samples, self.table, primer, chords, (under, added, smooth), pace, pitched,
                            held_only, hearing=bool(clash) or added is not None, watching=closes, loops=loops)
         free = self.follows & (np.asarray(allowed, bool) & ~self.is_bar & ~playing.kept_track_tokens)[None, :]
         closing = _Closing(close, self.table, playing, bars, bar_length) if closes else None
@@ -243,13 +245,22 @@ class Sampler:
                 logits, state = self.model.step(batch[:, index], state)
         return total
 
-    def _bias(self, penalty: np.ndarray | None, pitched: np.ndarray | None) -> np.ndarray:
-        """A row of logit bias per track (the first: no track yet): ``penalty`` on pitched tracks, none on drums."""
+    def _bias(self, penalty: np.ndarray | None, pitched: np.ndarray | None, register=None) -> np.ndarray:
+        """A row of logit bias per track (the first: no track yet): ``penalty`` on pitched tracks, none on drums,
+        and for a track with a ``register`` (lowest, highest pitch), (semitones beyond it / ``REGISTER_SPREAD``)^2
+        / 2 nats off each note outside it."""
         tracks = int(self.track_of.max()) + 1
         penalty = np.zeros(self.vocabulary, np.float32) if penalty is None else np.asarray(penalty, np.float32)
         pitched = np.ones(tracks, bool) if pitched is None else \
             np.concatenate([np.asarray(pitched, bool), np.zeros(tracks, bool)])[:tracks]
-        return np.concatenate([np.zeros((1, self.vocabulary), np.float32), -penalty[None] * pitched[:, None]])
+        bias = -penalty[None] * pitched[:, None]
+        if register is not None:
+            low, high = np.full((2, tracks), np.nan)
+            low[:len(register)], high[:len(register)] = np.asarray(register, np.float64)[:tracks].T
+            pitch = np.where(self.table["pitch_of"] >= 0, self.table["pitch_of"], np.nan)[None, :]
+            away = np.nan_to_num(np.maximum(pitch - high[:, None], 0) + np.maximum(low[:, None] - pitch, 0))
+            bias = bias - 0.5 * (away / REGISTER_SPREAD) ** 2
+        return np.concatenate([np.zeros((1, self.vocabulary), np.float32), bias.astype(np.float32)])
 
     def _bar_position(self, primer: np.ndarray) -> tuple[int, int]:
         """(steps since the primer's last bar line, that bar line's token)."""
@@ -281,14 +292,11 @@ BASS_LEAP = 12
 # Nats off an added part's note on the pitch class the top part sounds: harmonizing held-out chorale sopranos, the
 # soprano then has a lower part on its pitch class 32% of the time (Bach: 34%; 46% without, 38% at 0.5).
 DOUBLING = 1.0
-# Semitones: an added part named after a voice pays (k / REGISTER_SPREAD)^2 / 2 nats for a note k semitones above its
-# voice's middle (``continuation.VOICE_MIDDLES``): 0.5 nats at 5 semitones, 2 at 10. Harmonizing held-out chorale
-# sopranos, it brings the alto, tenor and bass down to Bach's mean pitches (BENCHMARKS.md, "Harmonizing").
+# Semitones: a part with a register (``continuation.registers``: an added voice's, a written part's own) pays
+# (k / REGISTER_SPREAD)^2 / 2 nats for a note k semitones beyond it: 0.5 nats at 5 semitones, 2 at 10. Harmonizing
+# held-out chorale sopranos, it brings the alto, tenor and bass down to Bach's mean pitches (BENCHMARKS.md,
+# "Harmonizing"); continuing chorales, it keeps written voices in their ranges as often as Bach's ("Registers").
 REGISTER_SPREAD = 5.0
-# Semitones below its voice's middle where such a part starts to pay the same again for going lower (a bass under G2,
-# a tenor under D3): Bach's lowest 5% of bass notes lie about 7 below its middle. Without it a bass that leaps freely
-# (``BASS_LEAP``) could sink out of a singer's range through a long tune.
-VOICE_DEPTH = 7.0
 CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
 
@@ -299,7 +307,7 @@ class _Playing:
     note grammar allows a Track token."""
 
     def __init__(self, kept: ahead.KeptNotes | None, rows: int, table: dict, primer: np.ndarray,
-                 chords: np.ndarray | None = None, parts: tuple = (None, None, None, None),
+                 chords: np.ndarray | None = None, parts: tuple = (None, None, None),
                  pace: np.ndarray | None = None,
                  pitched: np.ndarray | None = None, held_only: np.ndarray | None = None, hearing: bool = False,
                  watching: bool = False, loops: tuple | None = None):
@@ -318,7 +326,7 @@ class _Playing:
             self.chords[:len(chords)] = np.asarray(chords)[:tracks]
         self.onsets = np.zeros((rows, tracks + 1), np.int64)  # notes each track started at this moment
         self.latest = np.full(rows, -1)  # the last track that wrote at this moment
-        under, register, added, smooth = parts  # ``Sampler.sample``'s
+        under, added, smooth = parts  # ``Sampler.sample``'s
         self.under = np.full(tracks + 1, -1)  # per track, the track whose last note it stays under
         if under is not None:
             self.under[:len(under)] = np.asarray(under)[:tracks]
@@ -331,9 +339,6 @@ class _Playing:
         if smooth is not None:
             self.smooth[:len(smooth)] |= np.asarray(smooth, bool)[:tracks]
         self.avoiding = bool(self.smooth.any())
-        self.register = np.full(tracks + 1, np.nan)  # per track, the pitch it rises above at a cost
-        if register is not None:
-            self.register[:len(register)] = np.asarray(register, np.float64)[:tracks]
         self.staying_under = bool((self.under >= 0).any())
         self.watching = watching  # keep each track's last pitch even without parts under parts (for the close)
         self.hearing = hearing  # keep what each track sounds, for ``clash_bias`` and ``voice_cost``
@@ -464,9 +469,8 @@ class _Playing:
         """Float (rows, vocabulary): for a part added under the others (``added``: under a melody), ``LEAP``
         nats per semitone its note would leap beyond a whole step from its last note (inner parts move by step;
         the lowest added part, a bass, beyond ``BASS_LEAP``),
-        ``DOUBLING`` nats for a note on the pitch class the top part (track 0) sounds at ``now``, and for a part
-        with a ``register``, (semitones above it, or below it by more than ``VOICE_DEPTH``, / ``REGISTER_SPREAD``)^2
-        / 2 nats."""
+        and ``DOUBLING`` nats for a note on the pitch class the top part (track 0) sounds at ``now`` (its register:
+        ``Sampler._bias``)."""
         rows = np.arange(len(self.track))
         last = self.last_pitch[rows, self.track][:, None]
         pitch = self.table["pitch_of"][None, :]
@@ -474,11 +478,7 @@ class _Playing:
         leap = np.maximum(np.abs(pitch - last) - free, 0) * ((pitch >= 0) & (last < 128))
         top = np.where(self.sounding_until[:, 0] > now, self.sounding[:, 0], -1)[:, None]
         doubled = (pitch >= 0) & (pitch % 12 == top)
-        middle = self.register[self.track][:, None]
-        away = np.nan_to_num(np.maximum(pitch - middle, 0) + np.maximum(middle - VOICE_DEPTH - pitch, 0)) * \
-            (pitch >= 0)
-        return (LEAP * leap + DOUBLING * doubled + 0.5 * (away / REGISTER_SPREAD) ** 2) * \
-            self.added[self.track][:, None]
+        return (LEAP * leap + DOUBLING * doubled) * self.added[self.track][:, None]
 
     def clash_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): per Note token, how many pitch classes the other pitched tracks sound at ``now``

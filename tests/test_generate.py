@@ -893,7 +893,7 @@ def test_the_lowest_added_part_leaps_by_fourths_fifths_and_octaves_for_free(bund
                  time_signatures=(TimeSignature(0, 4, 4),))
     primer = make_primer(seed, bundle.tokenizer, new_parts=[1, 2, 3])
     added = np.array([source in (1, 2, 3) for source in primer.sources])
-    playing = _Playing(None, 1, table, primer.tokens, parts=(None, None, added, None), hearing=True)
+    playing = _Playing(None, 1, table, primer.tokens, parts=(None, added, None), hearing=True)
     note = {pitch: np.flatnonzero(table["pitch_of"] == pitch)[0] for pitch in (58, 48, 46)}
     for track, source in enumerate(primer.sources):
         playing.last_pitch[0, track] = 60
@@ -931,25 +931,50 @@ def test_added_voices_named_after_a_choir_voice_keep_under_its_middle(bundle, tm
 
     held, free = high_share(1.0), high_share(1e9)
     assert held < 0.02 and free > held + 0.05, (held, free)
-    from melody.continuation import added_registers
+    from melody.continuation import registers
 
     seed = original.replace(instruments=original.instruments[:1] + tuple(
         Instrument(52, name=name) for name in ("Bass", "Second tenor", "Bassoon", "Piano")))
     primer = make_primer(seed, bundle.tokenizer, new_parts=range(1, 5))
-    assert np.array_equal(added_registers(primer, range(1, 5)), [np.nan, 50.0, 57.5, np.nan, np.nan], equal_nan=True)
-    # and below: the bass pays nothing down to a fifth under its middle (43), then as above (0.5 nats 5 further)
-    from melody.sampler import _Playing
-
+    soprano = [note.pitch for note in primer.score.instruments[0].notes]  # its last 8 bars: the whole 4-bar seed
+    assert np.array_equal(registers(primer, range(1, 5)),
+                          [[min(soprano), max(soprano)], [43, 50], [50.5, 57.5], [np.nan] * 2, [np.nan] * 2],
+                          equal_nan=True)
+    # the bass pays nothing from a fifth under its middle (43) up to it (50), 0.5 nats 5 semitones beyond either
     monkeypatch.setattr(sampler, "REGISTER_SPREAD", 5.0)
     table = bundle.tokenizer.token_table()
-    added = [source in range(1, 5) for source in primer.sources]
-    playing = _Playing(None, 1, table, primer.tokens, parts=(None, added_registers(primer, range(1, 5)), added, None),
-                       hearing=True)
-    playing.track = np.array([primer.sources.index(1)])
-    playing.last_pitch[:] = 128  # no leap to pay for
-    cost = playing.voice_cost(np.zeros(1, np.int64))[0]
-    at = {pitch: cost[np.flatnonzero(table["pitch_of"] == pitch)[0]] for pitch in (55, 50, 43, 38, 33)}
+    bias = Sampler(numpy_network(bundle), table)._bias(None, None, registers(primer, range(1, 5)))
+    bass = bias[1 + primer.sources.index(1)]
+    at = {pitch: -bass[np.flatnonzero(table["pitch_of"] == pitch)[0]] for pitch in (55, 50, 43, 38, 33)}
     assert at == pytest.approx({55: 0.5, 50: 0.0, 43: 0.0, 38: 0.5, 33: 2.0})
+    assert not bias[1 + primer.sources.index(3)].any()  # a bassoon is no choir voice: free
+
+
+def test_written_parts_keep_to_their_register_in_the_seed(bundle, tmp_path, monkeypatch):
+    """Eight continuations of a chorale, every voice written: notes more than 4 semitones beyond the range a voice
+    sang in the seed's last 8 bars (``continuation.registers``) are under 2% of the written notes when the register
+    costs a lot (12.5 nats at 5 semitones), and more common with the cost off."""
+    from melody import sampler
+    from melody.continuation import RANGE_BARS
+
+    seed = read_midi(corpus_files("chorales")[3])
+    since = seed.bar_lines(until=seed.end_tick)[-RANGE_BARS]
+    ranges = [(min(p), max(p)) for p in ([n.pitch for n in part.notes if n.start >= since] for part in
+                                         seed.instruments)]
+
+    def beyond_share(spread):
+        monkeypatch.setattr(sampler, "REGISTER_SPREAD", spread)
+        config = GenerateConfig(bars=8, random_seed=3, num_samples=8, accompaniment="none")
+        pitches = [(note.pitch, low, high) for made in generate(bundle, seed_path, config=config, write=False).scores
+                   for part, (low, high) in zip(made.instruments, ranges) for note in part.notes
+                   if note.start >= seed.end_tick]
+        assert len(pitches) > 100
+        return np.mean([pitch > high + 4 or pitch < low - 4 for pitch, low, high in pitches])
+
+    seed_path = tmp_path / "chorale.mid"
+    write_midi(seed, seed_path)
+    held, free = beyond_share(1.0), beyond_share(1e9)
+    assert held < 0.02 and free > held + 0.05, (held, free)
 
 
 def _voices_apart(made) -> None:
