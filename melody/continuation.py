@@ -213,12 +213,13 @@ VOICE_DEPTH = 7.0
 RANGE_BARS = 8
 
 
-def registers(primer: Primer, new_parts) -> np.ndarray:
+def registers(primer: Primer, new_parts, chords: np.ndarray) -> np.ndarray:
     """Float (tracks of ``primer``, 2): the lowest and highest pitch between which each part is free, and beyond
     which it pays (``melody.sampler.REGISTER_SPREAD``): for a part added under the seed's (``new_parts``, seed
     instruments) named after a voice (``VOICE_MIDDLES``: "Bass", "Tenor 2"), from ``VOICE_DEPTH`` under that
-    voice's middle up to it; for a pitched part of the seed, the range of its notes in the ``RANGE_BARS`` bars
-    before the new music; NaN for the others (drums, other new parts, parts without notes there)."""
+    voice's middle up to it; for a pitched single line of the seed (``chords`` 1: a voice, a bass line), the range
+    of its notes in the ``RANGE_BARS`` bars before the new music; NaN for the others (drums, chord parts, which
+    voice their chords anywhere, other new parts, parts without notes there)."""
     new, parts, begin = set(new_parts), primer.score.instruments, primer.start + primer.end
     since = ([0] + primer.score.bar_lines(until=begin))[-RANGE_BARS:][0]
     result = np.full((len(primer.sources), 2), math.nan)
@@ -228,7 +229,7 @@ def registers(primer: Primer, new_parts) -> np.ndarray:
         recent = [note.pitch for note in parts[k].notes if since <= note.start < begin]
         if source in new and middle is not None:
             result[k] = middle - VOICE_DEPTH, middle
-        elif source not in new and not parts[k].is_drum and recent:
+        elif source not in new and not parts[k].is_drum and chords[k] == 1 and recent:
             result[k] = min(recent), max(recent)
     return result
 

@@ -365,7 +365,7 @@ def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, ran
     chords = chord_limits(seed, primer)
     new_parts = range(len(seed.instruments) - len(config.add), len(seed.instruments))
     added = added_under(primer, new_parts)
-    parts = (np.where(added >= 0, added, in_order(primer, chords)), registers(primer, new_parts), added >= 0,
+    parts = (np.where(added >= 0, added, in_order(primer, chords)), registers(primer, new_parts, chords), added >= 0,
              avoiding_parallels(primer, chords))
     pace, held_only = paces(primer) if config.pace and config.density is None else (None, None)
     if pace is not None and kept is not None:  # a kept part plays as it is
