@@ -102,7 +102,8 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="steps per side and round")
     parser.add_argument("--precision", default="float32", help="comma-separated: float32, bfloat16")
     args = parser.parse_args()
-    config = ModelConfig(units=args.units, layers=args.layers, embedding=args.embedding, dropout=0.2)
+    config = ModelConfig(units=args.units, layers=args.layers, embedding=args.embedding, dropout=0.2, lookback=(),
+                         ahead=False)  # the cell against the cell: no lookback or ahead inputs on any side
     vocabulary = len(Tokenizer())
     print(f"# {platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__}, {args.layers} x {args.units} "
           f"units, embedding {args.embedding}, dropout 0.2, vocabulary {vocabulary}, batch {BATCH} x {LENGTH}; "

@@ -59,7 +59,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
     args = parser.parse_args()
-    config = ModelConfig(units=args.units, layers=args.layers, embedding=args.embedding, dropout=0.0)
+    config = ModelConfig(units=args.units, layers=args.layers, embedding=args.embedding, dropout=0.0, lookback=(),
+                         ahead=False)  # the cell against the cell: no lookback or ahead inputs on either side
     from melody.distribute import native_bfloat16
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__}, "
