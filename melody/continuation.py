@@ -153,11 +153,11 @@ def _playing_bars(prepared: Score, end: int, bars: int = LEAD_BARS, track: int =
 def paces(primer: Primer) -> tuple[np.ndarray, np.ndarray]:
     """Per track of the primer, the pace the sampler holds a written part to: its note onsets per quarter note
     over its last ``PACE_BARS`` bars that play before the new music (an outro where it rests does not count); and
-    whether it is only held back (bool). Every part but the lead is held back while it runs ahead of its pace and
-    never drawn in while behind (drawn in, the parts left the lead less to play, as the whole texture's density
-    asked of the model stays, and the lead ran ahead). A new part is drawn in to ``NEW_PART_PACE`` times the
-    lead's onsets per quarter over the whole seed (a harmonization's parts move with the melody). nan: free
-    (a part without notes, and all without a seed)."""
+    whether it is mostly held back (bool). Every part but the lead is held back while it runs ahead of its pace and
+    drawn in only a little while behind (``melody.sampler.PACE_HELD_LIMIT``; drawn in fully, the parts left the lead
+    less to play, as the whole texture's density asked of the model stays, and the lead ran ahead). A new part is
+    drawn in to ``NEW_PART_PACE`` times the lead's onsets per quarter over the whole seed (a harmonization's parts
+    move with the melody). nan: free (a part without notes, and all without a seed)."""
     score = primer.score
     if score is None:
         return np.full(len(primer.sources), math.nan), np.ones(len(primer.sources), bool)

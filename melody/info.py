@@ -140,8 +140,8 @@ def duration(seconds: float) -> str:
 
 def _as_trained(precision: str) -> str:
     """The precision a run recorded, its reason told of the machine that trained (not the one reading it)."""
-    return precision.replace("(this machine has", "(the training machine had").replace("(this machine", "(the "
-                                                                                         "training machine")
+    return precision.replace("this machine has", "the training machine had").replace("this machine",
+                                                                                     "the training machine")
 
 
 def _model_text(d: dict) -> str:

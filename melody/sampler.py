@@ -156,8 +156,8 @@ class Sampler:
         parallels); ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where
         it has another choice; ``register``: float (tracks, 2), the lowest and highest pitch each plays free of
         cost (nan: any; ``_bias``). ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
-        ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, never drawn
-        in while behind. ``close`` (with ``ending``):
+        ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, drawn in
+        while behind by at most ``PACE_HELD_LIMIT``. ``close`` (with ``ending``):
         (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
         the lowest written pitched track on the root (``_Closing``). ``clash``: nats taken off a pitched note for
         each note of another pitched track sounding then that it would clash with (``_Playing.clash_bias``).
@@ -282,6 +282,12 @@ PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time
 # The most nats a part is behind or ahead of its pace as the new music starts: one that rested through the primer's
 # last bars is drawn back in, not made to catch up on the whole rest; one that ended on a flourish waits only a little.
 PACE_ENTRY = 2.0
+# The most nats a lag draws in a part other than the lead (``continuation.paces``: held back while ahead, with the
+# full ``PACE_LIMIT``): drawn in as hard as the lead, the parts left the lead less to play and it ran ahead; never
+# drawn in, a part that fell silent stayed out, and the band's pop songs clashed 1.25x as often as the real ones. At 2
+# nats, on the ensemble seeds (BENCHMARKS.md, "Ensemble"): clash on pop 0.10 against the real 0.12 and on madrigals
+# 0.08 against 0.06 (never drawn in: 0.15 and 0.16); the parts sound in 96% of the new bars (95%).
+PACE_HELD_LIMIT = 2.0
 # Nats per semitone an added part leaps beyond a whole step: 0.25 brings the mean leap of harmonized chorale parts
 # to Bach's (2.2 against his 2.3 semitones; 3.0 without, 1.9 at 0.5; BENCHMARKS.md, "Harmonizing").
 LEAP = 0.25
@@ -366,13 +372,13 @@ class _Playing:
         self.is_track = table["track_of"] >= 0
         self.steps_per_quarter = int(table["steps_per_quarter"])
         self.pace = None  # per track and "none yet", onsets per step (nan: free)
-        self.pace_top = np.full(tracks + 1, PACE_LIMIT)  # the most a lag draws a track in: 0 if only held back
+        self.pace_top = np.full(tracks + 1, PACE_LIMIT)  # the most a lag draws a track in
         if pace is not None:
             self.pace = np.full(tracks + 1, np.nan)
             self.pace[:min(len(pace), tracks)] = np.asarray(pace, float)[:tracks] / self.steps_per_quarter
             if held_only is not None:
-                self.pace_top[:min(len(held_only), tracks)] = np.where(np.asarray(held_only, bool)[:tracks], 0,
-                                                                       PACE_LIMIT)
+                self.pace_top[:min(len(held_only), tracks)] = np.where(np.asarray(held_only, bool)[:tracks],
+                                                                       PACE_HELD_LIMIT, PACE_LIMIT)
             # a part's pace clock starts at its first note in the primer: one that rested at its end starts behind
             memory = PACE_MEMORY * self.steps_per_quarter
             struck, self.playing_for = _faded_onsets(primer, table, tracks + 1, memory)
@@ -384,8 +390,8 @@ class _Playing:
         self.paced_tokens = (table["track_of"][None, :] == self.paced[:, None]).astype(float)
         self.in_paced = np.full(tracks + 1, -1)
         self.in_paced[self.paced] = np.arange(len(self.paced))
-        # the tracks drawn in, and the onsets each one's pace asks for over each token's time shift (log1p)
-        self.drawn = np.flatnonzero(self.pace_top[self.paced] > 0)
+        # the tracks drawn in fully, and the onsets each one's pace asks for over each token's time shift (log1p)
+        self.drawn = np.flatnonzero(self.pace_top[self.paced] == PACE_LIMIT)
         self.later = np.log1p(self.pace[self.paced[self.drawn], None] * table["shift_steps"][None, :]) \
             if pace is not None else np.zeros((0, len(table["shift_steps"])))
 
@@ -437,10 +443,11 @@ class _Playing:
     def pace_bias(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary), added to the logits to hold each paced track (``pace``: onsets per step, nan:
         free) to its pace. Its lag at a time t is the log of the onsets its pace asks for by t over those it has,
-        each plus one, times ``PACE_GAIN``, within +-``PACE_LIMIT`` (at most 0 for a track only held back). The
+        each plus one, times ``PACE_GAIN``, within +-``PACE_LIMIT`` (at most ``PACE_HELD_LIMIT`` for a ``held_only``
+        track). The
         tokens that begin its note at a new moment (its Track token; its notes and velocities while it is in
         force) get its lag now: drawn on while it is behind, held back while ahead. While every track drawn in
-        is ahead, a time shift also gets the least it would take off any one's lead, so the rest comes as a
+        fully (not ``held_only``) is ahead, a time shift also gets the least it would take off any one's lead, so the rest comes as a
         longer shift (a lone line, which nothing but a note follows after a shift, is held to its pace that way);
         while one is behind, the model alone chooses how long to wait. A rest is still the model's to choose: it
         only weighs more."""
