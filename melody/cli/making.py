@@ -160,6 +160,7 @@ def _print_summary(summary: dict) -> None:
         click.echo("Pace: " + ", ".join(f"{name} {pace:.2f}" for name, pace in summary["paces"].items())
                    + f" note onsets per quarter note (a seed part's in its last bars that play, a new part's "
                    f"{NEW_PART_PACE:g}x the lead's): the lead and new parts drawn to it, the others held back to it "
+                   "and drawn to it only a little "
                    "(--no-pace: the model's own)")
     if summary["following_log_likelihood"]:
         click.echo(f"Fill: the seed's next bars at {-np.mean(summary['following_log_likelihood']):.3f} nats/token "
