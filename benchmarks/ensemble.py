@@ -16,6 +16,7 @@ bars, so that the real side is the piece's own close, and the model asked to clo
     on_others   the lead's notes on a pitch class another part sounds
     copied      the other parts' bars that copy one of their seed bars
     crossings   share of the time two parts sound together that the lower (in the file's order) sounds above
+    silent      share of the pitched parts' bars in which the part sounds nothing (a voice resting a whole bar)
     closes      the last bar's downbeat on the tonic triad over the tonic (see --ending), the key
                 estimated from all the seed's notes (Krumhansl-Schmuckler)
     closes in its key   the same in the key the file declares, where its scale holds 70% of the notes
@@ -49,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melody.bundle import corpus_files, read_manifest  # noqa: E402
-from melody.ensemble import clash_share, copied_bars, crossings, ends_on_tonic, on_others  # noqa: E402
+from melody.ensemble import clash_share, copied_bars, crossings, ends_on_tonic, on_others, silent_bars  # noqa: E402
 from melody.errors import SettingError  # noqa: E402
 from melody.generate import DEFAULT_MODEL, GenerateConfig, generate  # noqa: E402
 from melody.keys import estimate_key, key_name  # noqa: E402
@@ -83,6 +84,7 @@ def measure(music: Score, seed_end: int, end: int, key: str, declared: str) -> d
             "on_others": math.nan if lead is None else on_others(music, lead, seed_end, end),
             "copied": np.nanmean(copies) if any(not math.isnan(c) for c in copies) else math.nan,
             "crossings": crossings(music, seed_end, end),
+            "silent": silent_bars(music, seed_end, end),
             "closes": ends_on_tonic(music, key, seed_end, end),
             "closes in its key": ends_on_tonic(music, declared, seed_end, end)}
 
@@ -163,8 +165,8 @@ def main() -> None:
     for group, table in rows.items():
         count = len(next(iter(table.values())))
         cells = []
-        for name in ("clash", "on_others", "copied", "crossings", "closes", "closes in its key", "bars exact",
-                     "in key"):
+        for name in ("clash", "on_others", "copied", "crossings", "silent", "closes", "closes in its key",
+                     "bars exact", "in key"):
             made, real = table.get((name, "generated"), []), table.get((name, "real"), [])
             cell = f"{name} {np.nanmean(made):.2f}" if made else ""
             cells.append(cell + (f" vs {np.nanmean(real):.2f} real" if real else ""))

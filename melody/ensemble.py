@@ -11,6 +11,9 @@ continuation, or the real bars that followed the seed), and at pitched parts onl
   sounding at that moment (a melody that belongs to its harmony lands on it often).
 * ``copied_bars``: the share of a part's bars in the stretch that repeat, note for note,
   one of its bars before ``start`` (a loop copies all of them).
+* ``silent_bars``: the share of (pitched part, bar) pairs of the stretch in which the part sounds no note at
+  all (a note held over the bar line sounds). Bach's chorale voices are silent in 0.3% of their bars,
+  Palestrina's in 13%.
 * ``ends_on_tonic``: whether the stretch closes as a cadence does: at the downbeat of its
   last bar every sounding note belongs to the key's tonic triad (in a minor key its major
   third too: the Picardy third of Bach's minor chorales; an open fifth also counts), the
@@ -88,6 +91,15 @@ def copied_bars(score: Score, part: int, start: int, end: int) -> float:
     after = [content(a, b) for a, b in zip(lines, lines[1:]) if a >= start]
     after = [bar for bar in after if bar]
     return sum(bar in before for bar in after) / len(after) if after else math.nan
+
+
+def silent_bars(score: Score, start: int, end: int) -> float:
+    """Share of (pitched part with notes anywhere, bar of [start, end)) pairs in which no note of the part sounds."""
+    lines = [tick for tick in score.bar_lines(until=end) if start <= tick < end] + [end]
+    parts = [notes for notes in _pitched_parts(score) if len(notes)]
+    silent = [not np.any((notes[:, 0] < right) & (notes[:, 1] > left))
+              for notes in parts for left, right in zip(lines, lines[1:])]
+    return float(np.mean(silent)) if silent else math.nan
 
 
 def ends_on_tonic(score: Score, key: str, start: int, end: int) -> float:

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from conftest import CORPORA
-from melody.ensemble import clash_share, copied_bars, crossings, ends_on_tonic, on_others, parallels
+from melody.ensemble import clash_share, copied_bars, crossings, ends_on_tonic, on_others, parallels, silent_bars
 from melody.midi_read import read_midi
 from melody.score import Instrument, Note, Score, TimeSignature
 
@@ -44,6 +44,16 @@ def test_a_loop_copies_every_bar_and_new_music_none():
     new = seed + [(b * BAR + q * Q, 65 + q, Q, 80) for b in range(2, 4) for q in range(4)]
     assert copied_bars(score(looped), 0, 2 * BAR, 4 * BAR) == 1.0
     assert copied_bars(score(new), 0, 2 * BAR, 4 * BAR) == 0.0
+
+
+def test_a_part_is_silent_in_a_bar_where_none_of_its_notes_sounds():
+    walking = [(q * Q, 48 + q % 4, Q, 80) for q in range(16)]  # quarters through all four bars
+    resting = [(0, 72, BAR + Q, 80), (3 * BAR + Q, 74, Q, 80)]  # held into bar 2, silent through bar 3
+    both = score(walking, resting, drums=[[(2 * BAR, 36, Q, 80)]])  # drums never count
+    assert silent_bars(both, 0, 4 * BAR) == 1 / 8
+    assert silent_bars(both, BAR, 2 * BAR) == 0.0  # the note held over the bar line sounds in bar 2
+    assert silent_bars(both, 2 * BAR, 3 * BAR) == 0.5
+    assert math.isnan(silent_bars(score([]), 0, BAR))
 
 
 def test_a_cadence_closes_on_the_tonic_triad_over_the_tonic():
