@@ -55,19 +55,14 @@ def timed(command: list[str], cwd: str) -> float:
 
 def sixteen_bar_melody(chorale: str, folder: str) -> str:
     """The chorale's top part alone, its first 16 bars, written into ``folder``: a melody to harmonize."""
-    import dataclasses
-
     sys.path.insert(0, str(ROOT))
+    from ensemble import cut  # benchmarks/ensemble.py
     from melody.midi_read import read_midi
     from melody.midi_write import write_midi
 
     score = read_midi(chorale)
-    end = score.bar_lines(until=score.end_tick)[16]
-    top = score.instruments[0]
-    notes = tuple(dataclasses.replace(n, duration=min(n.duration, end - n.start)) for n in top.notes if n.start < end)
-    path = Path(folder) / "melody-16-bars.mid"
-    write_midi(score.replace(instruments=[dataclasses.replace(top, notes=notes)], end=end), path, force=True)
-    return str(path)
+    melody = cut(score.replace(instruments=score.instruments[:1]), 0, score.bar_lines(until=score.end_tick)[16])
+    return str(write_midi(melody, Path(folder) / "melody-16-bars.mid", force=True))
 
 
 def main():

@@ -372,13 +372,12 @@ class _Playing:
         self.is_track = table["track_of"] >= 0
         self.steps_per_quarter = int(table["steps_per_quarter"])
         self.pace = None  # per track and "none yet", onsets per step (nan: free)
-        self.pace_top = np.full(tracks + 1, PACE_LIMIT)  # the most a lag draws a track in
+        self.held = np.zeros(tracks + 1, bool)  # per track: held back, drawn in only up to PACE_HELD_LIMIT
         if pace is not None:
             self.pace = np.full(tracks + 1, np.nan)
             self.pace[:min(len(pace), tracks)] = np.asarray(pace, float)[:tracks] / self.steps_per_quarter
             if held_only is not None:
-                self.pace_top[:min(len(held_only), tracks)] = np.where(np.asarray(held_only, bool)[:tracks],
-                                                                       PACE_HELD_LIMIT, PACE_LIMIT)
+                self.held[:min(len(held_only), tracks)] = np.asarray(held_only, bool)[:tracks]
             # a part's pace clock starts at its first note in the primer: one that rested at its end starts behind
             memory = PACE_MEMORY * self.steps_per_quarter
             struck, self.playing_for = _faded_onsets(primer, table, tracks + 1, memory)
@@ -391,7 +390,8 @@ class _Playing:
         self.in_paced = np.full(tracks + 1, -1)
         self.in_paced[self.paced] = np.arange(len(self.paced))
         # the tracks drawn in fully, and the onsets each one's pace asks for over each token's time shift (log1p)
-        self.drawn = np.flatnonzero(self.pace_top[self.paced] == PACE_LIMIT)
+        self.lag_top = np.where(self.held[self.paced], PACE_HELD_LIMIT, PACE_LIMIT)  # the most a lag draws each in
+        self.drawn = np.flatnonzero(~self.held[self.paced])
         self.later = np.log1p(self.pace[self.paced[self.drawn], None] * table["shift_steps"][None, :]) \
             if pace is not None else np.zeros((0, len(table["shift_steps"])))
 
@@ -470,7 +470,7 @@ class _Playing:
         since = time[:, None] + self.playing_for[None, self.paced]  # steps since it first played (in the primer)
         asked = _asked(self.pace[self.paced][None, :], since, memory)
         return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, self.paced])), -PACE_LIMIT,
-                       self.pace_top[self.paced][None, :])
+                       self.lag_top[None, :])
 
     def voice_cost(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): for a part added under the others (``added``: under a melody), ``LEAP``
