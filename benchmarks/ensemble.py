@@ -1,12 +1,12 @@
 """Does the band play together? New bars against the real next bars of real multi-part music.
 
     python benchmarks/ensemble.py [--model melody/default_model] [--wild DIR] [--pieces 12] [--bars 8]
-                                  [--accompaniment band|loop|none] [--ending | --keep-lead]
+                                  [--accompaniment band|loop|none] [--ending | --keep-lead | --whole]
 
 Seeds: multi-part pieces the model did not train on (its validation files: chorales,
 Palestrina, madrigals, quartets), and with ``--wild DIR`` (MidiTok's test files, as the
 tests fetch them) POP909 songs (melody, bridge, piano) and multi-track pop songs. Each
-piece is cut at its middle bar line (a chorale of 14 bars after 7), continued for as many
+piece is continued after its middle bar (``generate --after``: a chorale of 14 bars after 7) for as many
 bars as it really has there, up to ``--bars`` (random seed = its number), and the new bars
 are measured against the piece's real bars there (with ``--ending``: cut before its last
 bars, so that the real side is the piece's own close, and the model asked to close) with
@@ -29,6 +29,9 @@ With ``--keep-lead`` the bars after the cut are written again under the piece's 
 lead and the bars before and after kept), so that the other parts are judged against the real ones
 under the same melody: their clashes with it and each other, and how often they carry the lead's
 pitch class (``on_others``); the pop songs are then all of the multi-track ones.
+
+With ``--whole`` each piece is continued after its last bar instead, as a user continuing the
+whole file does (a song's outro, where parts drop out); only the generated side is measured.
 
 Printed per group (the corpus folder, or "pop"): the mean of each, generated against real.
 """
@@ -57,27 +60,16 @@ from melody.keys import estimate_key, key_name  # noqa: E402
 from melody.metrics import continuation_fit  # noqa: E402
 from melody.midi_read import read_midi  # noqa: E402
 from melody.midi_write import write_midi  # noqa: E402
-from melody.score import Score, lead_index  # noqa: E402
+from melody.score import Score, cut, lead_index  # noqa: E402
 
 WILD = ["MIDIs_one_track/POP909_008.mid", "MIDIs_one_track/POP909_010.mid", "MIDIs_one_track/POP909_022.mid",
         "MIDIs_one_track/POP909_191.mid", "MIDIs_multitrack/Aicha.mid", "MIDIs_multitrack/Mr. Blue Sky.mid",
         "MIDIs_multitrack/In Too Deep.mid", "MIDIs_multitrack/What a Fool Believes.mid"]
 
 
-def cut(score: Score, start: int, end: int) -> Score:
-    """The notes of ``score`` that start before ``end`` (cut at ``end``, where it now ends) and at or after ``start``
-    (all if 0)."""
-    import dataclasses
-
-    parts = [dataclasses.replace(part, notes=tuple(dataclasses.replace(n, duration=min(n.duration, end - n.start))
-                                                   for n in part.notes if start <= n.start < end))
-             for part in score.instruments]
-    return score.replace(instruments=parts, end=end)
-
-
 def measure(music: Score, seed_end: int, end: int, key: str, declared: str) -> dict:
     """The ensemble numbers of ``music`` over [seed_end, end); ``key`` estimated, ``declared`` the file's."""
-    lead = lead_index(cut(music, 0, seed_end))
+    lead = lead_index(cut(music, seed_end))
     others = [k for k, part in enumerate(music.instruments) if k != lead and not part.is_drum and part.notes]
     copies = [copied_bars(music, k, seed_end, end) for k in others]
     return {"clash": clash_share(music, seed_end, end),
@@ -114,6 +106,8 @@ def main() -> None:
     parser.add_argument("--accompaniment", default="band", choices=("band", "loop", "none"))
     parser.add_argument("--ending", action="store_true")
     parser.add_argument("--keep-lead", action="store_true", help="rewrite the other parts under the real lead")
+    parser.add_argument("--whole", action="store_true",
+                        help="continue each piece after its last bar, as from a whole file (no real bars to compare)")
     parser.add_argument("--clash-strength", type=float, default=GenerateConfig().clash_strength,
                         help="nats off a note per clash with a sounding note of another part")
     arguments = parser.parse_args()
@@ -128,13 +122,16 @@ def main() -> None:
             bars = min(arguments.bars, len(lines) - 1 - middle)
             if arguments.ending:  # the piece's real last bars against an ending asked for
                 middle = len(lines) - 1 - bars
+            if arguments.whole:  # after the last bar: no real bars to compare with
+                middle, bars = len(lines) - 1, arguments.bars
             if middle < 4 or bars < 4:
                 continue
-            seed_end, end = lines[middle], lines[middle + bars]
-            seed = cut(real, 0, seed_end)
+            seed_end, end = lines[middle], lines[min(middle + bars, len(lines) - 1)]
+            seed = cut(real, seed_end)
             seed_path = Path(scratch) / f"{number}.mid"
-            write_midi(real if arguments.keep_lead else seed, seed_path, force=True)
-            around = {"keep": (str(lead_index(seed) + 1),), "from_bar": middle + 1} if arguments.keep_lead else {}
+            write_midi(real, seed_path, force=True)
+            around = {"keep": (str(lead_index(seed) + 1),), "from_bar": middle + 1} if arguments.keep_lead else \
+                {} if arguments.whole else {"after": middle}
             config = GenerateConfig(bars=bars, random_seed=number, accompaniment=arguments.accompaniment,
                                     clash_strength=arguments.clash_strength,
                                     ending=arguments.ending, **around)
@@ -149,7 +146,7 @@ def main() -> None:
             new_end = max(line for line in made.bar_lines(until=made.end_tick + 1) if line <= made.end_tick) \
                 if made.end_tick > seed_end else seed_end
             for side, music, stop in (("generated", made, end if arguments.keep_lead else max(new_end, end)),
-                                      ("real", real, end)):
+                                      ("real", real, end))[:2 - arguments.whole]:
                 for name, value in measure(music, seed_end, stop, key, declared).items():
                     rows[group][(name, side)].append(value)
             if not arguments.keep_lead:  # a continuation: as musical_fit.py measures it
@@ -160,7 +157,8 @@ def main() -> None:
                                                        in rows[group].items() if side == "generated"), flush=True)
     print(f"\nmodel {arguments.model}, up to {arguments.bars} bars from the middle of each piece, accompaniment "
           f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}"
-          f"{', the other parts rewritten under the real lead' if arguments.keep_lead else ''}, clash strength "
+          f"{', the other parts rewritten under the real lead' if arguments.keep_lead else ''}"
+          f"{', after the whole piece' if arguments.whole else ''}, clash strength "
           f"{arguments.clash_strength}")
     for group, table in rows.items():
         count = len(next(iter(table.values())))

@@ -1,7 +1,7 @@
 """melody's network on the JSB chorales benchmark, against published polyphonic results.
 
-    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4]
-                             [--batch-size 32] [--out DIR]
+    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4] [--dropout 0.2]
+                             [--batch-size 32] [--out DIR | --model DIR]
 
 The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
 valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding
@@ -16,9 +16,13 @@ every frame's pitches are quarter notes struck at that frame (4/4 bar lines; the
 data has no meter), so frames <-> tokens is one-to-one and the token sequence's
 likelihood is the frames' likelihood. A network of the default model's shape (melody's
 own LSTM, lookback and ahead inputs, told nothing ahead) is trained on the train split
-only (a tenth of it held out for early stopping); the valid and test splits' total NLL,
-header tokens included (the key and density tokens are derived from the whole piece, so
-they are scored, not given), is divided by their frames.
+only (a tenth of it held out for early stopping). Scored as the published results are:
+-log p(frame t | frames before t) summed over each piece's frames after its first, divided
+by the number of those frames; the first frame's tokens are given, not counted. The header
+tokens are counted (the key and density tokens are derived from the whole piece, so they
+are scored, not given), and so is the end token. The score with every frame counted,
+first frames included, is printed beside it. ``--model DIR`` scores a model folder kept
+by an earlier ``--out`` instead of training one.
 
 The shipped default model is not scored here: its chorales include the test pieces.
 """
@@ -30,7 +34,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +84,18 @@ def frames_to_score(frames: list[list[int]], voices: int = 0) -> Score:
                  time_signatures=[TimeSignature(0, 4, 4)])
 
 
+def first_frame_given(tokens: np.ndarray, tokenizer) -> np.ndarray:
+    """Which tokens of a piece count in its score as the published results count frames: every one but those of
+    its first frame (from the header's end to the first time shift or bar line after it), which is given. The
+    header counts: its key and density are read from the whole piece."""
+    table, header = tokenizer.token_table(), tokenizer.header_length(tokens)
+    moves = np.flatnonzero((table["shift_steps"][tokens] > 0) | tokenizer.is_bar(tokens))
+    first_end = next((int(k) for k in moves if k > header), len(tokens))
+    scored = np.ones(len(tokens), bool)
+    scored[header:first_end] = False
+    return scored
+
+
 def write_split(pieces, folder: Path, voices: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -95,8 +110,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="between the layers")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, help="model folder to keep (default: a temporary one)")
+    parser.add_argument("--model", type=Path, help="score this model folder instead of training one")
     parser.add_argument("--voices", action="store_true",
                         help="each frame's pitches on as many tracks as the fullest frame has, highest first")
     arguments = parser.parse_args()
@@ -108,25 +125,30 @@ def main() -> None:
         write_split(splits["train"], scratch / "train", voices)
         write_split(splits["valid"], scratch / "valid", voices)
         test = write_split(splits["test"], scratch / "test", voices)
-        out = arguments.out or scratch / "model"
-        started = time.time()
-        metrics = train(scratch / "train", out, ModelConfig(units=arguments.units),
-                        TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=arguments.patience,
-                                    batch_size=arguments.batch_size), force=True)
+        out = arguments.model or arguments.out or scratch / "model"
+        if arguments.model:
+            metrics = json.loads((out / "metrics.json").read_text())
+        else:
+            metrics = train(scratch / "train", out, ModelConfig(units=arguments.units, dropout=arguments.dropout),
+                            TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=arguments.patience,
+                                        batch_size=arguments.batch_size), force=True)
         bundle = load_bundle(out)
         tokenizer = bundle.tokenizer
         from melody.midi_read import read_midi
 
-        pieces = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in test]
-        nats = model_nll(bundle.model, pieces)
-        frames = sum(len(piece) for piece in splits["test"])
-        valid = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in sorted((scratch / "valid").glob("*.mid"))]
-        valid_nats = model_nll(bundle.model, valid)
-        valid_frames = sum(len(piece) for piece in splits["valid"])
-    print(f"melody {arguments.units}-unit network{f', {voices} voices' if voices else ''}, trained {metrics['steps']} steps in {time.time() - started:.0f} s "
-          f"({metrics['stopped']})")
-    print(f"  valid: {valid_nats / valid_frames:.3f} nats/frame ({valid_frames} frames)")
-    print(f"  test:  {nats / frames:.3f} nats/frame ({frames} frames, {sum(map(len, pieces))} tokens)")
+        scores = {}
+        for name, paths in (("valid", sorted((scratch / "valid").glob("*.mid"))), ("test", test)):
+            pieces = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in paths]
+            frames = sum(len(piece) for piece in splits[name])
+            given = [first_frame_given(piece, tokenizer) for piece in pieces]
+            scores[name] = (model_nll(bundle.model, pieces, scored=given) / (frames - len(pieces)),
+                            model_nll(bundle.model, pieces) / frames, frames, sum(map(len, pieces)))
+    shape = bundle.model_config
+    print(f"melody {shape.units}-unit network, dropout {shape.dropout}{f', {voices} voices' if voices else ''}, "
+          f"trained {metrics['steps']} steps in {metrics['training_seconds']:.0f} s ({metrics['stopped']})")
+    for name, (nats, every, frames, tokens) in scores.items():
+        print(f"  {name}: {nats:.3f} nats/frame, the first frame of each piece given ({every:.3f} with every "
+              f"frame scored; {frames} frames, {tokens} tokens)")
     for name, value in PUBLISHED.items():
         print(f"  published {name}: {value:.2f}")
 

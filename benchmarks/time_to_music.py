@@ -56,12 +56,12 @@ def timed(command: list[str], cwd: str) -> float:
 def sixteen_bar_melody(chorale: str, folder: str) -> str:
     """The chorale's top part alone, its first 16 bars, written into ``folder``: a melody to harmonize."""
     sys.path.insert(0, str(ROOT))
-    from ensemble import cut  # benchmarks/ensemble.py
     from melody.midi_read import read_midi
     from melody.midi_write import write_midi
+    from melody.score import cut
 
     score = read_midi(chorale)
-    melody = cut(score.replace(instruments=score.instruments[:1]), 0, score.bar_lines(until=score.end_tick)[16])
+    melody = cut(score.replace(instruments=score.instruments[:1]), score.bar_lines(until=score.end_tick)[16])
     return str(write_midi(melody, Path(folder) / "melody-16-bars.mid", force=True))
 
 

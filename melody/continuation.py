@@ -41,7 +41,7 @@ from melody.ahead import KeptNotes
 from melody.ensemble import parallels
 from melody.errors import MelodyError
 from melody.keys import estimate_key, key_name
-from melody.score import Instrument, KeySignature, Note, Score, excerpt, melody_line
+from melody.score import Instrument, KeySignature, Note, Score, end_line, excerpt, melody_line
 from melody.tokenizer import Tokenizer, onset_density
 
 MAX_PRIMER_TOKENS = 1024
@@ -88,7 +88,7 @@ def make_primer(seed: Score, tokenizer: Tokenizer, primer_bars: int | None = Non
     estimated = tokenizer.trusted_key(seed) is None
     steps = tokenizer.config.steps_per_quarter
     seed_end = round(seed.end_tick * steps / seed.ticks_per_quarter)  # every track's end, not only the primer's
-    end = _next_bar_line(prepared, seed_end - steps // 4)  # a 16th over the last release is no bar more
+    end = round(end_line(seed, steps) * steps / seed.ticks_per_quarter)
     if at_bar is not None:
         lines = prepared.bar_lines(until=end)
         if not 0 <= at_bar < len(lines):
@@ -422,11 +422,11 @@ def track_name(part: Instrument, index: int) -> str:
 ACCOMPANIMENTS = ("band", "loop", "none")
 
 
-def with_loops(seed: Score, tracks: set[int], bars: int) -> tuple[Score, int, dict[int, int]]:
+def with_loops(seed: Score, tracks: set[int], bars: int, grid: int) -> tuple[Score, int, dict[int, int]]:
     """``seed`` with its ``tracks`` that sound in its last 4 bars repeating their last bars (``_looped``) for ``bars``
-    bars after it ends, the index of the bar line where the loops begin (the seed's bars before it), and how many
-    notes each looping track adds."""
-    begin = _next_bar_line(seed, seed.end_tick - seed.ticks_per_quarter // 4)
+    bars after it ends (``end_line`` on the tokenizer's ``grid``), the index of the bar line where the loops begin
+    (the seed's bars before it), and how many notes each looping track adds."""
+    begin = end_line(seed, grid)
     limit = _bar_limit(seed, begin, bars)
     loops = {k: _looped(part, seed, begin, limit) for k, part in enumerate(seed.instruments)
              if k in tracks and _sounds_before(part, seed, begin)}

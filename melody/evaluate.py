@@ -99,8 +99,10 @@ def token_groups(paths, tokenizer: Tokenizer, skipped: list, on_file=None):
         yield group
 
 
-def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> float:
-    """Total negative log-likelihood (nats) of every piece's tokens after the first.
+def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768,
+              scored: list[np.ndarray] | None = None) -> float:
+    """Total negative log-likelihood (nats) of every piece's tokens after the first (``scored``: per piece, a
+    bool per token saying which count; the first never does).
 
     Pieces of similar length are batched, padded at the end (an LSTM never looks ahead). A piece
     longer than PASS_TOKENS goes through in chunks, each starting WARM_UP tokens before the first
@@ -108,7 +110,8 @@ def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> flo
     longest performances; memory stays bounded for any length).
     """
     batch_nll = _batch_nll(model)
-    chunks = [chunk for piece in pieces for chunk in _chunks(piece)]
+    scored = scored or [np.ones(len(piece), bool) for piece in pieces]
+    chunks = [chunk for piece, counted in zip(pieces, scored) for chunk in _chunks(piece, counted)]
     order = sorted(range(len(chunks)), key=lambda i: len(chunks[i][0]))
     total, batch = 0.0, []
     for position, index in enumerate(order):
@@ -119,8 +122,8 @@ def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> flo
             width = -(-longest // 64) * 64 + 1  # few distinct shapes
             tokens = np.zeros((len(batch), width), dtype=np.int32)
             mask = np.zeros((len(batch), width), dtype=np.float32)
-            for row, (piece, first) in enumerate(batch):
-                tokens[row, :len(piece)], mask[row, first:len(piece)] = piece, 1.0
+            for row, (piece, counted) in enumerate(batch):
+                tokens[row, :len(piece)], mask[row, :len(piece)] = piece, counted
             total += float(batch_nll(tokens, mask))
             batch = []
     return total
@@ -142,13 +145,19 @@ def _batch_nll(model):
     return batch_nll
 
 
-def _chunks(piece: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """(tokens, index of the first token scored) covering ``piece``: itself, or overlapping chunks."""
+def _chunks(piece: np.ndarray, scored: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(tokens, which of them count) covering ``piece``, whose first token never counts: itself, or overlapping
+    chunks, each token counted in one of them."""
     if len(piece) <= PASS_TOKENS:
-        return [(piece, 1)]
+        return [(piece, np.concatenate([[False], scored[1:]]))]
     step = PASS_TOKENS - WARM_UP
-    return [(piece[max(0, first - 1 - WARM_UP):first + step], first - max(0, first - 1 - WARM_UP))
-            for first in range(1, len(piece), step)]
+    chunks = []
+    for first in range(1, len(piece), step):
+        start = max(0, first - 1 - WARM_UP)
+        counted = scored[start:first + step].copy()
+        counted[:first - start] = False
+        chunks.append((piece[start:first + step], counted))
+    return chunks
 
 
 def _row(total_nats: float, tokens: int, notes: int) -> dict:

@@ -37,8 +37,9 @@ from melody.midi_write import midi_bytes
 from melody.numpy_lstm import NumpyLSTM, spare_threads
 from melody.sampler import Sampler, SamplingConfig
 from melody.keys import parse_key
-from melody.score import Instrument, Score, lead_index, parse_meter
+from melody.score import Instrument, Score, cut, end_line, lead_index, parse_meter
 from melody.settings import setting
+from melody.tokenizer import TokenizerConfig
 
 TOKENS_PER_BAR_CAP = 256
 MAX_BARS = 256  # at most 256 tokens a bar: 65,536 tokens in one run
@@ -85,6 +86,9 @@ class GenerateConfig:
     from_bar: int | None = setting(None, "Write from this bar of the seed on (1: from its start), the bars before it "
                                    "priming the model and the written tracks' notes there replaced (default: "
                                    "after the seed).")
+    after: int | None = setting(None, "Continue after this bar of the seed, as if the seed ended there: the bars "
+                                "after it are left out, and parts that repeat take their bars before it (not a "
+                                "song's outro). To keep the bars after it, write a fill with --from-bar.")
     candidates: int = setting(1, "Draw this many candidates for each sample and keep the one after which the model "
                               "finds the seed's next bars likeliest (a fill: --from-bar inside the seed).")
     ending: bool = setting(False, "Close the new music: the model is told, bar by bar, where it ends (a model "
@@ -122,8 +126,9 @@ class GenerateConfig:
             raise SettingError(f"key strength must be in 0..20 nats, got {self.key_strength}")
         if not (0 <= self.clash_strength <= 20):
             raise SettingError(f"clash strength must be in 0..20 nats, got {self.clash_strength}")
-        if self.from_bar is not None and self.from_bar < 1:
-            raise SettingError(f"from-bar must be 1 or more, got {self.from_bar}")
+        for name, value in (("from-bar", self.from_bar), ("after", self.after)):
+            if value is not None and value < 1:
+                raise SettingError(f"{name} must be 1 or more, got {value}")
         if len(self.add) > 16:
             raise SettingError(f"at most 16 new tracks, got {len(self.add)}")
         for part in self.add:
@@ -186,8 +191,8 @@ def generate(model: str | os.PathLike | Manifest | None = None, seed: str | os.P
 def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool, network) -> Generation:
     if seed is not None and (config.key is not None or config.time_signature is not None):
         raise SettingError("key and time signature come from the seed; give them only without one")
-    if seed is None and (config.keep or config.from_bar or config.add):
-        raise SettingError("keep, add and from-bar are about a seed's tracks and bars; give a seed")
+    if seed is None and (config.keep or config.from_bar or config.add or config.after):
+        raise SettingError("keep, add, from-bar and after are about a seed's tracks and bars; give a seed")
     if config.accompaniment == "loop" and (config.keep or config.from_bar or config.add):
         raise SettingError("--accompaniment loop keeps every part but the lead; it does not combine with keep, add "
                            "or from-bar")
@@ -196,6 +201,11 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     for path in paths:
         check_writable(path, force)
     seed_score = read_midi(seed) if seed else None
+    seed_bars = None if seed_score is None else len(bars_of(seed_score))
+    if config.after is not None and config.after > seed_bars:
+        raise SettingError(f"the seed has {seed_bars} bars; continue after bar 1 to {seed_bars} of them")
+    if config.after is not None and config.after < seed_bars:
+        seed_score = cut(seed_score, bars_of(seed_score)[config.after])
     if config.add:  # the new tracks join the seed, without notes: the model writes them
         seed_score = seed_score.replace(instruments=seed_score.instruments + tuple(new_part(p) for p in config.add))
     manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
@@ -204,7 +214,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     looping = frozenset()
     if config.accompaniment == "loop" and seed_score is not None and not tokenizer.config.melody_only:
         others = frozenset(range(len(seed_score.instruments))) - {lead_index(seed_score)}
-        looped, at_bar, loops = with_loops(seed_score, others, config.bars)
+        looped, at_bar, loops = with_loops(seed_score, others, config.bars,
+                                               tokenizer.config.steps_per_quarter)
         if loops:  # the loops are kept notes after the seed, the lead written over them
             seed_score, looping = looped, frozenset(loops)
             config = dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(others)), from_bar=at_bar + 1)
@@ -250,6 +261,7 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                "tokens_per_second": round(tokens / max(clock.laps["sample"] + clock.laps.get("second take", 0), 1e-9),
                                           1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None,
+               "seed_bars": seed_bars, "after": config.after,
                "candidates": config.candidates, "following_log_likelihood": fit,
                "paces": {} if pace is None else {
                    track_name(seed_score.instruments[request.primer.sources[k]], request.primer.sources[k]):
@@ -269,7 +281,7 @@ def harmonizing(melody: str | os.PathLike, parts: tuple[str, ...] = HARMONY, end
     written from its first bar to its last, told where it ends (``ending``: a model with ahead inputs), with
     ``HARMONY_KEY``; ``settings``: any other ``GenerateConfig`` field, or that."""
     score = read_midi(melody)
-    bars = len(score.bar_lines(until=max(1, score.end_tick - score.ticks_per_quarter // 4)))
+    bars = len(bars_of(score))
     if bars > MAX_BARS:
         raise SettingError(f"{melody}: {bars} bars; harmonize at most {MAX_BARS} at once (generate --keep --add "
                            "--from-bar --bars writes any stretch)")
@@ -278,6 +290,11 @@ def harmonizing(melody: str | os.PathLike, parts: tuple[str, ...] = HARMONY, end
         raise MelodyError(f"{melody}: no notes to harmonize")
     settings = {"key_strength": HARMONY_KEY, **settings}
     return GenerateConfig(bars=bars, keep=kept, add=tuple(parts), from_bar=1, ending=ending, **settings)
+
+
+def bars_of(score: Score) -> list[int]:
+    """The tick each of the bars of ``score`` starts at, up to where it ends (``score.end_line``)."""
+    return score.bar_lines(until=max(1, end_line(score, TokenizerConfig().steps_per_quarter)))
 
 
 def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int):

@@ -19,7 +19,7 @@ import numpy as np
 
 from melody.keys import estimate_key, in_key_share, key_name
 from melody.ensemble import clash_share, copied_bars, on_others, parallels
-from melody.score import Score, lead_index
+from melody.score import Score, end_line, lead_index
 from melody.tokenizer import TokenizerConfig
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -186,7 +186,7 @@ def new_notes(seed: Score, output: Score) -> tuple[Score, int, bool]:
     A note is the seed's when the seed has a note of that pitch at that time (compared in quarter
     notes, to 1/960). When ``output`` holds fewer than half the seed's notes it is taken to be the
     continuation alone (generated with ``--continuation-only``), starting at tick 0. Otherwise the
-    continuation starts at the first bar line of ``output`` at or after the seed's end.
+    continuation starts where the seed ends (``score.end_line``, as generation sees it).
     """
     def key(note, ticks):
         return round(note.start * 960 / ticks), note.pitch
@@ -196,9 +196,7 @@ def new_notes(seed: Score, output: Score) -> tuple[Score, int, bool]:
     found = sum(key(note, ticks) in old for note in output.notes)
     if found < len(seed.notes) / 2:
         return output, 0, False
-    end = round(seed.end_tick * ticks / seed.ticks_per_quarter)
-    lines = output.bar_lines(until=end + 64 * ticks)
-    start = next((line for line in lines if line >= end - ticks // 4), end)
+    start = round(end_line(seed, ONSET_GRID) * ticks / seed.ticks_per_quarter)
     instruments = [instrument.__class__(instrument.program, instrument.is_drum, instrument.name,
                                         [n for n in instrument.notes if key(n, ticks) not in old and n.start >= start],
                                         instrument.channel) for instrument in output.instruments]

@@ -213,6 +213,30 @@ def excerpt(score: Score, start: int, end: int | None = None) -> Score:
         tempos=from_start(score.tempos), end=max(0, (score.end if end is None else end) - start))
 
 
+def end_line(score: Score, grid: int) -> int:
+    """The bar line where ``score``'s last bar ends: the first at or after its end (``end_tick``), seen on a grid of
+    ``grid`` steps per quarter note (as the tokenizer quantizes), a release less than a 16th past a bar line being
+    no bar more (a player letting go late). Whoever asks where a seed ends (the primer, the loops, the bars
+    ``--after`` counts, the measures of a continuation) asks this."""
+    tpq = score.ticks_per_quarter
+    end = round(score.end_tick * grid / tpq) - grid // 4  # in steps
+    return next(line for line in score.bar_lines(until=max(0, score.end_tick) + score.longest_bar + 1)
+                if line * grid >= end * tpq)
+
+
+def cut(score: Score, end: int) -> Score:
+    """``score`` as if it ended at tick ``end``: the notes that start before it, shortened to end there at the
+    latest, and the tempo, meter and key changes before it."""
+    def before(events):
+        return [e for e in events if e.tick < end] or list(events[:1])
+
+    parts = [dataclasses.replace(part, notes=[dataclasses.replace(n, duration=min(n.duration, end - n.start))
+                                              for n in part.notes if n.start < end])
+             for part in score.instruments]
+    return score.replace(instruments=parts, tempos=before(score.tempos), time_signatures=before(score.time_signatures),
+                         key_signatures=before(score.key_signatures), end=end)
+
+
 def last_per_tick(events) -> list:
     """Meta events (tempo, signatures) sorted by tick, keeping the last of several on one tick: the one in force."""
     by_tick = {event.tick: event for event in events}

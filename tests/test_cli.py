@@ -112,6 +112,7 @@ def _bad_inputs(tmp_path):
         "generate: keep a track the seed lacks": (["generate", "--seed", song, "--keep", "Flute", "--out",
                                                    tmp_path / "g.mid"], "the seed has no track 'Flute'"),
         "generate: write from bar 0": (["generate", "--seed", song, "--from-bar", "0"], "from-bar must be 1 or more"),
+        "generate: after a bar past the seed's end": (gen + ["--after", "1000"], "bars; continue after bar 1 to"),
         "generate: a new part on no instrument": (["generate", "--seed", song, "--add", "Bass=kazoo"],
                                                   "no General MIDI instrument is called 'kazoo'"),
         "harmonize: a new part on no instrument": (["harmonize", song, "--parts", "Alto,Bass=kazoo"],
@@ -207,16 +208,18 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_the_summary_names_the_samples_that_looped_a_track_written_elsewhere(capsys):
     """The printed summary says which tracks were written and, where the model left a written track silent in some
-    samples (so it looped there), in how many."""
+    samples (so it looped there), in how many; and which of the seed's bars came before the new ones."""
     from melody.cli.making import _print_summary
 
     summary = {"files": ["out-1.mid", "out-2.mid"], "accompaniment_notes": 12, "bars": 8, "bars_short": [],
                "samples": 2, "notes": 80, "tokens": 400, "tokens_per_second": 4000.0, "seconds": 30.0,
                "random_seed": 1, "paces": {}, "following_log_likelihood": None, "silent_samples": 0,
-               "wall_seconds": {"total": 1.0, "read": 0.1, "sample": 0.5},
+               "after": 8, "seed_bars": 12, "wall_seconds": {"total": 1.0, "read": 0.1, "sample": 0.5},
                "tracks": {"kept": [], "written": ["Soprano", "Tenor"], "added": [], "looped": ["Bass"], "silent": [],
                           "looped_in": {"Tenor": 1}, "not_played": []}}
     _print_summary(summary)
-    tracks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Tracks:")]
+    printed = capsys.readouterr().out.splitlines()
+    assert "Seed: its bars 1-8 of 12, then the new bars (--after)" in printed
+    tracks = [line for line in printed if line.startswith("Tracks:")]
     assert tracks == ["Tracks: written Soprano, Tenor; looped Bass; looped where the model left it silent (the other "
                       "parts then written again, hearing the loop): Tenor in 1 of 2 samples"]

@@ -658,7 +658,7 @@ def test_accompaniment_loop_writes_the_lead_over_the_other_parts_loops_which_the
     seed = read_midi(path)
     config = GenerateConfig(bars=3, random_seed=2, accompaniment="loop")
     made = generate(bundle, path, config=config, write=False)
-    looped, at_bar, loops = with_loops(seed, {1, 2, 3}, 3)
+    looped, at_bar, loops = with_loops(seed, {1, 2, 3}, 3, grid=12)
     begin = seed.bar_lines(until=looped.end_tick)[at_bar]
     for voice in (1, 2, 3):
         assert made.scores[0].instruments[voice].notes == looped.instruments[voice].notes
@@ -667,6 +667,32 @@ def test_accompaniment_loop_writes_the_lead_over_the_other_parts_loops_which_the
     tracks = made.summary["tracks"]
     assert tracks["written"] == ["Soprano"] and tracks["looped"] == ["Alto", "Tenor", "Bass"] and not tracks["kept"]
     assert made.summary["accompaniment_notes"] == sum(loops.values())
+
+
+def test_continuing_after_a_bar_leaves_out_the_bars_after_it_and_loops_the_groove_before_them(bundle, tmp_path):
+    """--after 8 on a 12-bar song whose bars 9-12 are an outro (the drums stop, the piano holds one chord): the
+    output is the song's bars 1-8 (the note held over bar 8's end cut there) and 2 new bars, in which the drums,
+    which the model cannot play, repeat bars 5-8's groove, and nothing of the outro is heard."""
+    groove = [Note(480 * q, 60 + q % 5, 480, 80) for q in range(31)] + [Note(480 * 31, 67, 960, 80)]
+    outro = [Note(480 * 33, pitch, 480 * 15, 70) for pitch in (48, 55, 64)]
+    drums = tuple(Note(240 * e, (36, 42, 38, 42)[e % 4], 120, 100) for e in range(64))
+    write_midi(Score(480, (Instrument(0, name="Piano", notes=tuple(groove + outro)),
+                           Instrument(0, True, "Kit", drums)), time_signatures=(TimeSignature(0, 4, 4),)),
+               tmp_path / "song.mid")
+    made = generate(bundle, tmp_path / "song.mid", config=GenerateConfig(bars=2, after=8, random_seed=3),
+                    write=False)
+    piano, kit = made.scores[0].instruments
+    assert made.written[0] == (480 * 32, 480 * 40)
+    assert [(n.start, n.pitch, n.duration) for n in piano.notes if n.start < 480 * 32] == \
+        [(n.start, n.pitch, min(n.duration, 480 * 32 - n.start)) for n in groove]
+    assert not any(n.start >= 480 * 32 and n.duration > 480 * 8 for n in piano.notes)  # no outro chord
+    assert [(n.start - 480 * 16, n.pitch) for n in kit.notes if n.start >= 480 * 32] == \
+        [(n.start, n.pitch) for n in drums if 480 * 16 <= n.start < 480 * 24]
+    assert (made.summary["after"], made.summary["seed_bars"]) == (8, 12)
+    with pytest.raises(SettingError, match="the seed has 12 bars"):
+        generate(bundle, tmp_path / "song.mid", config=GenerateConfig(after=13), write=False)
+    with pytest.raises(SettingError, match="give a seed"):
+        generate(bundle, None, config=GenerateConfig(after=2), write=False)
 
 
 def test_a_fill_leaves_what_the_model_cannot_play_as_it_was(bundle, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from melody.score import (Instrument, Note, Score, Tempo, TimeSignature, allowed_transpositions, excerpt, skyline,
-                          transpose)
+from melody.score import (Instrument, Note, Score, Tempo, TimeSignature, allowed_transpositions, cut, excerpt,
+                          skyline, transpose)
 
 
 def test_values_check_their_input():
@@ -51,3 +51,15 @@ def test_an_excerpt_ends_where_it_was_cut_or_where_the_piece_ends():
     score = Score(4, (Instrument(0, notes=(Note(0, 60, 4, 90), Note(8, 62, 4, 90))),), end=32)
     assert excerpt(score, 8).end_tick == 24 and excerpt(score, 0, 16).end_tick == 16
     assert excerpt(score.replace(end=0), 8).end_tick == 4
+
+
+def test_a_cut_score_ends_there_with_what_was_in_force_before():
+    """``cut`` at tick 16: the note sounding over it ends there, the one after it is gone, and so are the tempo and
+    meter changes at or after it; the ones before stay in force."""
+    score = Score(4, (Instrument(0, notes=(Note(0, 60, 4, 90), Note(12, 62, 8, 90), Note(16, 64, 4, 90))),),
+                  tempos=(Tempo(0, 500_000), Tempo(16, 400_000)),
+                  time_signatures=(TimeSignature(0, 4, 4), TimeSignature(16, 3, 4)), end=40)
+    made = cut(score, 16)
+    assert [(n.start, n.duration) for n in made.instruments[0].notes] == [(0, 4), (12, 4)]
+    assert made.tempos == (Tempo(0, 500_000),) and made.time_signatures == (TimeSignature(0, 4, 4),)
+    assert made.end_tick == 16

@@ -55,6 +55,7 @@ def generate(model, seed_file, out, force, wav, png, whole, soundfont, as_json, 
       melody generate --seed song.mid --wav --png
       melody generate --seed chorale.mid --keep Soprano --from-bar 5 --bars 4   (new lower voices)
       melody generate --seed song.mid --from-bar 9 --bars 4 --candidates 8     (fill bars 9-12)
+      melody generate --seed song.mid --after 32 --bars 8     (go on from bar 32, not the outro)
       melody generate --seed tune.mid --add "Bass=cello" --keep 1 --from-bar 1 --bars 16
     """
     config = configured(GenerateConfig, options, sampling=configured(SamplingConfig, options))
@@ -144,6 +145,8 @@ def _print_summary(summary: dict) -> None:
                + (f" ({looped} of them the accompaniment repeating its last bars)" if looped else "")
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
+    if summary["after"] is not None and summary["after"] < summary["seed_bars"]:
+        click.echo(f"Seed: its bars 1-{summary['after']} of {summary['seed_bars']}, then the new bars (--after)")
     tracks = summary["tracks"]
     roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "added", "looped", "silent")
              if tracks.get(role)]
