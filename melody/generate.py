@@ -28,8 +28,8 @@ import numpy as np
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.ahead import KeptNotes
 from melody.continuation import (ACCOMPANIMENTS, Primer, added_under, arrange, avoiding_parallels,
-                                 chord_limits, following_tokens, in_order, kept_notes, loops_sounding, make_primer,
-                                 paces, primer_from_opening, registers, track_name, with_loops)
+                                 chord_limits, following_tokens, fuller_bar, in_order, kept_notes, loops_sounding,
+                                 make_primer, paces, primer_from_opening, registers, track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -202,6 +202,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
         check_writable(path, force)
     seed_score = read_midi(seed) if seed else None
     seed_bars = None if seed_score is None else len(bars_of(seed_score))
+    around = config.after or config.from_bar or config.keep or config.add
+    outro = None if seed_score is None or around else fuller_bar(seed_score, TokenizerConfig().steps_per_quarter)
     if config.after is not None and config.after > seed_bars:
         raise SettingError(f"the seed has {seed_bars} bars; continue after bar 1 to {seed_bars} of them")
     if config.after is not None and config.after < seed_bars:
@@ -261,7 +263,7 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                "tokens_per_second": round(tokens / max(clock.laps["sample"] + clock.laps.get("second take", 0), 1e-9),
                                           1), "wall_seconds": clock.laps,
                "random_seed": random_seed, "model": str(manifest.path), "seed": str(seed) if seed else None,
-               "seed_bars": seed_bars, "after": config.after,
+               "seed_bars": seed_bars, "after": config.after, "outro": outro,
                "candidates": config.candidates, "following_log_likelihood": fit,
                "paces": {} if pace is None else {
                    track_name(seed_score.instruments[request.primer.sources[k]], request.primer.sources[k]):

@@ -214,7 +214,7 @@ def test_the_summary_names_the_samples_that_looped_a_track_written_elsewhere(cap
     summary = {"files": ["out-1.mid", "out-2.mid"], "accompaniment_notes": 12, "bars": 8, "bars_short": [],
                "samples": 2, "notes": 80, "tokens": 400, "tokens_per_second": 4000.0, "seconds": 30.0,
                "random_seed": 1, "paces": {}, "following_log_likelihood": None, "silent_samples": 0,
-               "after": 8, "seed_bars": 12, "wall_seconds": {"total": 1.0, "read": 0.1, "sample": 0.5},
+               "after": 8, "seed_bars": 12, "outro": None, "wall_seconds": {"total": 1.0, "read": 0.1, "sample": 0.5},
                "tracks": {"kept": [], "written": ["Soprano", "Tenor"], "added": [], "looped": ["Bass"], "silent": [],
                           "looped_in": {"Tenor": 1}, "not_played": []}}
     _print_summary(summary)

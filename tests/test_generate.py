@@ -695,6 +695,22 @@ def test_continuing_after_a_bar_leaves_out_the_bars_after_it_and_loops_the_groov
         generate(bundle, None, config=GenerateConfig(after=2), write=False)
 
 
+def test_a_seed_that_ends_on_an_outro_is_told_where_the_band_last_played():
+    """Three parts through bars 1-8, then one alone in bars 9-12: the last 4 bars hold 1 part, and the last 4 that
+    hold 3 are bars 8-11, so ``fuller_bar`` answers bar 8, where two parts stop; with all three to the end, or one
+    part alone throughout, or two of three still playing, it answers None."""
+    from melody.continuation import fuller_bar
+
+    def song(bars_each):
+        return Score(480, tuple(Instrument(0, name=f"p{k}", notes=tuple(Note(480 * q, 60 + 4 * k, 480, 80)
+                                                                        for q in range(4 * bars)))
+                                for k, bars in enumerate(bars_each)), time_signatures=(TimeSignature(0, 4, 4),))
+
+    assert fuller_bar(song((12, 8, 8)), 12) == (8, 3, 1)
+    assert fuller_bar(song((12, 12, 12)), 12) is None and fuller_bar(song((12,)), 12) is None
+    assert fuller_bar(song((12, 8, 11)), 12) is None  # 2 of 3 still play: no outro
+
+
 def test_a_fill_leaves_what_the_model_cannot_play_as_it_was(bundle, tmp_path):
     """Bars 3-4 of a piano piece with drums, written again by a model without drums: the drums of those bars stay
     note for note, and the summary counts them among the tracks kept."""

@@ -177,6 +177,13 @@ def _print_summary(summary: dict) -> None:
     if summary["silent_samples"]:
         click.echo(f"Note: {summary['silent_samples']} sample(s) came out without a new note after "
                    f"4 draws; try another --random-seed or a higher --temperature", err=True)
+    if summary["outro"]:
+        from melody.continuation import OUTRO_BARS
+
+        bar, fuller, last = summary["outro"]
+        click.echo(f"Note: only {last} of the seed's parts play in its last {OUTRO_BARS} bars, against {fuller} in bars "
+                   f"{bar}-{bar + OUTRO_BARS - 1} (an outro?); to go on from inside the song instead: --after {bar}",
+                   err=True)
 
 
 def _render_outputs(result, wav: bool, png: bool, whole: bool, soundfont, force: bool, quiet: bool) -> list[str]:
