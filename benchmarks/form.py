@@ -95,11 +95,13 @@ def measure(manifest, chosen, seed_bars: int, bars: int, folder: Path, network=N
 def summary_line(label: str, result: dict) -> str:
     ours = result["generated"]["metrics"]["distinct_bar_ratio"]
     theirs = result["reference"]["metrics"]["distinct_bar_ratio"]
+    values = [v["distinct_bar_ratio"] for v in result["generated"]["per_file"].values()]
     return (f"{label:28} distinct-bar ratio {ours['mean']:.3f} +- {ours['std']:.3f} "
             f"(reference {theirs['mean']:.3f} +- {theirs['std']:.3f}, "
             f"p5..p95 {theirs['p5']:.2f}..{theirs['p95']:.2f}); "
             f"within one sd: {result['within']['distinct_bar_ratio']}; "
-            f"inside p5..p95: {result['inside']['distinct_bar_ratio']:.0%}; "
+            f"inside p5..p95: {result['inside']['distinct_bar_ratio']:.0%} "
+            f"({sum(v < theirs['p5'] for v in values):d} under, {sum(v > theirs['p95'] for v in values):d} over); "
             f"longest copy: {result['longest_copy_bars']} bars, {result['longest_copy_bars_new_tunes']} "
             f"leaving out the {result['twins']} tunes whose own next bars are in the training corpus")
 

@@ -111,12 +111,13 @@ class Plain:
 
     def __init__(self, network):
         self.network = network
+        self.lookback = getattr(network, "lookback", ())  # phrase returns as the told side has them
 
     def prime(self, tokens, ahead=None):
         return self.network.prime(tokens)
 
-    def step(self, tokens, state, ahead=None):
-        return self.network.step(tokens, state)
+    def step(self, tokens, state, ahead=None, **returns):
+        return self.network.step(tokens, state, **returns)
 
 
 def twice(state):

@@ -116,10 +116,12 @@ class NumpyLSTM:
             return self._logits(h, repeat_at), [*state, history]
         return self._logits(h, None), state
 
-    def step(self, tokens: np.ndarray, state: list, ahead: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+    def step(self, tokens: np.ndarray, state: list, ahead: np.ndarray | None = None,
+             returns: np.ndarray | None = None) -> tuple[np.ndarray, list]:
         """One token per row (batch,) through the network, carrying each layer's (h, c) (and, with lookback,
         the tokens so far: a state is stepped once, its history grows in place): (logits, new state).
-        ``ahead``: float32 (batch, ahead.WIDTH), what each row's token is told (None: nothing)."""
+        ``ahead``: float32 (batch, ahead.WIDTH), what each row's token is told (None: nothing). ``returns``:
+        float32 (distances,), nats added to each lookback distance's repeat score s_k (None: the model's own)."""
         repeat_at = None
         if self.lookback:
             *state, history = state
@@ -133,7 +135,7 @@ class NumpyLSTM:
         for (stacked, bias), (h_before, c_before) in zip(self.stacked, deeper):
             h, c = lstm_step(np.concatenate([h, h_before], axis=1) @ stacked + bias, c_before)
             new_state.append((h, c))
-        return self._logits(h, repeat_at), new_state + ([history] if self.lookback else [])
+        return self._logits(h, repeat_at, returns), new_state + ([history] if self.lookback else [])
 
     def _told(self, projected: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
         """The first layer's input product with the ahead features' share added (nothing for zeros)."""
@@ -141,12 +143,15 @@ class NumpyLSTM:
             return projected
         return projected + np.asarray(ahead, np.float32) @ self.ahead_kernel
 
-    def _logits(self, h: np.ndarray, repeat_at: np.ndarray | None) -> np.ndarray:
-        """h W_out + b_out, mixed (with lookback) with exp(s_k) at each row's token ``repeat_at_k``."""
+    def _logits(self, h: np.ndarray, repeat_at: np.ndarray | None, returns: np.ndarray | None = None) -> np.ndarray:
+        """h W_out + b_out, mixed (with lookback) with exp(s_k) at each row's token ``repeat_at_k`` (s_k raised by
+        ``returns``, if given)."""
         logits = h @ self.logits_kernel + self.logits_bias
         if repeat_at is None:
             return logits
         scores = h @ self.repeat[0] + self.repeat[1]
+        if returns is not None:
+            scores = scores + returns
         row, k = np.nonzero(repeat_at >= 0)
         np.logaddexp.at(logits, (row, repeat_at[row, k]), scores[row, k])  # one token twice: mixed in twice
         return logits

@@ -272,7 +272,8 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
     primer = primer_of(bundle)
     allowed = bundle.tokenizer.sampling_mask(1)
     primed = sampler.prime(primer)
-    (sampled,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=5, config=SamplingConfig(top_k=1))
+    greedy = SamplingConfig(top_k=1, phrase_returns=0)  # on the model's own logits
+    (sampled,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=5, config=greedy)
     table = bundle.tokenizer.token_table()
     is_note, is_duration, is_velocity = (bundle.tokenizer.kinds.mask(kind) for kind in ("Note", "Duration", "Velocity"))
     sequence = list(primer)
@@ -296,7 +297,7 @@ def test_top_k_1_is_greedy_within_the_allowed_tokens(bundle):
             logits[is_duration] = -np.inf
         sequence.append(int(np.argmax(logits)))
     assert list(sampled) == sequence[len(primer):]
-    (other_seed,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=6, config=SamplingConfig(top_k=1))
+    (other_seed,), _ = sampler.sample(primed, 1, allowed, 30, 100, random_seed=6, config=greedy)
     assert list(other_seed) == list(sampled)
 
 
@@ -481,6 +482,8 @@ def test_bad_requests_write_nothing(bundle, tmp_path):
         SamplingConfig(top_p=1.5)
     with pytest.raises(ValueError, match="top-k must be at least 1"):
         SamplingConfig(top_k=0)
+    with pytest.raises(ValueError, match="phrase returns must be in 0..10 nats"):
+        SamplingConfig(phrase_returns=-1)
 
 
 def test_default_model_ships_and_generates_from_the_command_line(tmp_path):

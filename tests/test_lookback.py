@@ -126,3 +126,28 @@ def test_lookback_on_the_command_line():
     assert result.exit_code == 2 and "1,x" in result.output
     result = CliRunner().invoke(cli, ["train", "corpora/folk", "--out", "never", "--lookback", "0"])
     assert result.exit_code == 2 and "lookback must be" in result.output
+
+
+def test_phrase_returns_bring_back_the_bars_four_and_eight_before(bundle):
+    """``--phrase-returns`` raises the model's score for repeating the bar 4 and 8 bars back, not 1 or 2: at
+    its top, 10 nats, each new bar of the tiny lookback model's continuation is the one 4 bars before it (so at most 4
+    of 8 are distinct), and no new bar is the bar just before it; at 0 the same model does not repeat its first four."""
+    from melody.sampler import SamplingConfig
+
+    seed, network = corpus_files("folk")[3], numpy_network(bundle)
+
+    def continuation(returns):
+        config = GenerateConfig(bars=8, random_seed=2, continuation_only=True,
+                                sampling=SamplingConfig(phrase_returns=returns))
+        return generate(bundle, seed=seed, write=False, network=network, config=config).scores[0]
+
+    def bars(score):
+        lines = score.bar_lines(until=score.end_tick) + [score.end_tick]
+        return [tuple((n.start - left, n.pitch) for n in score.notes if left <= n.start < right)
+                for left, right in zip(lines, lines[1:])]
+
+    returning = bars(continuation(10.0))
+    assert len(returning) == 8 and returning[4:] == returning[:4]
+    assert all(bar != before for bar, before in zip(returning[1:], returning))
+    plain = bars(continuation(0.0))
+    assert len(plain) == 8 and plain[4:] != plain[:4]
