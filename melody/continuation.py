@@ -435,6 +435,7 @@ def fuller_bar(score: Score, grid: int) -> tuple[int, int, int] | None:
     parts = [np.array([(note.start, note.end) for note in part.notes]) for part in score.instruments if part.notes]
     if len(lines) <= OUTRO_BARS or len(parts) < 2:
         return None
+
     def sounding(bar: int) -> int:  # parts sounding in the OUTRO_BARS bars that end with bar number ``bar``
         left, right = lines[bar - OUTRO_BARS], lines[bar]
         return sum(bool(np.any((notes[:, 0] < right) & (notes[:, 1] > left))) for notes in parts)

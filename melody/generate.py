@@ -216,8 +216,7 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     looping = frozenset()
     if config.accompaniment == "loop" and seed_score is not None and not tokenizer.config.melody_only:
         others = frozenset(range(len(seed_score.instruments))) - {lead_index(seed_score)}
-        looped, at_bar, loops = with_loops(seed_score, others, config.bars,
-                                               tokenizer.config.steps_per_quarter)
+        looped, at_bar, loops = with_loops(seed_score, others, config.bars, tokenizer.config.steps_per_quarter)
         if loops:  # the loops are kept notes after the seed, the lead written over them
             seed_score, looping = looped, frozenset(loops)
             config = dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(others)), from_bar=at_bar + 1)

@@ -80,11 +80,11 @@ from melody.settings import setting
 
 
 # Nats added to a lookback model's score for repeating the bar PHRASE_BARS or more bars back (``NumpyLSTM.step``'s
-# ``returns``). Sampled, the model brings bars back less than the tunes it learned: 16 bars after 41 held-out folk
-# tunes, distinct bars / bars 0.909 after the whole tune and 0.849 after 8 bars, against the tunes' own 0.740 +-
-# 0.173; with 1 nat on the returns of 4 and 8 bars, 0.759 and 0.721 (with 1 nat on every distance, the bar just
-# played too, 0.726 and 0.742, and more tunes that loop a bar; with 2 nats, 0.629 and 0.617: too many). BENCHMARKS.md,
-# "Form".
+# ``returns``; the first token after the primer is drawn without). Sampled, the model brings bars back less than the
+# tunes it learned: 16 bars after 41 held-out folk tunes, distinct bars / bars 0.909 after the whole tune and 0.849
+# after 8 bars, against the tunes' own 0.740 +- 0.173; with 1 nat on the returns of 4 and 8 bars, 0.779 and 0.731.
+# Tried: 1 nat on every distance (the bar just played too) looped single bars more often; 2 nats brought bars back
+# too often (0.63 and 0.62). BENCHMARKS.md, "Phrase returns".
 PHRASE_RETURNS = 1.0
 PHRASE_BARS = 4
 
