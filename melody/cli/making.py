@@ -146,7 +146,7 @@ def _print_summary(summary: dict) -> None:
                + f", {summary['tokens']} tokens at {summary['tokens_per_second']:,.0f} tokens/s, "
                f"{summary['seconds']:.1f} s of music (random seed {summary['random_seed']})")
     if summary["after"] is not None and summary["after"] < summary["seed_bars"]:
-        click.echo(f"Seed: its bars 1-{summary['after']} of {summary['seed_bars']}, then the new bars (--after)")
+        click.echo(f"Seed: its bars 1-{summary['after']} of {summary['seed_bars']} (--after: the bars after them left out)")
     tracks = summary["tracks"]
     roles = [f"{role} {', '.join(tracks[role])}" for role in ("kept", "written", "added", "looped", "silent")
              if tracks.get(role)]
