@@ -431,7 +431,8 @@ def fuller_bar(score: Score, grid: int) -> tuple[int, int, int] | None:
     that hold ``OUTRO_SHARE`` of the most parts any such stretch holds: where the parts that drop out last play, the
     parts those bars hold, the parts the last bars hold), or None when its last bars hold that many (bars on the
     tokenizer's ``grid``, ``end_line``)."""
-    lines = score.bar_lines(until=end_line(score, grid)) + [end_line(score, grid)]
+    end = end_line(score, grid)
+    lines = score.bar_lines(until=end) + [end]
     parts = [np.array([(note.start, note.end) for note in part.notes]) for part in score.instruments if part.notes]
     if len(lines) <= OUTRO_BARS or len(parts) < 2:
         return None

@@ -201,22 +201,24 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     for path in paths:
         check_writable(path, force)
     seed_score = read_midi(seed) if seed else None
-    seed_bars = None if seed_score is None else len(bars_of(seed_score))
+    manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
+    tokenizer = manifest.tokenizer
+    grid = tokenizer.config.steps_per_quarter
+    lines = None if seed_score is None else bars_of(seed_score, grid)
+    seed_bars = None if lines is None else len(lines)
     around = config.after or config.from_bar or config.keep or config.add
-    outro = None if seed_score is None or around else fuller_bar(seed_score, TokenizerConfig().steps_per_quarter)
+    outro = None if seed_score is None or around else fuller_bar(seed_score, grid)
     if config.after is not None and config.after > seed_bars:
         raise SettingError(f"the seed has {seed_bars} bars; continue after bar 1 to {seed_bars} of them")
     if config.after is not None and config.after < seed_bars:
-        seed_score = cut(seed_score, bars_of(seed_score)[config.after])
+        seed_score = cut(seed_score, lines[config.after])
     if config.add:  # the new tracks join the seed, without notes: the model writes them
         seed_score = seed_score.replace(instruments=seed_score.instruments + tuple(new_part(p) for p in config.add))
-    manifest = model if isinstance(model, Manifest) else read_manifest(model or DEFAULT_MODEL)
-    tokenizer = manifest.tokenizer
     random_seed = secrets.randbelow(2**31) if config.random_seed is None else config.random_seed
     looping = frozenset()
     if config.accompaniment == "loop" and seed_score is not None and not tokenizer.config.melody_only:
         others = frozenset(range(len(seed_score.instruments))) - {lead_index(seed_score)}
-        looped, at_bar, loops = with_loops(seed_score, others, config.bars, tokenizer.config.steps_per_quarter)
+        looped, at_bar, loops = with_loops(seed_score, others, config.bars, grid)
         if loops:  # the loops are kept notes after the seed, the lead written over them
             seed_score, looping = looped, frozenset(loops)
             config = dataclasses.replace(config, keep=tuple(str(k + 1) for k in sorted(others)), from_bar=at_bar + 1)
@@ -293,9 +295,10 @@ def harmonizing(melody: str | os.PathLike, parts: tuple[str, ...] = HARMONY, end
     return GenerateConfig(bars=bars, keep=kept, add=tuple(parts), from_bar=1, ending=ending, **settings)
 
 
-def bars_of(score: Score) -> list[int]:
-    """The tick each of the bars of ``score`` starts at, up to where it ends (``score.end_line``)."""
-    return score.bar_lines(until=max(1, end_line(score, TokenizerConfig().steps_per_quarter)))
+def bars_of(score: Score, grid: int = TokenizerConfig().steps_per_quarter) -> list[int]:
+    """The tick each of the bars of ``score`` starts at, up to where it ends (``score.end_line`` on the tokenizer's
+    ``grid``)."""
+    return score.bar_lines(until=max(1, end_line(score, grid)))
 
 
 def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int):
