@@ -1,7 +1,8 @@
 """melody's network on the JSB chorales benchmark, against published polyphonic results.
 
     python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4] [--dropout 0.2]
-                             [--batch-size 32] [--out DIR | --model DIR]
+                             [--batch-size 32] [--seq-len 128] [--random-seed 0] [--out DIR | --model DIR [--model DIR ...]]
+                             [--transpose N]
 
 The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
 valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding
@@ -22,7 +23,11 @@ by the number of those frames; the first frame's tokens are given, not counted. 
 tokens are counted (the key and density tokens are derived from the whole piece, so they
 are scored, not given), and so is the end token. The score with every frame counted,
 first frames included, is printed beside it. ``--model DIR`` scores a model folder kept
-by an earlier ``--out`` instead of training one.
+by an earlier ``--out`` instead of training one; several ``--model`` score the models together, and
+``--transpose N`` each model heard at every transposition from -N to N semitones as well: the next token's
+probability is the average of what every model says in every transposition (moving the sequence and the
+token to be scored alike). Such an average is itself a model, scored as above; the training data are the
+same.
 
 The shipped default model is not scored here: its chorales include the test pieces.
 """
@@ -43,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melody.bundle import load_bundle  # noqa: E402
-from melody.evaluate import model_nll  # noqa: E402
+from melody.evaluate import token_nll  # noqa: E402
 from melody.midi_write import write_midi  # noqa: E402
 from melody.model import ModelConfig  # noqa: E402
 from melody.score import Instrument, Note, Score, TimeSignature  # noqa: E402
@@ -112,8 +117,14 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="between the layers")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=TrainConfig.seq_len, help="tokens per training window")
+    parser.add_argument("--random-seed", type=int, default=TrainConfig.random_seed, help="split, batches and weights")
     parser.add_argument("--out", type=Path, help="model folder to keep (default: a temporary one)")
-    parser.add_argument("--model", type=Path, help="score this model folder instead of training one")
+    parser.add_argument("--model", type=Path, action="append",
+                        help="score this model folder instead of training one; given more than once, the models "
+                             "together (their next-token distributions averaged)")
+    parser.add_argument("--transpose", type=int, default=0, metavar="N",
+                        help="also average each model heard transposed by -N..N semitones (default 0: as it is)")
     parser.add_argument("--voices", action="store_true",
                         help="each frame's pitches on as many tracks as the fullest frame has, highest first")
     arguments = parser.parse_args()
@@ -122,35 +133,67 @@ def main() -> None:
         if arguments.voices else 0
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        write_split(splits["train"], scratch / "train", voices)
-        write_split(splits["valid"], scratch / "valid", voices)
-        test = write_split(splits["test"], scratch / "test", voices)
-        out = arguments.model or arguments.out or scratch / "model"
-        if arguments.model:
-            metrics = json.loads((out / "metrics.json").read_text())
-        else:
-            metrics = train(scratch / "train", out, ModelConfig(units=arguments.units, dropout=arguments.dropout),
-                            TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=arguments.patience,
-                                        batch_size=arguments.batch_size), force=True)
-        bundle = load_bundle(out)
-        tokenizer = bundle.tokenizer
-        from melody.midi_read import read_midi
-
-        scores = {}
-        for name, paths in (("valid", sorted((scratch / "valid").glob("*.mid"))), ("test", test)):
-            pieces = [tokenizer.encode(read_midi(path)).astype(np.int32) for path in paths]
-            frames = sum(len(piece) for piece in splits[name])
-            given = [first_frame_given(piece, tokenizer) for piece in pieces]
-            scores[name] = (model_nll(bundle.model, pieces, scored=given) / (frames - len(pieces)),
-                            model_nll(bundle.model, pieces) / frames, frames, sum(map(len, pieces)))
-    shape = bundle.model_config
-    print(f"melody {shape.units}-unit network, dropout {shape.dropout}{f', {voices} voices' if voices else ''}, "
-          f"trained {metrics['steps']} steps in {metrics['training_seconds']:.0f} s ({metrics['stopped']})")
-    for name, (nats, every, frames, tokens) in scores.items():
-        print(f"  {name}: {nats:.3f} nats/frame, the first frame of each piece given ({every:.3f} with every "
-              f"frame scored; {frames} frames, {tokens} tokens)")
+        for name in splits:
+            write_split(splits[name], scratch / name, voices)
+        folders = arguments.model or [arguments.out or scratch / "model"]
+        if not arguments.model:
+            train(scratch / "train", folders[0], ModelConfig(units=arguments.units, dropout=arguments.dropout),
+                  TrainConfig(epochs=arguments.epochs, val_split=0.1, patience=arguments.patience,
+                              batch_size=arguments.batch_size, seq_len=arguments.seq_len,
+                              random_seed=arguments.random_seed), force=True)
+        bundles = [load_bundle(folder) for folder in folders]
+        shifts = range(-arguments.transpose, arguments.transpose + 1)
+        for name in ("valid", "test"):
+            paths = sorted((scratch / name).glob("*.mid"))
+            pieces = encoded(paths, bundles)
+            frames, given = sum(map(len, splits[name])), [first_frame_given(piece, bundles[0].tokenizer)
+                                                          for piece in pieces]
+            print(f"{name} ({len(pieces)} pieces, {frames} frames, {sum(map(len, pieces))} tokens), nats per frame "
+                  f"with the first frame of each piece given (every frame scored):")
+            views = {}
+            for folder, bundle in zip(folders, bundles):
+                metrics = json.loads((folder / "metrics.json").read_text())
+                shape = bundle.model_config
+                for shift in shifts:
+                    views[folder, shift] = token_nll(bundle.model, [bundle.tokenizer.transpose(piece, shift)
+                                                                    for piece in pieces])
+                print(f"  {folder.name}: {shape.units}-unit network, dropout {shape.dropout}"
+                      f"{f', {voices} voices' if voices else ''}, trained {metrics['steps']} steps in "
+                      f"{metrics['training_seconds']:.0f} s ({metrics['stopped']}): "
+                      f"{score(views[folder, 0], given, frames)}")
+                if len(shifts) > 1:
+                    print(f"    heard at {len(shifts)} transpositions together: "
+                          f"{score(mixture([views[folder, shift] for shift in shifts]), given, frames)}")
+            if len(views) > len(shifts):
+                print(f"  the {len(bundles)} models together: {score(mixture(views.values()), given, frames)}")
     for name, value in PUBLISHED.items():
         print(f"  published {name}: {value:.2f}")
+
+
+def encoded(paths: list[Path], bundles) -> list[np.ndarray]:
+    """Each file's tokens, the same for every model (ValueError if their tokenizers differ)."""
+    from melody.midi_read import read_midi
+
+    scores = [read_midi(path) for path in paths]
+    pieces = [bundles[0].tokenizer.encode(score).astype(np.int32) for score in scores]
+    for bundle in bundles[1:]:
+        if not all(np.array_equal(bundle.tokenizer.encode(score), piece) for score, piece in zip(scores, pieces)):
+            raise ValueError("the models tokenize the chorales differently: they cannot be scored together")
+    return pieces
+
+
+def mixture(views) -> list[np.ndarray]:
+    """Per piece, each token's NLL under the average of several views' next-token distributions (a model in its
+    own right: an average of distributions is one). ``views``: per view, per piece, each token's NLL."""
+    views = list(views)
+    return [np.log(len(views)) - np.logaddexp.reduce([-view[piece] for view in views], axis=0)
+            for piece in range(len(views[0]))]
+
+
+def score(losses: list[np.ndarray], given: list[np.ndarray], frames: int) -> str:
+    """Nats per frame, the first frame of each piece given, and (in brackets) with every frame scored."""
+    published = sum(loss[counted].sum() for loss, counted in zip(losses, given)) / (frames - len(losses))
+    return f"{published:.3f} ({sum(loss.sum() for loss in losses) / frames:.3f})"
 
 
 if __name__ == "__main__":

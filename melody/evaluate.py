@@ -102,7 +102,15 @@ def token_groups(paths, tokenizer: Tokenizer, skipped: list, on_file=None):
 def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768,
               scored: list[np.ndarray] | None = None) -> float:
     """Total negative log-likelihood (nats) of every piece's tokens after the first (``scored``: per piece, a
-    bool per token saying which count; the first never does).
+    bool per token saying which count; the first never does)."""
+    losses = token_nll(model, pieces, batch_tokens)
+    scored = scored or [np.ones(len(piece), bool) for piece in pieces]
+    return float(sum(loss[counted].sum() for loss, counted in zip(losses, scored)))
+
+
+def token_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768) -> list[np.ndarray]:
+    """Per piece, each token's negative log-likelihood (nats) given the tokens before it; the first
+    token's entry is 0 (nothing comes before it, it is not scored).
 
     Pieces of similar length are batched, padded at the end (an LSTM never looks ahead). A piece
     longer than PASS_TOKENS goes through in chunks, each starting WARM_UP tokens before the first
@@ -110,53 +118,55 @@ def model_nll(model, pieces: list[np.ndarray], batch_tokens: int = 32768,
     longest performances; memory stays bounded for any length).
     """
     batch_nll = _batch_nll(model)
-    scored = scored or [np.ones(len(piece), bool) for piece in pieces]
-    chunks = [chunk for piece, counted in zip(pieces, scored) for chunk in _chunks(piece, counted)]
-    order = sorted(range(len(chunks)), key=lambda i: len(chunks[i][0]))
-    total, batch = 0.0, []
-    for position, index in enumerate(order):
-        batch.append(chunks[index])
-        longest = len(batch[-1][0])
-        following = len(chunks[order[position + 1]][0]) if position + 1 < len(order) else None
+    losses = [np.zeros(len(piece), np.float64) for piece in pieces]
+    chunks = [(index, *chunk) for index, piece in enumerate(pieces) for chunk in _chunks(piece)]
+    chunks.sort(key=lambda chunk: len(chunk[2]))
+    batch = []
+    for position, chunk in enumerate(chunks):
+        batch.append(chunk)
+        following = len(chunks[position + 1][2]) if position + 1 < len(chunks) else None
         if following is None or (len(batch) + 1) * following > batch_tokens:
-            width = -(-longest // 64) * 64 + 1  # few distinct shapes
+            width = -(-len(chunk[2]) // 64) * 64 + 1  # few distinct shapes
             tokens = np.zeros((len(batch), width), dtype=np.int32)
-            mask = np.zeros((len(batch), width), dtype=np.float32)
-            for row, (piece, counted) in enumerate(batch):
-                tokens[row, :len(piece)], mask[row, :len(piece)] = piece, counted
-            total += float(batch_nll(tokens, mask))
+            for row, (_, _, piece, _) in enumerate(batch):
+                tokens[row, :len(piece)] = piece
+            rows = batch_nll(tokens).numpy()
+            for row, (index, start, piece, counted) in zip(rows, batch):
+                where = np.flatnonzero(counted)
+                losses[index][start + where] = row[where - 1]
             batch = []
-    return total
+    return losses
 
 
 @functools.lru_cache(maxsize=2)
 def _batch_nll(model):
-    """The summed NLL of a padded batch under ``model``, traced once per model (all groups share it)."""
+    """Each token's NLL (batch, time - 1) in a padded batch under ``model``, traced once per model (all
+    groups share it)."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)])
-    def batch_nll(tokens, mask):
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    def batch_nll(tokens):
         from melody.model import plain_inputs
 
         logits = model(plain_inputs(model, tokens[:, :-1]), training=False)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tokens[:, 1:], logits)
-        return tf.reduce_sum(losses * mask[:, 1:])
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(tokens[:, 1:], tf.cast(logits, tf.float32))
 
     return batch_nll
 
 
-def _chunks(piece: np.ndarray, scored: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(tokens, which of them count) covering ``piece``, whose first token never counts: itself, or overlapping
-    chunks, each token counted in one of them."""
+def _chunks(piece: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(where it starts, tokens, which of them it scores) covering ``piece``, whose first token is never
+    scored: itself, or overlapping chunks, each token after the first scored in exactly one of them."""
+    scores = np.arange(len(piece)) > 0
     if len(piece) <= PASS_TOKENS:
-        return [(piece, np.concatenate([[False], scored[1:]]))]
+        return [(0, piece, scores)]
     step = PASS_TOKENS - WARM_UP
     chunks = []
     for first in range(1, len(piece), step):
         start = max(0, first - 1 - WARM_UP)
-        counted = scored[start:first + step].copy()
+        counted = scores[start:first + step].copy()
         counted[:first - start] = False
-        chunks.append((piece[start:first + step], counted))
+        chunks.append((start, piece[start:first + step], counted))
     return chunks
 
 

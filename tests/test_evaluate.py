@@ -120,11 +120,11 @@ def test_long_pieces_are_measured_in_warmed_up_chunks_close_to_one_pass(melody_b
     whole = evaluate.model_nll(network, [piece])
     monkeypatch.setattr(evaluate, "PASS_TOKENS", 400)
     monkeypatch.setattr(evaluate, "WARM_UP", 100)
-    chunks = evaluate._chunks(piece, np.ones(len(piece), bool))
+    chunks = evaluate._chunks(piece)
     assert len(chunks) == 5  # scoring 300 tokens each
     scored = []
-    for tokens, counted in chunks:  # every token after the first scored exactly once, after a warm-up
-        begin = next(i for i in range(len(piece)) if np.array_equal(piece[i:i + len(tokens)], tokens))
+    for begin, tokens, counted in chunks:  # every token after the first scored exactly once, after a warm-up
+        assert np.array_equal(piece[begin:begin + len(tokens)], tokens)
         first = int(np.argmax(counted))
         assert len(tokens) <= 401 and (first == 1 if begin == 0 else first == 101)  # 400 inputs, 1 target more
         assert counted[first:].all()
@@ -134,6 +134,8 @@ def test_long_pieces_are_measured_in_warmed_up_chunks_close_to_one_pass(melody_b
     even = np.arange(len(piece)) % 2 == 0
     halves = [evaluate.model_nll(network, [piece], scored=[side]) for side in (even, ~even)]
     assert min(halves) > 0 and sum(halves) == pytest.approx(evaluate.model_nll(network, [piece]), rel=1e-5)
+    losses = evaluate.token_nll(network, [piece])[0]  # token by token: the first free, every other paid
+    assert losses[0] == 0 and losses[1:].min() > 0 and losses[even].sum() == pytest.approx(halves[0], rel=1e-6)
     # Close to one pass; not asserted different: a state that forgets within the warm-up gives the same
     # float32 total on some machines (bfloat16-trained tiny models did).
     assert evaluate.model_nll(network, [piece]) == pytest.approx(whole, rel=0.02)
