@@ -698,6 +698,32 @@ def test_continuing_after_a_bar_leaves_out_the_bars_after_it_and_loops_the_groov
         generate(bundle, None, config=GenerateConfig(after=2), write=False)
 
 
+def test_loops_repeat_the_bars_before_a_final_hit_not_the_hit():
+    """Drums through bars 1-5 and a piano chord held from bar 5 into bar 6, which holds only a crash and the bass's
+    last note (2 onsets after bar 5's 18): the loops after bar 6 repeat the drums' bars 2-5 and the piano's bar 5, its
+    chord cut at that bar's end; a
+    sixth bar that plays on (8 onsets: half of bar 5's) is looped as before, bars 3-6."""
+    from melody.continuation import with_loops
+
+    def song(last_bar):
+        kit = [Note(240 * e, (36, 42, 38, 42)[e % 4], 120, 100) for e in range(40)] + last_bar
+        chord = [Note(480 * 16, pitch, 480 * 8, 70) for pitch in (60, 64)]
+        return Score(480, (Instrument(0, name="Piano", notes=tuple(chord + [Note(480 * 20, 36, 480, 70)])),
+                           Instrument(0, True, "Kit", tuple(kit))), time_signatures=(TimeSignature(0, 4, 4),))
+
+    looped, at_bar, _ = with_loops(song([Note(480 * 20, 49, 480, 100)]), {0, 1}, 4, grid=12)
+    piano, kit = looped.instruments
+    assert at_bar == 6
+    new_kit = [(n.start - 480 * 24, n.pitch) for n in kit.notes if n.start >= 480 * 24]
+    assert new_kit == [(240 * e, (36, 42, 38, 42)[e % 4]) for e in range(32)]  # bars 2-5 again: no crash
+    assert [(n.start, n.pitch, n.duration) for n in piano.notes if n.start >= 480 * 24] == \
+        [(480 * q, pitch, 480 * 4) for q in (24, 28, 32, 36) for pitch in (60, 64)]  # bar 5's chord, cut at its end
+    groove = [Note(240 * e, (36, 42, 38, 42)[e % 4], 120, 100) for e in range(40, 48)]
+    looped, _, _ = with_loops(song(groove), {1}, 4, grid=12)
+    assert [(n.start - 480 * 16, n.pitch) for n in looped.instruments[1].notes if n.start >= 480 * 24] == \
+        [(240 * e, (36, 42, 38, 42)[e % 4]) for e in range(16, 48)]
+
+
 def test_a_seed_that_ends_on_an_outro_is_told_where_the_band_last_played():
     """Three parts through bars 1-8, then one alone in bars 9-12: the last 4 bars hold 1 part, and the last 4 that
     hold 3 are bars 8-11, so ``fuller_bar`` answers bar 8, where two parts stop; with all three to the end, or one
