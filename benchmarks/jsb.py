@@ -1,8 +1,8 @@
 """melody's network on the JSB chorales benchmark, against published polyphonic results.
 
     python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4] [--dropout 0.2]
-                             [--batch-size 32] [--seq-len 128] [--random-seed 0] [--out DIR | --model DIR [--model DIR ...]]
-                             [--transpose N]
+                             [--batch-size 32] [--seq-len 128] [--random-seed 0] [--transpose N]
+                             [--out DIR | --model DIR [--model DIR ...]]
 
 The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
 valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding
@@ -19,15 +19,17 @@ likelihood is the frames' likelihood. A network of the default model's shape (me
 own LSTM, lookback and ahead inputs, told nothing ahead) is trained on the train split
 only (a tenth of it held out for early stopping). Scored as the published results are:
 -log p(frame t | frames before t) summed over each piece's frames after its first, divided
-by the number of those frames; the first frame's tokens are given, not counted. The header
-tokens are counted (the key and density tokens are derived from the whole piece, so they
-are scored, not given), and so is the end token. The score with every frame counted,
-first frames included, is printed beside it. ``--model DIR`` scores a model folder kept
-by an earlier ``--out`` instead of training one; several ``--model`` score the models together, and
-``--transpose N`` each model heard at every transposition from -N to N semitones as well: the next token's
-probability is the average of what every model says in every transposition (moving the sequence and the
-token to be scored alike). Such an average is itself a model, scored as above; the training data are the
-same.
+by the number of those frames. The first frame's tokens are given and not counted; nor is the
+End token: the frames are scored, not where the piece stops (the network still gives the End
+some probability at every frame's end, which the frames pay: the score is an upper bound). The
+header tokens are counted (the key and density tokens are derived from the whole piece, so they
+are scored, not given). The score with every token counted, first frames and End included, is
+printed beside it in brackets. ``--model DIR`` scores a model folder kept by an earlier ``--out``
+instead of training one; several ``--model`` score the models together, and ``--transpose N``
+each model heard at every transposition from -N to N semitones as well: the next token's
+probability is the average of what every model says in every transposition (moving the sequence
+and the token to be scored alike). An average of next-token distributions is itself a model,
+scored as above; the training data are the same (training transposes by up to 5 semitones).
 
 The shipped default model is not scored here: its chorales include the test pieces.
 """
@@ -52,6 +54,7 @@ from melody.evaluate import token_nll  # noqa: E402
 from melody.midi_write import write_midi  # noqa: E402
 from melody.model import ModelConfig  # noqa: E402
 from melody.score import Instrument, Note, Score, TimeSignature  # noqa: E402
+from melody.tokenizer import END  # noqa: E402
 from melody.train import TrainConfig, train  # noqa: E402
 
 TICKS = 480
@@ -89,14 +92,15 @@ def frames_to_score(frames: list[list[int]], voices: int = 0) -> Score:
                  time_signatures=[TimeSignature(0, 4, 4)])
 
 
-def first_frame_given(tokens: np.ndarray, tokenizer) -> np.ndarray:
+def scored_as_published(tokens: np.ndarray, tokenizer) -> np.ndarray:
     """Which tokens of a piece count in its score as the published results count frames: every one but those of
-    its first frame (from the header's end to the first time shift or bar line after it), which is given. The
-    header counts: its key and density are read from the whole piece."""
+    its first frame (from the header's end to the first time shift or bar line after it), which is given, and the
+    End token (the frames are scored, not where the piece stops: the count of frames is given). The header counts:
+    its key and density are read from the whole piece."""
     table, header = tokenizer.token_table(), tokenizer.header_length(tokens)
     moves = np.flatnonzero((table["shift_steps"][tokens] > 0) | tokenizer.is_bar(tokens))
     first_end = next((int(k) for k in moves if k > header), len(tokens))
-    scored = np.ones(len(tokens), bool)
+    scored = tokens != END
     scored[header:first_end] = False
     return scored
 
@@ -146,10 +150,10 @@ def main() -> None:
         for name in ("valid", "test"):
             paths = sorted((scratch / name).glob("*.mid"))
             pieces = encoded(paths, bundles)
-            frames, given = sum(map(len, splits[name])), [first_frame_given(piece, bundles[0].tokenizer)
+            frames, scored = sum(map(len, splits[name])), [scored_as_published(piece, bundles[0].tokenizer)
                                                           for piece in pieces]
             print(f"{name} ({len(pieces)} pieces, {frames} frames, {sum(map(len, pieces))} tokens), nats per frame "
-                  f"with the first frame of each piece given (every frame scored):")
+                  f"as published: the first frame of each piece given, the End not scored (every token scored):")
             views = {}
             for folder, bundle in zip(folders, bundles):
                 metrics = json.loads((folder / "metrics.json").read_text())
@@ -160,12 +164,12 @@ def main() -> None:
                 print(f"  {folder.name}: {shape.units}-unit network, dropout {shape.dropout}"
                       f"{f', {voices} voices' if voices else ''}, trained {metrics['steps']} steps in "
                       f"{metrics['training_seconds']:.0f} s ({metrics['stopped']}): "
-                      f"{score(views[folder, 0], given, frames)}")
+                      f"{score(views[folder, 0], scored, frames)}")
                 if len(shifts) > 1:
                     print(f"    heard at {len(shifts)} transpositions together: "
-                          f"{score(mixture([views[folder, shift] for shift in shifts]), given, frames)}")
+                          f"{score(mixture([views[folder, shift] for shift in shifts]), scored, frames)}")
             if len(views) > len(shifts):
-                print(f"  the {len(bundles)} models together: {score(mixture(views.values()), given, frames)}")
+                print(f"  the {len(bundles)} models together: {score(mixture(views.values()), scored, frames)}")
     for name, value in PUBLISHED.items():
         print(f"  published {name}: {value:.2f}")
 
@@ -190,9 +194,9 @@ def mixture(views) -> list[np.ndarray]:
             for piece in range(len(views[0]))]
 
 
-def score(losses: list[np.ndarray], given: list[np.ndarray], frames: int) -> str:
-    """Nats per frame, the first frame of each piece given, and (in brackets) with every frame scored."""
-    published = sum(loss[counted].sum() for loss, counted in zip(losses, given)) / (frames - len(losses))
+def score(losses: list[np.ndarray], scored: list[np.ndarray], frames: int) -> str:
+    """Nats per frame as published (``scored_as_published``), and (in brackets) with every token scored."""
+    published = sum(loss[counted].sum() for loss, counted in zip(losses, scored)) / (frames - len(losses))
     return f"{published:.3f} ({sum(loss.sum() for loss in losses) / frames:.3f})"
 
 
