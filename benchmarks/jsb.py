@@ -1,7 +1,7 @@
 """melody's network on the JSB chorales benchmark, against published polyphonic results.
 
-    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 30] [--units 256] [--patience 4] [--dropout 0.2]
-                             [--batch-size 32] [--seq-len 128] [--random-seed 0] [--transpose N]
+    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 400] [--units 512] [--patience 8] [--dropout 0.4]
+                             [--batch-size 32] [--seq-len 128] [--random-seed 0] [--transpose 5]
                              [--out DIR | --model DIR [--model DIR ...]]
 
 The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
@@ -116,10 +116,10 @@ def write_split(pieces, folder: Path, voices: int = 0) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="jsb-chorales-quarter.json")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--patience", type=int, default=4)
-    parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="between the layers")
+    parser.add_argument("--epochs", type=int, default=400, help="the most (a plateau ends the run sooner)")
+    parser.add_argument("--units", type=int, default=512)
+    parser.add_argument("--patience", type=int, default=8, help="epochs without improvement before the rate is cut")
+    parser.add_argument("--dropout", type=float, default=0.4, help="between the layers")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=TrainConfig.seq_len, help="tokens per training window")
     parser.add_argument("--random-seed", type=int, default=TrainConfig.random_seed, help="split, batches and weights")
@@ -127,8 +127,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, action="append",
                         help="score this model folder instead of training one; given more than once, the models "
                              "together (their next-token distributions averaged)")
-    parser.add_argument("--transpose", type=int, default=0, metavar="N",
-                        help="also average each model heard transposed by -N..N semitones (default 0: as it is)")
+    parser.add_argument("--transpose", type=int, default=5, metavar="N",
+                        help="also average each model heard transposed by -N..N semitones (default 5, as far as "
+                             "training transposes; 0: only as it is)")
     parser.add_argument("--voices", action="store_true",
                         help="each frame's pitches on as many tracks as the fullest frame has, highest first")
     arguments = parser.parse_args()
