@@ -1,10 +1,10 @@
-"""melody's network on the JSB chorales benchmark, against published polyphonic results.
+"""melody's network on a polyphonic benchmark (the JSB chorales), against published results.
 
-    python benchmarks/jsb.py jsb-chorales-quarter.json [--epochs 400] [--units 512] [--patience 8] [--dropout 0.4]
-                             [--batch-size 32] [--seq-len 128] [--random-seed 0] [--transpose 5]
-                             [--out DIR | --model DIR [--model DIR ...]]
+    python benchmarks/polyphonic.py --data jsb-chorales-quarter.json [--epochs 400] [--units 512] [--patience 8]
+                                    [--dropout 0.4] [--batch-size 32] [--seq-len 128] [--random-seed 0] [--transpose 5]
+                                    [--out DIR | --model DIR [--model DIR ...]]
 
-The data: Boulanger-Lewandowski et al.'s split of 382 Bach chorales (229 train, 76
+The data, in Boulanger-Lewandowski et al.'s (2012) format: their split of 382 Bach chorales (229 train, 76
 valid, 77 test) as quarter-note frames, each frame the set of MIDI pitches sounding
 (the JSON holds {"train": [piece, ...], "valid": ..., "test": ...}, a piece a list of
 frames, a frame a list of pitches). Published test results are in nats per frame:
@@ -115,7 +115,8 @@ def write_split(pieces, folder: Path, voices: int = 0) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", type=Path, help="jsb-chorales-quarter.json")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="a JSON of train, valid and test pieces of frames of pitches (jsb-chorales-quarter.json)")
     parser.add_argument("--epochs", type=int, default=400, help="the most (a plateau ends the run sooner)")
     parser.add_argument("--units", type=int, default=512)
     parser.add_argument("--patience", type=int, default=8, help="epochs without improvement before the rate is cut")
