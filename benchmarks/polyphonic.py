@@ -203,4 +203,10 @@ def score(losses: list[np.ndarray], scored: list[np.ndarray], frames: int) -> st
 
 
 if __name__ == "__main__":
-    main()
+    from melody.interrupts import Interrupted
+
+    try:
+        main()
+    except Interrupted as stop:  # a training stopped by Ctrl-C or SIGTERM: its best model so far is in --out
+        print(f"Stopped: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
