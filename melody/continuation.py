@@ -31,6 +31,7 @@ Score in, Score out; the model and the sampler are not seen here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -458,8 +459,8 @@ def with_loops(seed: Score, tracks: set[int], bars: int, grid: int) -> tuple[Sco
     bars after it ends (``end_line`` on the tokenizer's ``grid``), the index of the bar line where the loops begin
     (the seed's bars before it), and how many notes each looping track adds."""
     begin = end_line(seed, grid)
-    limit = _bar_limit(seed, begin, bars)
-    loops = {k: _looped(part, seed, begin, limit) for k, part in enumerate(seed.instruments)
+    limit, end = _bar_limit(seed, begin, bars), _loop_end(seed, begin)
+    loops = {k: _looped(part, seed, begin, limit, end) for k, part in enumerate(seed.instruments)
              if k in tracks and _sounds_before(part, seed, begin)}
     parts = [dataclasses.replace(part, notes=part.notes + tuple(loops.get(k, ()))) for k, part in
              enumerate(seed.instruments)]
@@ -470,17 +471,17 @@ def with_loops(seed: Score, tracks: set[int], bars: int, grid: int) -> tuple[Sco
 def _accompany(seed: Score, added: dict[int, list[Note]], lead: int | None, begin: int, limit: int) -> dict[int, int]:
     """Add to ``added`` (seed instrument -> new notes) the loops of the parts that would fall silent, and the
     lead's own lower notes for a melody model (``lead``); returns how many looped notes each track got."""
-    looped = {}
+    looped, end = {}, _loop_end(seed, begin)
     for index, part in enumerate(seed.instruments):
         if index == lead:  # the lead's own lower voices (a piano's left hand) play on under the new tune
             line = {(note.start, note.pitch) for note in melody_line(seed, index).notes}
             below = _looped(dataclasses.replace(part, notes=[n for n in part.notes if (n.start, n.pitch) not in line]),
-                            seed, begin, limit)
+                            seed, begin, limit, end)
             added[index] = sorted(added.get(index, []) + below)
             if below:
                 looped[index] = len(below)
         elif not added.get(index) and _sounds_before(part, seed, begin):
-            added[index] = _looped(part, seed, begin, limit)
+            added[index] = _looped(part, seed, begin, limit, end)
             if added[index]:
                 looped[index] = len(added[index])
     return looped
@@ -494,14 +495,20 @@ def loops_sounding(seed: Score, primer: Primer, tokenizer: Tokenizer, bars: int,
     steps, ticks = tokenizer.config.steps_per_quarter, seed.ticks_per_quarter
     begin, limit = _new_bars(seed, primer, tokenizer, bars)
     length = math.ceil((limit - begin) * steps / ticks) + 1
+    end = _loop_end(seed, begin)
+
+    @functools.cache
+    def loop(index: int) -> np.ndarray:  # (steps, 12): the pitch classes instrument ``index``'s loop sounds
+        part = np.zeros((length, 12), bool)
+        for note in _looped(seed.instruments[index], seed, begin, limit, end):
+            first, last = (round((tick - begin) * steps / ticks) for tick in (note.start, note.end))
+            part[max(first, 0):max(last, first + 1), note.pitch % 12] = True
+        return part
+
     sounding = np.zeros((len(silent), length, 12), np.int64)
     for row, parts in enumerate(silent):
         for index in parts:
-            part = np.zeros((length, 12), bool)
-            for note in _looped(seed.instruments[index], seed, begin, limit):
-                first, last = (round((tick - begin) * steps / ticks) for tick in (note.start, note.end))
-                part[max(first, 0):max(last, first + 1), note.pitch % 12] = True
-            sounding[row] += part
+            sounding[row] += loop(index)
     return sounding, [[primer.sources.index(index) for index in sorted(parts)] for parts in silent]
 
 
@@ -536,11 +543,10 @@ def _loop_end(seed: Score, begin: int) -> int:
     return lines[-1] if onsets(lines[-1], begin) < FINAL_HIT_SHARE * onsets(lines[-2], lines[-1]) else begin
 
 
-def _looped(part: Instrument, seed: Score, begin: int, limit: int) -> list[Note]:
-    """``part``'s notes of its last bars before ``begin`` (before the final hit, if the seed ends on one:
-    ``_loop_end``), repeated from ``begin`` up to ``limit``: the last 4 bars, else 2, else 1 (the first that is all
+def _looped(part: Instrument, seed: Score, begin: int, limit: int, end: int) -> list[Note]:
+    """``part``'s notes of its last bars before ``end`` (``_loop_end``: ``begin``, or before the final hit if the
+    seed ends on one), repeated from ``begin`` up to ``limit``: the last 4 bars, else 2, else 1 (the first that is all
     in one meter and in whose first bar ``part`` sounds, so the loop carries on from where the part was playing)."""
-    end = _loop_end(seed, begin)
     lines = [line for line in seed.bar_lines(until=end) if line < end]
     bounds = lines + [end]
     length = next((k for k in (4, 2, 1) if len(lines) >= k
