@@ -202,12 +202,11 @@ def chord_limits(seed: Score, primer: Primer) -> np.ndarray:
     return np.array(limits, np.int64)
 
 
-# The middle of each choir voice's textbook range (soprano C4-G5, alto G3-C5, tenor C3-G4, bass E2-C4), MIDI pitch.
-VOICE_MIDDLES = {"soprano": 69.5, "alto": 63.5, "tenor": 57.5, "bass": 50.0}
-# Semitones below its voice's middle where a part added under a melody starts to pay for going lower (a bass under
-# G2, a tenor under D3): Bach's lowest 5% of bass notes lie about 7 below its middle. Without it a bass that leaps
-# freely (``melody.sampler.BASS_LEAP``) could sink out of a singer's range through a long tune.
-VOICE_DEPTH = 7.0
+# The register of each choir voice, MIDI pitch: where Bach's own voice sings the middle 80% of its notes (10th to 90th
+# percentile) in the 387 four-part chorales of the corpus melody trains on. A part added under a melody and named after
+# a voice is free there and pays beyond it (harmonizing chorale sopranos then puts each lower part's mean pitch within
+# half a semitone of his; BENCHMARKS.md, "Harmonizing").
+VOICE_RANGES = {"soprano": (66, 75), "alto": (61, 69), "tenor": (55, 64), "bass": (45, 57)}
 # A written part's register is the range of its notes in this many bars before the new music: continuing held-out
 # chorales, a written voice otherwise left that range by more than a fourth in half of the continuations, twice as
 # often as Bach's next bars (BENCHMARKS.md, "Registers").
@@ -217,8 +216,7 @@ RANGE_BARS = 8
 def registers(primer: Primer, new_parts, chords: np.ndarray) -> np.ndarray:
     """Float (tracks of ``primer``, 2): the lowest and highest pitch between which each part is free, and beyond
     which it pays (``melody.sampler.REGISTER_SPREAD``): for a part added under the seed's (``new_parts``, seed
-    instruments) named after a voice (``VOICE_MIDDLES``: "Bass", "Tenor 2"), from ``VOICE_DEPTH`` under that
-    voice's middle up to it; for a pitched single line of the seed (``chords`` 1: a voice, a bass line), the range
+    instruments) named after a voice ("Bass", "Tenor 2"), that voice's ``VOICE_RANGES``; for a pitched single line of the seed (``chords`` 1: a voice, a bass line), the range
     of its notes in the ``RANGE_BARS`` bars before the new music; NaN for the others (drums, chord parts, which
     voice their chords anywhere, other new parts, parts without notes there)."""
     new, parts, begin = set(new_parts), primer.score.instruments, primer.start + primer.end
@@ -226,10 +224,10 @@ def registers(primer: Primer, new_parts, chords: np.ndarray) -> np.ndarray:
     result = np.full((len(primer.sources), 2), math.nan)
     for k, source in enumerate(primer.sources):
         name = parts[k].name.lower()
-        middle = next((middle for voice, middle in VOICE_MIDDLES.items() if re.search(rf"\b{voice}\b", name)), None)
+        voice = next((span for voice, span in VOICE_RANGES.items() if re.search(rf"\b{voice}\b", name)), None)
         recent = [note.pitch for note in parts[k].notes if since <= note.start < begin]
-        if source in new and middle is not None:
-            result[k] = middle - VOICE_DEPTH, middle
+        if source in new and voice is not None:
+            result[k] = voice
         elif source not in new and not parts[k].is_drum and chords[k] == 1 and recent:
             result[k] = min(recent), max(recent)
     return result
