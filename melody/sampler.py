@@ -367,6 +367,10 @@ class _Playing:
             self.added[:len(added)] = np.asarray(added, bool)[:tracks]
         self.adding = bool(self.added.any())
         self.lowest_added = int(np.flatnonzero(self.added).max()) if self.adding else -1
+        # Music written from its very start (a primer without notes): added parts wait for the kept parts' first
+        # note, so a harmonization starts with its melody's pickup, not before it.
+        silent_so_far = not (table["pitch_of"][primer] >= 0).any()
+        self.entry = int(kept.times[0]) if self.adding and silent_so_far and kept is not None and len(kept) else 0
         self.smooth = self.added.copy()  # per track, a part that avoids parallel fifths and octaves
         if smooth is not None:
             self.smooth[:len(smooth)] |= np.asarray(smooth, bool)[:tracks]
@@ -433,10 +437,14 @@ class _Playing:
         one whose chord at this moment is full, or one the row leaves to its loop; no Track token of those, nor
         of a track before one already written at this moment (tracks come in their order within a moment, as in
         every training piece); for a track that stays under another, no note above that one's last (its
-        parallels: ``parallel``)."""
+        parallels: ``parallel``); in music written from its very start, no note of an added part before the kept
+        parts' first."""
         full = (self.onsets >= self.chords) | self.silent  # (rows, tracks + 1)
         closed = self.kept_tracks[self.track] | full[np.arange(len(self.track)), self.track]
         passed = self.table["track_of"][None, :] < self.latest[:, None]
+        if self.entry:  # an added part waits for the kept parts' first note
+            waiting = (now < self.entry)[:, None] & self.added[None, :]
+            full, closed = full | waiting, closed | waiting[np.arange(len(self.track)), self.track]
         allowed = ~(closed[:, None] & self.is_note_token[None, :]) & \
             ~((full[:, self.table["track_of"]] | passed) & self.is_track)
         if self.staying_under:  # not over the part it stays under (an added part: not by more than CROSS_REACH)
@@ -614,6 +622,9 @@ class _Playing:
             self.struck_pitch = np.where(striking, self.table["pitch_of"][token], self.struck_pitch)
         if self.keeping:
             self.slot = np.where(self.begun, self.slot + 1, self.slot)
+            # after its Track token, a kept note's Velocity only where it changes the velocity in force
+            velocity = self.table["velocity_of"][self.kept.slots[np.minimum(self.next, len(self.kept) - 1), 1]]
+            self.slot = np.where(self.begun & (self.slot == 1) & (velocity == self.velocity), 2, self.slot)
             done = self.begun & (self.slot == 4)
             self.next += done
             self.begun &= ~done

@@ -115,7 +115,9 @@ def test_asked_to_end_the_model_is_told_the_bars_left_at_every_token(bundle):
 def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundle):
     """A chorale's soprano kept over 3 bars while the model writes the other voices: every row holds the
     soprano's notes exactly (time, pitch, length, loudness bin) and no other note on its track; at every token
-    the model was told what training's ``piece_features`` tells that token of the finished stream."""
+    the model was told what training's ``piece_features`` tells that token of the finished stream, and the
+    kept notes are written as training's are: a Velocity token only where the velocity changes (they once
+    repeated theirs at every change of track)."""
     from melody.continuation import make_primer
 
     network, tokenizer = numpy_network(bundle), bundle.tokenizer
@@ -153,6 +155,9 @@ def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundl
                          for n in decoded.instruments[0].notes if n.start >= primer.end)
         assert soprano == wanted, number
         assert any(n.start >= primer.end for part in decoded.instruments[1:] for n in part.notes)
+        table = tokenizer.token_table()  # the soprano sings at one loudness: its Track token, then its Note
+        after_track = row[1:][table["track_of"][row[:-1]] == 0]
+        assert len(after_track) and (table["pitch_of"][after_track] >= 0).all(), number
         expected = ahead.piece_features(stream, tokenizer.token_table(), tokenizer.header_length(stream),
                                         [False] * 4, frozenset({0}), True)
         seen = np.stack([told[0]] + [step[number] for step in told[1:len(row) + 1]])
@@ -931,6 +936,25 @@ def test_added_voices_stay_under_the_voice_above_and_never_move_with_another_in_
     monkeypatch.setattr(sampler, "CROSSING", 0.0)
     free = crossing_share(8)
     assert never == 0 < paid < free, (never, paid, free)
+
+
+def test_a_harmonization_starts_with_its_melody_not_before_its_pickup(bundle, tmp_path):
+    """Eight harmonizations of chorale sopranos that begin with a pickup (the first bar rests until its last beat):
+    no added voice strikes before the soprano's first note (they did: the model filled the empty beats), and every
+    added voice sings in the first bar the soprano does."""
+    from melody.generate import harmonizing
+
+    chorales = [score for score in map(read_midi, corpus_files("chorales"))
+                if min(n.start for n in score.instruments[0].notes) > 0][:2]
+    assert len(chorales) == 2
+    for number, chorale in enumerate(chorales):
+        melody = tmp_path / f"soprano-{number}.mid"
+        write_midi(chorale.replace(instruments=chorale.instruments[:1]), melody)
+        first = min(n.start for n in chorale.instruments[0].notes)
+        config = harmonizing(melody, ending=False, random_seed=number, num_samples=8)
+        for made in generate(bundle, melody, config=config, write=False).scores:
+            starts = [min(n.start for n in added.notes) for added in made.instruments[1:]]
+            assert min(starts) >= first and max(starts) < first + 4 * chorale.ticks_per_quarter, (first, starts)
 
 
 def test_added_voices_pay_for_leaps_and_for_doubling_the_melody(bundle, tmp_path, monkeypatch):
