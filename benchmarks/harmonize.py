@@ -1,10 +1,11 @@
 """Harmonizing held-out chorale sopranos: melody's alto, tenor and bass against Bach's.
 
-    python benchmarks/harmonize.py [--model melody/default_model] [--samples 2] [--pieces 40]
+    python benchmarks/harmonize.py [--model melody/default_model] [--samples 2] [--pieces 40] [--random-seed 0]
 
 Sopranos: the four-part chorales among the model's validation files (held out by piece from
 its training). Each soprano alone is harmonized as `melody harmonize` does (every bar, the
-soprano kept, Alto, Tenor and Bass added, the ending told; random seeds 0, 1, ...), and
+soprano kept, Alto, Tenor and Bass added, the ending told; soprano k with random seed 1000 x
+``--random-seed`` + k), and
 each harmonization, and Bach's own, is measured over the whole piece:
 
     clash        clashing share of the time two parts sound together (2nds, 7ths, tritones)
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2, help="harmonizations per soprano")
     parser.add_argument("--pieces", type=int, default=40)
     parser.add_argument("--plain", action="store_true", help="also harmonize with plain forcing")
+    parser.add_argument("--random-seed", type=int, default=0,
+                        help="soprano k is harmonized with random seed 1000 * this + k (default 0)")
     arguments = parser.parse_args()
     manifest = read_manifest(arguments.model)
     network = numpy_network(manifest)
@@ -172,7 +175,7 @@ def main() -> None:
             soprano = Path(scratch) / f"{path.stem}.mid"
             write_midi(real.replace(instruments=real.instruments[:1]), soprano, force=True)
             config = harmonizing(soprano, ending=manifest.model_config.ahead, num_samples=arguments.samples,
-                                 random_seed=number)
+                                 random_seed=1000 * arguments.random_seed + number)
             scores = generate(manifest, soprano, config=config, write=False).scores
             bach.append(features(real))
             made.append([features(score) for score in scores])

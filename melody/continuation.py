@@ -216,16 +216,20 @@ RANGE_BARS = 8
 def registers(primer: Primer, new_parts, chords: np.ndarray) -> np.ndarray:
     """Float (tracks of ``primer``, 2): the lowest and highest pitch between which each part is free, and beyond
     which it pays (``melody.sampler.REGISTER_SPREAD``): for a part added under the seed's (``new_parts``, seed
-    instruments) named after a voice ("Bass", "Tenor 2"), that voice's ``VOICE_RANGES``; for a pitched single line of the seed (``chords`` 1: a voice, a bass line), the range
-    of its notes in the ``RANGE_BARS`` bars before the new music; NaN for the others (drums, chord parts, which
-    voice their chords anywhere, other new parts, parts without notes there)."""
+    instruments) named after a voice ("Bass", "Tenor 2"), that voice's ``VOICE_RANGES``; for a pitched single
+    line of the seed (``chords`` 1: a voice, a bass line), the range of its notes in the ``RANGE_BARS`` bars before
+    the new music (none there, as where the music is written from its first bar: of the notes it had in the
+    ``RANGE_BARS`` bars the new music replaces); NaN for the others (drums, chord parts, which voice their chords
+    anywhere, other new parts, parts without notes there)."""
     new, parts, begin = set(new_parts), primer.score.instruments, primer.start + primer.end
     since = ([0] + primer.score.bar_lines(until=begin))[-RANGE_BARS:][0]
+    until = ([line for line in primer.score.bar_lines() if line > begin][RANGE_BARS - 1:] + [primer.score.end_tick])[0]
     result = np.full((len(primer.sources), 2), math.nan)
     for k, source in enumerate(primer.sources):
         name = parts[k].name.lower()
         voice = next((span for voice, span in VOICE_RANGES.items() if re.search(rf"\b{voice}\b", name)), None)
-        recent = [note.pitch for note in parts[k].notes if since <= note.start < begin]
+        recent = [note.pitch for note in parts[k].notes if since <= note.start < begin] or \
+            [note.pitch for note in parts[k].notes if begin <= note.start < until]
         if source in new and voice is not None:
             result[k] = voice
         elif source not in new and not parts[k].is_drum and chords[k] == 1 and recent:
