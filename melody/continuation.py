@@ -223,7 +223,7 @@ def registers(primer: Primer, new_parts, chords: np.ndarray) -> np.ndarray:
     anywhere, other new parts, parts without notes there)."""
     new, parts, begin = set(new_parts), primer.score.instruments, primer.start + primer.end
     since = ([0] + primer.score.bar_lines(until=begin))[-RANGE_BARS:][0]
-    until = ([line for line in primer.score.bar_lines() if line > begin][RANGE_BARS - 1:] + [primer.score.end_tick])[0]
+    until = _bars_after(primer, RANGE_BARS)
     result = np.full((len(primer.sources), 2), math.nan)
     for k, source in enumerate(primer.sources):
         name = parts[k].name.lower()
@@ -243,12 +243,20 @@ def registers(primer: Primer, new_parts, chords: np.ndarray) -> np.ndarray:
 FEW_PARALLELS = 1.0
 
 
+def _bars_after(primer: Primer, count: int) -> int:
+    """The grid step ``count`` bars after the new music starts in ``primer.score`` (at most its end)."""
+    begin = primer.start + primer.end
+    return ([line for line in primer.score.bar_lines() if line > begin][count - 1:] + [primer.score.end_tick])[0]
+
+
 def avoiding_parallels(primer: Primer, chords: np.ndarray) -> np.ndarray:
     """Per track of ``primer``: whether its written notes avoid moving in parallel fifths or octaves with the other
     parts, as a pitched single line (``chords`` 1) does in a primer with fewer than ``FEW_PARALLELS``
-    (``melody.ensemble.parallels``)."""
-    parts = primer.score.instruments
-    few = parallels(primer.score, primer.start, primer.start + primer.end) < FEW_PARALLELS  # nan (no moves): False
+    (``melody.ensemble.parallels``; an empty primer, as where the music is written from its first bar: in the
+    ``RANGE_BARS`` bars of the seed the new music replaces)."""
+    parts, begin = primer.score.instruments, primer.start + primer.end
+    span = (primer.start, begin) if primer.end else (begin, _bars_after(primer, RANGE_BARS))
+    few = parallels(primer.score, *span) < FEW_PARALLELS  # nan (no moves): False
     return np.array([bool(few) and chords[k] == 1 and not parts[k].is_drum for k in range(len(primer.sources))])
 
 

@@ -1063,8 +1063,9 @@ def test_added_voices_named_after_a_choir_voice_keep_to_its_range(bundle, tmp_pa
 def test_a_part_written_from_the_first_bar_keeps_the_register_of_the_notes_it_replaces(bundle):
     """Written from bar 1 there are no bars before the new music: each single line's register is then the range of
     its own notes in the ``RANGE_BARS`` bars it is rewriting (a new bass under a kept soprano, alto and tenor stays a
-    bass); from bar 9, the range of the 8 bars before."""
-    from melody.continuation import RANGE_BARS, registers
+    bass); from bar 9, the range of the 8 bars before. Likewise, its lines avoid parallel fifths and octaves because
+    Bach's do in the bars rewritten (they once moved freely there: no bars before to judge by)."""
+    from melody.continuation import RANGE_BARS, avoiding_parallels, registers
 
     chorale = read_midi(corpus_files("chorales")[3])
     for at_bar, (first, last) in ((0, (0, RANGE_BARS)), (8, (0, 8))):
@@ -1074,6 +1075,7 @@ def test_a_part_written_from_the_first_bar_keeps_the_register_of_the_notes_it_re
                   ([n.pitch for n in part.notes if lines[first] <= n.start < lines[last]]
                    for part in primer.score.instruments)]
         assert np.array_equal(registers(primer, (), np.ones(4)), wanted), at_bar
+        assert avoiding_parallels(primer, np.ones(4)).all(), at_bar
 
 
 def test_written_parts_keep_to_their_register_in_the_seed(bundle, tmp_path, monkeypatch):
