@@ -23,7 +23,8 @@ for the kept parts' own tokens (``given``): generation plays those in, so a netw
 trained on them learns to copy the kept notes from what it is told instead of writing
 the other parts around them. Generation plays the kept
 notes (``KeptNotes``, made by ``Tokenizer.kept_notes``) into the sampled stream and
-tells each token what is ahead the same way (``told``). What a token means comes from
+tells each token what is ahead the same way (``told``; the primer's tokens too, ``primer_features``, as
+training tells a piece whose parts are kept throughout). What a token means comes from
 the tokenizer's table (``Tokenizer.token_table``).
 """
 
@@ -167,6 +168,24 @@ def told(kept: KeptNotes | None, next_note: np.ndarray, now: np.ndarray, bars_le
     later = np.maximum(np.searchsorted(kept.times, now + 2 * steps_per_quarter, side="left"), first)
     features[:, SOON] = counts[soon] - counts[first] > 0
     features[:, LATER] = counts[later] - counts[soon] > 0
+    return features
+
+
+def primer_features(primer: np.ndarray, table: dict, header: int, drums: list[bool], kept: KeptNotes | None,
+                    ending_in: int | None) -> np.ndarray:
+    """float32 (len(primer), WIDTH): what each token of a primer is told, as training tells the tokens of a piece
+    whose ``kept`` tracks are kept throughout (their notes in the primer, and the ``kept`` notes after it, by time
+    against each token's) and, with ``ending_in`` (bar lines after the primer's last token), where it ends."""
+    primer = np.asarray(primer, dtype=np.intp)
+    features = piece_features(primer, table, header, drums, kept.tracks if kept is not None else frozenset(), False)
+    body = features[header:]
+    if kept is not None and len(kept) and len(body):
+        time = np.cumsum(table["shift_steps"][primer[header:]])
+        after = told(kept, np.zeros(len(body), np.int64), time - time[-1], None, int(table["steps_per_quarter"]))
+        body[:] = np.maximum(body, after)
+    if ending_in is not None and len(body):
+        is_bar = table["bar_steps"][primer[header:]] > 0
+        body[:] = np.maximum(body, ending(ending_in + is_bar[::-1].cumsum()[::-1] - is_bar))
     return features
 
 

@@ -231,7 +231,9 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
     if following is None and config.candidates > 1:
         raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
                            "that end inside the seed")
-    primed = sampler.prime(request.primer.tokens, request.kept, ending_in=config.bars - 1 if config.ending else None)
+    primed = sampler.prime(request.primer.tokens, request.kept, ending_in=config.bars - 1 if config.ending else None,
+                           header=tokenizer.header_length(request.primer.tokens),
+                           drums=tuple(drum for drum, _ in tokenizer.tracks(request.primer.tokens)))
     clock.lap("prime")
     generated, complete = _sample(sampler, primed, request, tokenizer, config, random_seed, clock)
     tokens = int(sum(len(row) for row in generated))  # sampled: every candidate, and any second take (below)

@@ -136,16 +136,16 @@ class Sampler:
         self.follows = table["follows"]  # the note grammar: which token may come right after which
         self.steps_per_quarter = int(table["steps_per_quarter"])
 
-    def prime(self, primer: np.ndarray, kept: ahead.KeptNotes | None = None, ending_in: int | None = None) -> Primed:
+    def prime(self, primer: np.ndarray, kept: ahead.KeptNotes | None = None, ending_in: int | None = None,
+              header: int = 0, drums: tuple[bool, ...] = ()) -> Primed:
         """Run the primer (tokens (time,)) through the model once; ``sample`` continues from here. ``kept`` and
-        ``ending_in`` (bars after the primer's last bar line): what its last token is told (``melody.ahead``)."""
+        ``ending_in`` (bars after the primer's last bar line): what its tokens are told (``ahead.primer_features``:
+        those of its header, ``header`` tokens, nothing; ``drums``: per track, whether it is a drum track)."""
         primer = np.asarray(primer, dtype=np.intp)
         if kept is None and ending_in is None:
             logits, state = self.model.prime(primer)
         else:
-            told = np.zeros((len(primer), ahead.WIDTH), np.float32)
-            told[-1:] = ahead.told(kept, np.zeros(1, np.int64), np.zeros(1, np.int64),
-                                   None if ending_in is None else np.array([ending_in]), self.steps_per_quarter)
+            told = ahead.primer_features(primer, self.table, header, list(drums), kept, ending_in)
             logits, state = self.model.prime(primer, told)
         return Primed(primer, logits, state)
 

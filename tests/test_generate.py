@@ -114,8 +114,9 @@ def test_asked_to_end_the_model_is_told_the_bars_left_at_every_token(bundle):
 
 def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundle):
     """A chorale's soprano kept over 3 bars while the model writes the other voices: every row holds the
-    soprano's notes exactly (time, pitch, length, loudness bin) and no other note on its track; at every token
-    the model was told what training's ``piece_features`` tells that token of the finished stream, and the
+    soprano's notes exactly (time, pitch, length, loudness bin) and no other note on its track; at every token,
+    the primer's included, the model was told what training's ``piece_features`` tells that token of the finished
+    stream (the primer's tokens were once told nothing but the last), and the
     kept notes are written as training's are: a Velocity token only where the velocity changes (they once
     repeated theirs at every change of track)."""
     from melody.continuation import make_primer
@@ -134,7 +135,7 @@ def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundl
 
     class Listening:
         def prime(self, tokens, ahead=None):
-            told.append(ahead[-1])
+            told.append(ahead)
             return network.prime(tokens, ahead)
 
         def step(self, tokens, state, ahead=None):
@@ -143,8 +144,9 @@ def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundl
 
     sampler = Sampler(Listening(), tokenizer.token_table())
     allowed = tokenizer.sampling_mask(4)
-    rows, done = sampler.sample(sampler.prime(primer.tokens, kept, ending_in=2), 3, allowed, 3000, 3,
-                                random_seed=5, ending=True, kept=kept)
+    header = tokenizer.header_length(primer.tokens)
+    rows, done = sampler.sample(sampler.prime(primer.tokens, kept, ending_in=2, header=header, drums=(False,) * 4),
+                                3, allowed, 3000, 3, random_seed=5, ending=True, kept=kept)
     assert done.all()
     wanted = sorted((n.start - region[0], n.pitch, n.duration, tokenizer.config.velocity_bin(n.velocity))
                     for n in prepared.instruments[0].notes if region[0] <= n.start < region[1])
@@ -160,8 +162,8 @@ def test_kept_notes_are_played_in_their_time_and_told_ahead_as_in_training(bundl
         assert len(after_track) and (table["pitch_of"][after_track] >= 0).all(), number
         expected = ahead.piece_features(stream, tokenizer.token_table(), tokenizer.header_length(stream),
                                         [False] * 4, frozenset({0}), True)
-        seen = np.stack([told[0]] + [step[number] for step in told[1:len(row) + 1]])
-        np.testing.assert_array_equal(seen, expected[len(primer.tokens) - 1:], err_msg=f"row {number}")
+        seen = np.concatenate([told[0]] + [step[number][None] for step in told[1:len(row) + 1]])
+        np.testing.assert_array_equal(seen, expected[:len(stream)], err_msg=f"row {number}")  # the primer's too
 
 
 def test_kept_tracks_stay_and_the_others_are_written_anew_in_the_bars_asked(bundle, tmp_path):
