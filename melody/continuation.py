@@ -204,8 +204,8 @@ def chord_limits(seed: Score, primer: Primer) -> np.ndarray:
 
 # The register of each choir voice, MIDI pitch: where Bach's own voice sings the middle 80% of its notes (10th to 90th
 # percentile) in the 387 four-part chorales of the corpus melody trains on. A part added under a melody and named after
-# a voice is free there and pays beyond it (harmonizing chorale sopranos then puts each lower part's mean pitch within
-# half a semitone of his; BENCHMARKS.md, "Harmonizing").
+# a voice is free there and pays beyond it (harmonizing held-out chorale sopranos then puts each lower part's mean
+# pitch within 0.6 semitones of his, the bass's span at his 13.5; BENCHMARKS.md, "Harmonizing").
 VOICE_RANGES = {"soprano": (66, 75), "alto": (61, 69), "tenor": (55, 64), "bass": (45, 57)}
 # A written part's register is the range of its notes in this many bars before the new music: continuing held-out
 # chorales, a written voice otherwise left that range by more than a fourth in half of the continuations, twice as

@@ -316,12 +316,12 @@ LEAP = 0.25
 # with every part held to steps) and the bass's span widens from 10.4 to 11.2 semitones (his: 13.5).
 BASS_LEAP = 12
 # Nats off an added part's note on the pitch class the top part sounds: harmonizing 18 held-out chorale sopranos, the
-# soprano then has a lower part on its pitch class 33-35% of the time (Bach: 34%; 31% at 1 nat, 36-38% at 0.5).
+# soprano then has a lower part on its pitch class 32% of the time (Bach: 34%; 46% with no cost).
 DOUBLING = 0.75
 # An added part may cross above the last note of the part it stays under by at most CROSS_REACH semitones, and pays
 # CROSSING nats to cross at all. Bach's voices cross in 10 of the 18 held-out chorales (0.6% of the time two parts sound
 # together); forbidding it, none of ours did, which alone told his harmonizations from ours 71% of the time. With 1
-# nat, 69-78% of ours cross, for 0.3-0.4% of the time (BENCHMARKS.md, "Harmonizing").
+# nat, 56-58% of ours cross, for 0.2% of the time (BENCHMARKS.md, "Harmonizing").
 CROSS_REACH = 2
 CROSSING = 1.0
 # Semitones: a part with a register (``continuation.registers``: an added voice's, a written part's own) pays
