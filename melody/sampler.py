@@ -49,7 +49,8 @@ pitched track plays, a ``penalty`` on some tokens (notes out of the key, ``--key
                              fits): every added part, and a seed's lines where its bars have none
     pace (``pace``)          a track held to a number of onsets per quarter note: the tokens that begin
                              its note at a new moment weigh more while it is behind, less while ahead
-                             (counted from its first note in the primer)
+                             (counted from its first note in the primer); a part resting longer than it
+                             ever did in the primer is drawn in by ``REST_PULL``
     the close (``close``)    with ``ending``: the last bar's downbeat on the tonic chord (``_Closing``)
     track order              within a moment, no track before one that has written there; a kept note
                              waits while the tracks before it write theirs at its moment
@@ -308,6 +309,9 @@ PACE_ENTRY = 2.0
 # nats, on the ensemble seeds (BENCHMARKS.md, "Ensemble"): clash on pop 0.10 against the real 0.12 and on madrigals
 # 0.08 against 0.06 (never drawn in: 0.15 and 0.16); the parts sound in 96% of the new bars (95%).
 PACE_HELD_LIMIT = 2.0
+# Nats that draw in a paced part resting longer than it ever did in the primer (``_rests``): a chorale voice that
+# never rests a bar is not left silent for bars (BENCHMARKS.md, "Parts drawn back in").
+REST_PULL = 6.0
 # Nats per semitone an added part leaps beyond a whole step: 0.25 brings the mean leap of harmonized chorale parts
 # to Bach's (2.2 against his 2.3 semitones; 3.0 without, 1.9 at 0.5; BENCHMARKS.md, "Harmonizing").
 LEAP = 0.25
@@ -414,6 +418,11 @@ class _Playing:
             asked = _asked(np.nan_to_num(self.pace), self.playing_for, memory)
             self.struck[:] = np.clip(struck, (1 + asked) * math.exp(-PACE_ENTRY / PACE_GAIN) - 1,
                                      (1 + asked) * math.exp(PACE_ENTRY / PACE_GAIN) - 1)
+        # a paced part's longest rest in the primer, and when its last note ends (steps from where sampling starts)
+        self.longest_rest, ends = (np.full(tracks + 1, np.inf), np.zeros(tracks + 1, np.int64))
+        if pace is not None:
+            self.longest_rest, ends = _rests(primer, table, tracks + 1)
+        self.quiet_from = np.repeat(ends[None, :], rows, axis=0)
         # the paced tracks; per paced track its Track token(s); per track in force, its place among them (-1: none)
         self.paced = np.flatnonzero(~np.isnan(self.pace)) if pace is not None else np.zeros(0, np.int64)
         self.paced_tokens = (table["track_of"][None, :] == self.paced[:, None]).astype(float)
@@ -506,8 +515,10 @@ class _Playing:
         memory = PACE_MEMORY * self.steps_per_quarter
         since = time[:, None] + self.playing_for[None, self.paced]  # steps since it first played (in the primer)
         asked = _asked(self.pace[self.paced][None, :], since, memory)
-        return np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, self.paced])), -PACE_LIMIT,
-                       self.lag_top[None, :])
+        lag = np.clip(PACE_GAIN * (np.log1p(asked) - np.log1p(self.struck[:, self.paced])), -PACE_LIMIT,
+                      self.lag_top[None, :])
+        overdue = time[:, None] - self.quiet_from[:, self.paced] > self.longest_rest[None, self.paced]
+        return np.where(overdue, np.maximum(lag, REST_PULL), lag)  # resting longer than it ever did in the primer
 
     def voice_cost(self, now: np.ndarray) -> np.ndarray:
         """Float (rows, vocabulary): for a part added under the others (``added``: under a melody), ``LEAP``
@@ -611,8 +622,11 @@ class _Playing:
             self.before_pitch[hit, self.track[hit]] = self.last_pitch[hit, self.track[hit]]
             self.last_pitch[hit, self.track[hit]] = self.table["pitch_of"][token[hit]]
             self.last_start[hit, self.track[hit]] = now[hit]
+        lasting = self.table["duration_steps"][token]
+        held = np.flatnonzero(lasting > 0)
+        self.quiet_from[held, self.track[held]] = np.maximum(self.quiet_from[held, self.track[held]],
+                                                             now[held] + lasting[held])
         if self.hearing:  # a note sounds from its Duration on
-            lasting = self.table["duration_steps"][token]
             ends = np.flatnonzero(lasting > 0)
             self.sounding[ends, self.track[ends]] = self.struck_pitch[ends] % 12
             self.sounding_until[ends, self.track[ends]] = now[ends] + lasting[ends]
@@ -712,6 +726,25 @@ def _faded_onsets(primer: np.ndarray, table: dict, tracks: int, memory: float) -
         faded[track] += math.exp(-(time - start) / memory)
         first[track] = min(first[track], start)
     return faded, time - first
+
+
+def _rests(primer: np.ndarray, table: dict, tracks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per track: the longest time (steps) it sounds nothing in ``primer``, between its notes or from its last note
+    to the primer's end (inf: no notes), and when its last note ends, in steps from the primer's end (<= 0)."""
+    track, time, notes = -1, 0, [[] for _ in range(tracks)]
+    for token in primer:
+        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
+        time += int(table["shift_steps"][token])
+        if table["duration_steps"][token] > 0 and 0 <= track < tracks:
+            notes[track].append((time, time + int(table["duration_steps"][token])))
+    longest, ends = np.full(tracks, np.inf), np.zeros(tracks, np.int64)
+    for track, spans in enumerate(notes):
+        if spans:
+            starts, stops = np.array(spans).T
+            sounded = np.maximum.accumulate(stops)
+            gaps = np.append(starts[1:] - sounded[:-1], time - sounded[-1])
+            longest[track], ends[track] = max(int(gaps.max()), 0), sounded[-1] - time
+    return longest, ends
 
 
 def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:

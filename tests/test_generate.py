@@ -1129,10 +1129,13 @@ def _voices_apart(made, reach: int = 0) -> tuple[int, int]:
     return crossed, notes
 
 
-def test_a_paced_lead_keeps_closer_to_its_pace_than_a_free_one(bundle):
+def test_a_paced_lead_keeps_closer_to_its_pace_than_a_free_one(bundle, monkeypatch):
     """Eight rows of 4 bars of a chorale, the lead (track 0) free (the tiny model's writes about 1/4 onset per
     quarter), then held to a slow pace (1/20) and a fast one (2): its onsets per quarter move towards each,
-    nearer it than free."""
+    nearer it than free (the pace alone: no ``REST_PULL``, which the primer's own rests would set against 1/20)."""
+    from melody import sampler as sampling
+
+    monkeypatch.setattr(sampling, "REST_PULL", -np.inf)
     _, sampler = stepper_and_sampler(bundle)
     tokenizer = bundle.tokenizer
     primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
@@ -1151,6 +1154,46 @@ def test_a_paced_lead_keeps_closer_to_its_pace_than_a_free_one(bundle):
     free, slow, fast = lead_rate(None), lead_rate([0.05, np.nan]), lead_rate([2.0])
     assert slow < free < fast
     assert abs(np.log(slow / 0.05)) < abs(np.log(free / 0.05)) and abs(np.log(fast / 2)) < abs(np.log(free / 2))
+
+
+def test_a_part_resting_longer_than_it_ever_did_in_the_primer_is_drawn_back_in(bundle, monkeypatch):
+    """Eight rows of 8 bars of a chorale, every voice held back to its pace as ``generate`` does: the time a voice
+    spends in rests longer than its longest one in the primer (``_rests``: Bach's voices rest a beat at most) is
+    shorter with ``REST_PULL`` than without it; and ``_rests`` reads a hand-made primer right."""
+    from melody import sampler as sampling
+    from melody.continuation import paces
+
+    _, sampler = stepper_and_sampler(bundle)
+    tokenizer, table = bundle.tokenizer, bundle.tokenizer.token_table()
+    primer = make_primer(read_midi(corpus_files("chorales")[2]), tokenizer)
+    primed = sampler.prime(primer.tokens)
+    allowed = tokenizer.sampling_mask(len(tokenizer.tracks(primer.tokens)))
+    pace, held_only = paces(primer)
+    longest, _ = sampling._rests(primer.tokens, table, len(pace) + 1)
+
+    def overdue(pull):
+        monkeypatch.setattr(sampling, "REST_PULL", pull)
+        rows, _ = sampler.sample(primed, 8, allowed, 3000, 8, 4, pace=pace, held_only=held_only)
+        total = 0
+        for row in rows:
+            decoded = tokenizer.decode(np.concatenate([primer.tokens, row]))
+            for k, part in enumerate(decoded.instruments):
+                sounded = primer.end
+                for note in sorted(part.notes, key=lambda n: n.start):
+                    if note.start >= primer.end:
+                        total += max(note.start - sounded - longest[k], 0)
+                    sounded = max(sounded, note.start + note.duration)
+                total += max(decoded.end_tick - sounded - longest[k], 0)
+        return total
+
+    assert overdue(6.0) < overdue(-np.inf)
+    hand_made = np.array(tokenizer.header(tokenizer.prepare(read_midi(corpus_files("chorales")[2])))[:3] + [
+        table["track_of"].tolist().index(0), int(np.flatnonzero(table["pitch_of"] == 60)[0]),
+        int(np.flatnonzero(table["duration_steps"] == 12)[0]), int(np.flatnonzero(table["shift_steps"] == 18)[0]),
+        int(np.flatnonzero(table["pitch_of"] == 62)[0]), int(np.flatnonzero(table["duration_steps"] == 6)[0]),
+        int(np.flatnonzero(table["shift_steps"] == 12)[0])])
+    longest, ends = sampling._rests(hand_made, table, 2)
+    assert longest.tolist() == [6.0, np.inf] and ends.tolist() == [-6, 0]  # a 6-step rest inside, 6 at the end
 
 
 def test_each_part_s_pace_is_its_onsets_per_quarter_in_its_last_bars_that_play(bundle):
@@ -1227,6 +1270,7 @@ def test_a_held_part_is_drawn_in_only_a_little(bundle, monkeypatch):
     pace, it plays fewer notes than free."""
     from melody import sampler as sampling
 
+    monkeypatch.setattr(sampling, "REST_PULL", -np.inf)  # the pace alone
     sampler, tokenizer, table, primer, primed, allowed = primed_chorale(bundle)
 
     def alto(pace=None, held_only=None):
@@ -1407,12 +1451,13 @@ def test_rows_leave_their_silent_parts_to_the_loop_and_their_clash_rule_hears_it
 
 def test_a_sample_whose_part_the_model_left_silent_is_written_again_around_its_loop(monkeypatch):
     """Eight samples of a chorale from the shipped model, parts other than the lead never drawn back in when they
-    fall behind (``PACE_HELD_LIMIT`` 0; drawn in a little, as shipped, no part of this chorale falls silent in 480
-    samples): in one the model leaves the bass silent. The bass loops its last bars there, and that sample is
+    fall behind or rest long (``PACE_HELD_LIMIT`` 0, no ``REST_PULL``; drawn in a little, as shipped, no part of
+    this chorale falls silent in 480 samples): in one the model leaves the bass silent. The bass loops its last bars there, and that sample is
     written again with the bass left to its loop (the summary counts it and times the second take)."""
     from melody import sampler
 
     monkeypatch.setattr(sampler, "PACE_HELD_LIMIT", 0.0)
+    monkeypatch.setattr(sampler, "REST_PULL", -np.inf)
     seed_file = corpus_files("chorales")[1]
     made = generate(None, seed_file, config=GenerateConfig(bars=4, num_samples=8, random_seed=7), write=False)
     assert made.summary["tracks"]["looped_in"] == {"Bass": 1} and made.summary["wall_seconds"]["second take"] > 0
