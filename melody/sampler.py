@@ -623,9 +623,10 @@ class _Playing:
             self.last_pitch[hit, self.track[hit]] = self.table["pitch_of"][token[hit]]
             self.last_start[hit, self.track[hit]] = now[hit]
         lasting = self.table["duration_steps"][token]
-        held = np.flatnonzero(lasting > 0)
-        self.quiet_from[held, self.track[held]] = np.maximum(self.quiet_from[held, self.track[held]],
-                                                             now[held] + lasting[held])
+        if self.pace is not None:  # when each track last falls quiet (its rests: ``_lag``)
+            held = np.flatnonzero(lasting > 0)
+            self.quiet_from[held, self.track[held]] = np.maximum(self.quiet_from[held, self.track[held]],
+                                                                 now[held] + lasting[held])
         if self.hearing:  # a note sounds from its Duration on
             ends = np.flatnonzero(lasting > 0)
             self.sounding[ends, self.track[ends]] = self.struck_pitch[ends] % 12
@@ -715,10 +716,8 @@ def _asked(pace: np.ndarray, steps: np.ndarray, memory: float) -> np.ndarray:
 def _faded_onsets(primer: np.ndarray, table: dict, tracks: int, memory: float) -> tuple[np.ndarray, np.ndarray]:
     """Per track: the moments it began notes at in ``primer``, each faded by e^(-steps before the primer's end /
     ``memory``), summed; and the steps from its first to the primer's end (0 if it has none)."""
-    track, time, struck = -1, 0, {}
-    for token in primer:
-        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
-        time += int(table["shift_steps"][token])
+    struck, time = {}, 0
+    for token, track, time in _walk(primer, table):
         if table["pitch_of"][token] >= 0 and track >= 0:
             struck[int(track), time] = True
     faded, first = np.zeros(tracks), np.full(tracks, time)
@@ -731,10 +730,8 @@ def _faded_onsets(primer: np.ndarray, table: dict, tracks: int, memory: float) -
 def _rests(primer: np.ndarray, table: dict, tracks: int) -> tuple[np.ndarray, np.ndarray]:
     """Per track: the longest time (steps) it sounds nothing in ``primer``, between its notes or from its last note
     to the primer's end (inf: no notes), and when its last note ends, in steps from the primer's end (<= 0)."""
-    track, time, notes = -1, 0, [[] for _ in range(tracks)]
-    for token in primer:
-        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
-        time += int(table["shift_steps"][token])
+    time, notes = 0, [[] for _ in range(tracks)]
+    for token, track, time in _walk(primer, table):
         if table["duration_steps"][token] > 0 and 0 <= track < tracks:
             notes[track].append((time, time + int(table["duration_steps"][token])))
     longest, ends = np.full(tracks, np.inf), np.zeros(tracks, np.int64)
@@ -749,12 +746,20 @@ def _rests(primer: np.ndarray, table: dict, tracks: int) -> tuple[np.ndarray, np
 
 def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:
     """Each track's last note in ``primer`` (by the Track token in force before it)."""
-    last, track = {}, -1
-    for token in primer:
-        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
+    last = {}
+    for token, track, _ in _walk(primer, table):
         if table["pitch_of"][token] >= 0 and track >= 0:
             last[int(track)] = int(table["pitch_of"][token])
     return last
+
+
+def _walk(primer: np.ndarray, table: dict):
+    """Each token of ``primer`` with the track in force (-1: none yet) and the time (steps) after its own shift."""
+    track, time = -1, 0
+    for token in primer:
+        track = table["track_of"][token] if table["track_of"][token] >= 0 else track
+        time += int(table["shift_steps"][token])
+        yield token, track, time
 
 
 def _repeat(state, samples: int):
