@@ -1,7 +1,9 @@
 """The model folder: its only reader and writer. Everything generation needs, and proof of how it was made.
 
     config.json     the manifest: {"format": "melody-model", "version": 2, "model": {...}, "train": {...},
-                    "programs": [instruments the training headers declared; -1 is drums]}
+                    "programs": [instruments the training headers declared; -1 is drums],
+                    "tracks": the most tracks a training piece had, "velocities": [velocity bins met],
+                    "pitches": [lowest, highest note met] (these three absent in older folders)}
     tokenizer.json  its vocabulary (and whether it learned melodies only)
     model.keras     the trained network (float32, no optimizer state), loaded with safe_mode=True
     metrics.json    {"epochs": [...one entry per finished epoch...], "corpus": {...}, ...}
@@ -61,6 +63,11 @@ class Manifest:
     train_config: TrainConfig
     programs: list[int]  # instruments seen in training: General MIDI programs, -1 for drums
     metrics: dict
+    # What training met, where the folder says (older folders do not): the most tracks a piece had, the velocity
+    # bins and the lowest and highest note. The primer is made of these only (``continuation.Learned``).
+    tracks: int | None = None
+    velocities: tuple[int, ...] | None = None
+    pitches: tuple[int, int] | None = None
 
     @property
     def melody_only(self) -> bool:
@@ -109,11 +116,28 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         programs = [int(program) for program in config["programs"]]
         if not all(-1 <= p <= 127 for p in programs):
             raise ValueError("programs outside -1..127")
+        learned = _learned(config, tokenizer)
     except (TypeError, ValueError, KeyError) as error:
         raise BundleError(f"{folder}/config.json: unusable settings ({error})") from None
     metrics = read_json_file(folder / "metrics.json", BundleError) if (folder / "metrics.json").exists() else {}
     return Manifest(folder, tokenizer, model_config, train_config, programs,
-                    metrics if isinstance(metrics, dict) else {})
+                    metrics if isinstance(metrics, dict) else {}, *learned)
+
+
+def _learned(config: dict, tokenizer: Tokenizer) -> tuple:
+    """config.json's tracks, velocities and pitches (None where absent); ValueError for values no tokenizer has."""
+    tracks, velocities, pitches = (config.get(key) for key in ("tracks", "velocities", "pitches"))
+    if tracks is not None and not (isinstance(tracks, int) and 1 <= tracks <= tokenizer.config.max_tracks):
+        raise ValueError(f"tracks {tracks!r} outside 1..{tokenizer.config.max_tracks}")
+    if velocities is not None:
+        velocities = tuple(int(bin_) for bin_ in velocities[:tokenizer.config.velocity_bins + 1])
+        if not velocities or not all(0 <= bin_ < tokenizer.config.velocity_bins for bin_ in velocities):
+            raise ValueError(f"velocities {velocities!r} outside 0..{tokenizer.config.velocity_bins - 1}")
+    if pitches is not None:
+        pitches = tuple(int(pitch) for pitch in pitches[:3])
+        if len(pitches) != 2 or not 0 <= pitches[0] <= pitches[1] <= 127:
+            raise ValueError(f"pitches {pitches!r}: not a lowest and highest note")
+    return tracks, velocities, pitches
 
 
 def load_bundle(folder: str | os.PathLike) -> Bundle:
@@ -264,10 +288,11 @@ def load_for_initialising(folder: str | os.PathLike) -> tuple[object, list[str]]
 # ----------------------------------------------------------------------------- writing (by training)
 
 def save_config(folder: Path, model_config: ModelConfig, train_config: TrainConfig, tokenizer: Tokenizer,
-                programs: set[int]) -> None:
-    """Write config.json (the manifest) and tokenizer.json."""
+                programs: set[int], learned: dict) -> None:
+    """Write config.json (the manifest, with what training met: ``learned``'s tracks, velocities and pitches) and
+    tokenizer.json."""
     document = {"format": FORMAT, "version": FORMAT_VERSION, "model": asdict(model_config),
-                "train": asdict(train_config), "programs": sorted(programs)}
+                "train": asdict(train_config), "programs": sorted(programs), **learned}
     atomic_write(folder / "config.json", json.dumps(document, indent=1) + "\n", force=True)
     tokenizer.save(folder / "tokenizer.json", force=True)
 

@@ -27,9 +27,10 @@ import numpy as np
 
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.ahead import KeptNotes
-from melody.continuation import (ACCOMPANIMENTS, Primer, added_under, arrange, avoiding_parallels,
-                                 chord_limits, following_tokens, fuller_bar, in_order, kept_notes, loops_sounding,
-                                 make_primer, paces, primer_from_opening, registers, track_name, with_loops)
+from melody.continuation import (ACCOMPANIMENTS, Learned, Primer, added_under, arrange, avoiding_parallels,
+                                 chord_limits, following_tokens, fuller_bar, in_order, kept_notes, left_out, loops_sounding,
+                                 make_primer, paces, primer_from_opening, registers, starved, track_name,
+                                 with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi
@@ -235,7 +236,11 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                            header=tokenizer.header_length(request.primer.tokens),
                            drums=tuple(drum for drum, _ in tokenizer.tracks(request.primer.tokens)))
     clock.lap("prime")
-    generated, complete = _sample(sampler, primed, request, tokenizer, config, random_seed, clock)
+    loops = None  # the parts past those the model learned loop from the first take on, heard by the written ones
+    if request.left_out and config.clash_strength:
+        loops = loops_sounding(seed_score, request.primer, tokenizer, config.bars,
+                               [request.left_out] * (config.num_samples * config.candidates))
+    generated, complete = _sample(sampler, primed, request, tokenizer, config, random_seed, clock, loops=loops)
     tokens = int(sum(len(row) for row in generated))  # sampled: every candidate, and any second take (below)
     fit = None if following is None else _following_fit(sampler, request.primer.tokens, generated, following,
                                                         tokenizer)
@@ -261,7 +266,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                "notes": sum(one.new_notes for one in arranged),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
                "accompaniment_notes": sum(one.looped_notes for one in arranged),
-               "tracks": _track_roles(arranged, seed_score, manifest.programs),
+               "tracks": _track_roles(arranged, seed_score, manifest.programs, request.primer, tokenizer),
+               "learned_parts": manifest.tracks,
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"] + clock.laps.get("second take", 0), 1e-9),
                                           1), "wall_seconds": clock.laps,
@@ -303,13 +309,16 @@ def bars_of(score: Score, grid: int = TokenizerConfig().steps_per_quarter) -> li
     return score.bar_lines(until=max(1, end_line(score, grid)))
 
 
-def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int):
-    """The seed's primer, or without a seed the opening of a training piece picked by ``random_seed``."""
+def _primer(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int, keep=frozenset()):
+    """The seed's primer (``keep``: its instruments kept), or without a seed the opening of a training piece picked
+    by ``random_seed``."""
     tokenizer = manifest.tokenizer
     if seed is not None:
-        return make_primer(seed, tokenizer, config.primer_bars, set(manifest.programs), config.density,
+        learned = Learned(frozenset(manifest.programs), manifest.tracks, manifest.velocities, manifest.pitches)
+        return make_primer(seed, tokenizer, config.primer_bars, learned, config.density,
                            None if config.from_bar is None else config.from_bar - 1,
-                           new_parts=range(len(seed.instruments) - len(config.add), len(seed.instruments)))
+                           new_parts=range(len(seed.instruments) - len(config.add), len(seed.instruments)),
+                           keep=sorted(keep))
     opening = tokenizer.opening(_opening(manifest, random_seed), config.key, config.density, config.time_signature)
     return primer_from_opening(opening, tokenizer)
 
@@ -375,13 +384,14 @@ class _Request:
     parts: tuple = (None, None, None, None)  # per track: the part it stays under, its register, new, smooth
     pace: np.ndarray | None = None
     held_only: np.ndarray | None = None
+    left_out: frozenset[int] = frozenset()  # pitched seed instruments the primer leaves out, heard as their loops
 
 
 def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, random_seed: int) -> _Request:
     """The primer of ``seed`` as ``config`` asks, with the notes kept and the rules of each part."""
     tokenizer = manifest.tokenizer
-    primer = _primer(seed, manifest, config, random_seed)
     keep = _kept_instruments(seed, config.keep, bool(config.add))
+    primer = _primer(seed, manifest, config, random_seed, keep)
     kept = kept_notes(primer, tokenizer, keep, config.bars) if keep else None
     if seed is None:
         return _Request(primer, keep, kept)
@@ -393,19 +403,24 @@ def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, ran
     pace, held_only = paces(primer) if config.pace and config.density is None else (None, None)
     if pace is not None and kept is not None:  # a kept part plays as it is
         pace[sorted(kept.tracks)] = math.nan
-    return _Request(primer, keep, kept, chords, parts, pace, held_only)
+    band = config.accompaniment == "band" and not keep and config.from_bar is None and not tokenizer.config.melody_only
+    return _Request(primer, keep, kept, chords, parts, pace, held_only,
+                    left_out(seed, primer, tokenizer, config.bars) if band else frozenset())
 
 
 def _loops_heard(seed: Score, request: _Request, sampler: Sampler, primed, tokenizer, config: GenerateConfig,
                  random_seed: int, clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
     """The band's second take: the samples in which the model left pitched parts of the band silent (so they
-    loop) are written again, those parts kept silent and their loops heard by every written part's clash rule
+    loop), or starved them (``continuation.starved``), are written again, those parts kept silent and their loops
+    (and those of the parts left out of the primer, ``_Request.left_out``) heard by every written part's clash rule
     (``Sampler.sample``'s ``loops``), all in one batch from ``random_seed`` plus ``LOOP_TAKE``; in place.
     Returns the tokens sampled."""
-    rows = [row for row, one in enumerate(arranged) if one.looped_parts]
+    parts = [one.looped_parts | starved(one, seed, request.primer, tokenizer, config.bars, request.pace)
+             for one in arranged]
+    rows = [row for row, found in enumerate(parts) if found]
     if not rows or not config.clash_strength:
         return 0
-    loops = loops_sounding(seed, request.primer, tokenizer, config.bars, [arranged[row].looped_parts for row in rows])
+    loops = loops_sounding(seed, request.primer, tokenizer, config.bars, [parts[row] | request.left_out for row in rows])
     again = dataclasses.replace(config, num_samples=len(rows), candidates=1)
     rewritten, finished = _sample(sampler, primed, request, tokenizer, again, random_seed + LOOP_TAKE, clock,
                                   stage="second take", loops=loops)
@@ -433,26 +448,30 @@ def _sample(sampler: Sampler, primed, request: _Request, tokenizer, config: Gene
                    "added": request.parts[2], "smooth": request.parts[3], "pace": request.pace,
                    "held_only": request.held_only,
                    "close": tokenizer.tonic_notes(primer) if config.ending else None,
-                   "clash": config.clash_strength, "loops": loops}
+                   "clash": config.clash_strength}
     max_tokens = TOKENS_PER_BAR_CAP * config.bars
 
-    def draw(rows: int, seed: int):
-        return sampler.sample(primed, rows, allowed, max_tokens, config.bars, seed, config.sampling, **constraints)
+    def draw(rows: list[int], seed: int):
+        heard = None if loops is None else (loops[0][rows], [loops[1][row] for row in rows])  # those rows' loops
+        return sampler.sample(primed, len(rows), allowed, max_tokens, config.bars, seed, config.sampling,
+                              loops=heard, **constraints)
 
-    generated, complete = draw(config.num_samples * config.candidates, random_seed)
+    generated, complete = draw(list(range(config.num_samples * config.candidates)), random_seed)
     for attempt in range(1, RETRIES + 1):
         silent = [row for row, tokens in enumerate(generated) if not tokenizer.is_note(tokens).any()]
         if not silent:
             break
-        for row, tokens, finished in zip(silent, *draw(len(silent), random_seed + attempt)):
+        for row, tokens, finished in zip(silent, *draw(silent, random_seed + attempt)):
             generated[row], complete[row] = tokens, finished
     clock.lap(stage)
     return generated, complete
 
 
-def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dict[str, list[str]]:
+def _track_roles(arranged: list, seed: Score | None, programs: list[int], primer: Primer,
+                 tokenizer) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent";
-    "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop); and
+    "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop);
+    "beyond": the pitched tracks past the most parts the model learned, left out of the primer; and
     "looped_in": {track: samples} for a track written in some samples and looped in others (left silent there)."""
     roles = {role: [] for role in ("kept", "written", "added", "looped", "silent")}
     looped_in = {}
@@ -466,6 +485,9 @@ def _track_roles(arranged: list, seed: Score | None, programs: list[int]) -> dic
     roles["silent"] = [name for name in roles["silent"] if name not in roles["written"] + roles["looped"]]
     drums = seed is not None and any(part.is_drum and part.notes for part in seed.instruments)
     roles["not_played"] = ["drums"] if drums and -1 not in programs else []
+    roles["beyond"] = [] if seed is None or tokenizer.config.melody_only else [
+        track_name(part, k) for k, part in enumerate(seed.instruments)
+        if part.notes and not part.is_drum and k not in primer.sources]
     return roles
 
 

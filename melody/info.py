@@ -66,7 +66,9 @@ def model_info(folder: str | os.PathLike, vocabulary: bool = False) -> dict:
     return {
         "kind": "model", "path": str(folder), "version": FORMAT_VERSION,
         "model": asdict(manifest.model_config), "melody_only": manifest.melody_only,
-        "vocabulary": len(manifest.tokenizer), "programs": manifest.programs,
+        "vocabulary": len(manifest.tokenizer), "programs": manifest.programs, "tracks": manifest.tracks,
+        "velocities": None if manifest.velocities is None else list(manifest.velocities),
+        "pitches": None if manifest.pitches is None else list(manifest.pitches),
         "parameters": _number(metrics.get("parameters")),
         "corpus": {key: _number(corpus.get(key)) for key in ("files", "ok", "skipped", "tokens", "train_files",
                                                              "val_files", "train_tokens", "val_tokens")},
@@ -144,13 +146,24 @@ def _as_trained(precision: str) -> str:
                                                                                      "the training machine")
 
 
+def _learned_text(d: dict) -> str:
+    """What else training met, as the primer is held to it (``continuation.Learned``); older folders do not say."""
+    said = [f"up to {d['tracks']} parts"] if d.get("tracks") else []
+    if d.get("pitches"):
+        said.append("notes " + " to ".join(note_name(p) for p in d["pitches"]))
+    if d.get("velocities"):
+        said.append("one velocity" if len(d["velocities"]) == 1 else f"{len(d['velocities'])} velocities")
+    return "; " + ", ".join(said) if said else ""
+
+
 def _model_text(d: dict) -> str:
     model, corpus = d["model"] or {}, d["corpus"]
     lines = [f"{d['path']}: melody model (format {d['version']}), {'melody only' if d['melody_only'] else 'full score'}",
              f"  network: {model.get('layers')} LSTM layers x {model.get('units')} units, embedding "
              f"{model.get('embedding')}, dropout {model.get('dropout')}; "
              f"{_lookback_text(model.get('lookback'))}; {d['parameters'] or 0:,} parameters",
-             f"  vocabulary: {d['vocabulary']} tokens; instruments learned: {_instrument_names(d['programs'])}",
+             f"  vocabulary: {d['vocabulary']} tokens; instruments learned: {_instrument_names(d['programs'])}"
+             + _learned_text(d),
              f"  corpus: {corpus.get('ok')} files ({corpus.get('skipped')} skipped), {corpus.get('tokens') or 0:,} "
              f"tokens; {corpus.get('train_files')} for training, {corpus.get('val_files')} held out"
              + (f"; from {', '.join(d['sources'][:6])}" if d["sources"] else ""),

@@ -60,6 +60,7 @@ class TrainingData:
     pieces: tuple[list[np.ndarray], list[np.ndarray]]  # (training, validation) views into the cache
     names: tuple[list[str], list[str]]  # their file names
     programs: set[int]  # instruments the training pieces' headers declare (-1: drums)
+    learned: dict  # what training met: the most tracks, the velocity bins, the lowest and highest note (transposed)
 
 
 def training_data(cache: TokenCache, config: TrainConfig, ahead: bool = False) -> TrainingData:
@@ -83,13 +84,20 @@ def training_data(cache: TokenCache, config: TrainConfig, ahead: bool = False) -
                  np.zeros(len(cache.tokenizer), dtype=np.int64))
     tokenizer = cache.tokenizer
     programs = set().union(*(tokenizer.programs(piece[:tokenizer.header_length(piece)]) for piece in pieces[0]))
+    table, seen = tokenizer.token_table(), counts > 0
+    learned = {"tracks": max(len(tokenizer.tracks(piece)) for piece in pieces[0]),
+               "velocities": sorted(int(bin_) for bin_ in table["velocity_of"][seen] if bin_ >= 0),
+               "pitches": [max(int(np.min(table["pitch_of"][seen & (table["pitch_of"] >= 0)], initial=127))
+                               - config.max_transpose, 0),   # as training transposes them
+                           min(int(np.max(table["pitch_of"][seen & (table["pitch_of"] >= 0)], initial=0))
+                               + config.max_transpose, 127)]}
     summary = {**{key: cache.report["summary"][key] for key in ("files", "ok", "skipped", "tokens")},
                "cache": str(cache.folder), "train_files": len(train_pieces), "val_files": len(val_pieces),
                "train_tokens": sampler.tokens_total, "val_tokens": int(validation[:, 1:].size),
                "unigram_val_nll": round(unigram_nll(counts, validation[:, 1:]), 4)}
     files = [entry["path"] for entry in cache.report["files"] if entry["status"] == "ok"]
     names = tuple([files[i] for i in side] for side in (train_pieces, val_pieces))
-    return TrainingData(sampler, validation, summary, pieces, names, programs)
+    return TrainingData(sampler, validation, summary, pieces, names, programs, learned)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -198,7 +206,7 @@ def _train(request: _Request, stop: Stop) -> dict:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if writes:
-        bundle.save_config(out, model_config, config, cache.tokenizer, data.programs)
+        bundle.save_config(out, model_config, config, cache.tokenizer, data.programs, data.learned)
         bundle.save_corpus(out, *data.pieces, names=data.names)
     best_copy = build_model(model_config, len(cache.tokenizer), bar_tokens=cache.tokenizer.bar_tokens())
     with _memory_guard(model_config, config), _worker_guard(placement):

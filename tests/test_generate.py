@@ -19,7 +19,7 @@ from conftest import _tiny_bundle, corpus_files, melody_command, note, run_melod
 from melody.bundle import load_bundle, load_corpus, load_weights
 from melody.errors import MelodyError, OutputExistsError, SettingError
 from melody.cli import cli
-from melody.continuation import make_primer
+from melody.continuation import Learned, make_primer
 from melody.keys import scale
 from melody.metrics import continuation_fit
 from melody.generate import DEFAULT_MODEL, GenerateConfig, generate, numpy_network
@@ -425,9 +425,86 @@ def test_instruments_the_model_lacks_are_announced_by_the_part_they_play():
              Instrument(0, is_drum=True, name="Drums", notes=[Note(240 * q, 36, 120, 100) for q in bars])]
     tokenizer = Tokenizer(TokenizerConfig())
     primer = make_primer(Score(480, parts, time_signatures=[TimeSignature(0, 4, 4)]), tokenizer,
-                         programs={0, 40, 41, 42, 52})
+                         learned=Learned(programs=frozenset({0, 40, 41, 42, 52})))
     assert tokenizer.tracks(primer.tokens) == [(False, 40), (False, 52), (False, 0), (False, 42)]
     assert primer.sources == (0, 1, 2, 3)
+
+
+def test_the_primer_holds_only_tracks_velocities_and_notes_the_model_learned():
+    """A model that met at most 4 tracks, one velocity and notes C2..C7, continuing 7 parts: the lead, the bass
+    (around E1, below every note it met) and the two busiest others are primed, the rest left to loop; every
+    note at the one velocity, the bass an octave up. A new bass note comes back down an octave, and each part's
+    new notes keep that part's loudness in the seed."""
+    from melody.continuation import arrange
+    from melody.tokenizer import Tokenizer, TokenizerConfig
+
+    bars = range(8)
+    def part(name, pitch, every, velocity, until=8):  # notes every ``every`` quarters up to bar ``until``
+        return Instrument(0, name=name, notes=[Note(480 * q, pitch + q % 3, 480, velocity + q % 5)
+                                               for q in range(0, 4 * until, every)])
+    parts = [part("Lead", 76, 1, 100), part("Pad", 70, 4, 40), part("Keys", 64, 1, 70), part("Strings", 62, 2, 60),
+             part("Gone", 60, 1, 50, until=1), part("Guitar", 55, 1, 80), part("Bass", 28, 1, 90)]
+    seed = Score(480, parts, time_signatures=[TimeSignature(0, 4, 4)])
+    tokenizer = Tokenizer(TokenizerConfig())
+    primer = make_primer(seed, tokenizer, learned=Learned(tracks=4, velocities=(4,), pitches=(36, 96)))
+    assert primer.sources == (0, 2, 5, 6)  # lead, keys, guitar, bass: track order kept
+    velocities = tokenizer.kinds["Velocity"].holds(primer.tokens)
+    assert set(primer.tokens[velocities]) == {tokenizer.kinds["Velocity"].token(4)}
+    assert primer.octaves == (0, 0, 0, 1)
+    assert min(n.pitch for n in primer.score.instruments[3].notes) == 40
+    assert primer.loudness == (102, 72, 82, 92)  # each part's median velocity in its last notes
+    kinds = tokenizer.kinds
+    bass_note = [kinds["Track"].token(3), kinds["Note"].token(41), kinds["Duration"].token(11)]
+    arranged = arrange(seed, primer, np.array(bass_note), tokenizer, 1, continuation_only=True, accompaniment="none")
+    bass = next(p for p in arranged.score.instruments if p.name == "Bass")
+    assert [(n.pitch, n.velocity) for n in bass.notes] == [(29, 92)]
+    unlearned = make_primer(seed, tokenizer)
+    assert len(unlearned.sources) == 7 and unlearned.octaves == (0,) * 7 and unlearned.loudness is None
+
+
+def test_a_song_with_more_parts_than_the_model_learned(bundle, pop_song, tmp_path):
+    """Aicha's 12 pitched parts to a model that met at most 4 (folk songs and chorales) and one velocity: it writes
+    at most 4, the summary names the other 8 as not written and says why, and each written part's new notes keep
+    that part's loudness in the seed (the median of its last 32 notes)."""
+    out = tmp_path / "aicha.mid"
+    result = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(pop_song), "--out",
+                                      str(out), "--bars", "4", "--random-seed", "3", "--continuation-only", "--json"])
+    summary = json.loads(result.output)
+    tracks, seed, written = summary["tracks"], read_midi(pop_song), read_midi(out)
+    assert 1 <= len(tracks["written"]) <= bundle.tracks == 4 and len(tracks["beyond"]) == 8
+    assert not set(tracks["written"]) & set(tracks["beyond"])
+    for name in tracks["written"]:
+        notes = next(part for part in seed.instruments if part.name == name).notes
+        loudness = int(np.median([note.velocity for note in notes][-32:]))
+        assert {note.velocity for part in written.instruments if part.name == name for note in part.notes} == {loudness}
+    text = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(pop_song), "--out",
+                                    str(tmp_path / "again.mid"), "--bars", "4", "--random-seed", "3"]).output
+    assert "not written: " + ", ".join(tracks["beyond"]) + " (the model learned at most 4 parts" in text
+
+
+def test_a_part_the_model_all_but_leaves_out_is_starved_and_loops_instead():
+    """Lead and bass strike every quarter of the seed; in 2 new bars (8 quarters) the bass, paced at 1 onset a
+    quarter, is starved with 1 onset (under a quarter of 8), not with 2; the lead never is; nor is a part that does
+    not sound in the seed's last bars (it has no loop to play instead)."""
+    from melody.continuation import arrange, starved
+    from melody.tokenizer import Tokenizer, TokenizerConfig
+
+    def part(name, pitch, bars=8):
+        return Instrument(0, name=name, notes=[Note(480 * q, pitch, 480, 80) for q in range(4 * bars)])
+    tokenizer = Tokenizer(TokenizerConfig())
+    kinds = tokenizer.kinds
+    note = lambda track, pitch: [kinds["Track"].token(track), kinds["Note"].token(pitch), kinds["Duration"].token(11)]
+    shift = [kinds["TimeShift"].token(11)]  # a quarter
+    def bass_onsets(seed, count):
+        primer = make_primer(seed, tokenizer)
+        tokens = note(1, 48) * (count > 0) + sum((shift + note(0, 72) + note(1, 48) * (k + 1 < count)
+                                                  for k in range(7)), [])
+        return starved(arrange(seed, primer, np.array(tokens), tokenizer, 2), seed, primer, tokenizer, 2,
+                       np.array([1.0, 1.0]))
+    seed = Score(480, [part("Lead", 72), part("Bass", 48)], time_signatures=[TimeSignature(0, 4, 4)])
+    assert bass_onsets(seed, 1) == {1} and bass_onsets(seed, 2) == frozenset()
+    gone = Score(480, [part("Lead", 72), part("Bass", 48, bars=2)], time_signatures=[TimeSignature(0, 4, 4)])
+    assert bass_onsets(gone, 1) == frozenset()
 
 
 def test_each_new_note_joins_the_track_it_was_sampled_for(bundle, tmp_path):

@@ -172,6 +172,11 @@ def folders(bundle, tmp_path):
     config["model"]["units"] = "many"
     (typed / "config.json").write_text(json.dumps(config))
     cases["badly typed settings"] = (typed, "generate", "unusable settings")
+
+    learned = copy("learned")
+    config = json.loads((learned / "config.json").read_text())
+    (learned / "config.json").write_text(json.dumps({**config, "velocities": list(range(10**6)), "pitches": "C2"}))
+    cases["a million velocities learned"] = (learned, "generate", "unusable settings (velocities")
     return cases
 
 

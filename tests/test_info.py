@@ -10,6 +10,7 @@ import pretty_midi
 from click.testing import CliRunner
 
 from conftest import CORPORA
+from melody.bundle import load_corpus
 from melody.cli import cli
 
 
@@ -44,6 +45,11 @@ def test_a_model_folder(bundle):
     described = info_json(bundle.path)
     assert described["kind"] == "model" and described["vocabulary"] == 608
     assert described["programs"] == bundle.programs == [0, 52]  # folk songs (piano) and chorales (choir)
+    assert described["tracks"] == bundle.tracks == 4 and described["velocities"] == [4]  # the corpus plays at 80
+    training = [bundle.tokenizer.pitch_range(piece) for piece in load_corpus(bundle.path, len(bundle.tokenizer))[0]]
+    shift = bundle.train_config.max_transpose  # training transposes pieces by up to this many semitones
+    assert tuple(described["pitches"]) == bundle.pitches == (min(low for low, _ in training) - shift,
+                                                             max(high for _, high in training) + shift)
     assert described["parameters"] == bundle.model.count_params()
     assert described["corpus"]["train_files"] + described["corpus"]["val_files"] == described["corpus"]["ok"] == 80
     assert described["val_loss"] == bundle.metrics["best_val_loss"]

@@ -171,6 +171,10 @@ def test_bundle_refuses_a_mismatched_tokenizer_and_version(one_epoch, tmp_path):
     document = json.loads((out / "tokenizer.json").read_text())
     from melody.tokenizer import Tokenizer, TokenizerConfig
     Tokenizer(TokenizerConfig(velocity_bins=4)).save(out / "tokenizer.json", force=True)
+    with pytest.raises(BundleError, match=r"velocities \(4,\) outside 0..3"):  # what training met, in 8 bins
+        load_bundle(out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "velocities": None}))
     with pytest.raises(BundleError, match=r"does not match config.json and tokenizer.json \(embedding.input_dim = 608, "
                                           r"expected 604; logits.units = 608, expected 604\)"):
         load_bundle(out)

@@ -152,8 +152,11 @@ def _print_summary(summary: dict) -> None:
              if tracks.get(role)]
     sometimes = [f"{name} in {count} of {summary['samples']} samples" for name, count in tracks["looped_in"].items()]
     if sometimes:
-        roles.append("looped where the model left it silent (the other parts then written again, hearing the loop): "
-                     + ", ".join(sometimes))
+        roles.append("looped where the model left it silent or all but silent (the other parts then written again, "
+                     "hearing the loop): " + ", ".join(sometimes))
+    if tracks.get("beyond"):
+        roles.append(f"not written: {', '.join(tracks['beyond'])} (the model learned at most "
+                     f"{summary['learned_parts']} parts; those sounding at the end loop)")
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
