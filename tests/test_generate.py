@@ -1531,10 +1531,11 @@ def test_a_sample_whose_part_the_model_left_silent_is_written_again_around_its_l
     fall behind or rest long (``PACE_HELD_LIMIT`` 0, no ``REST_PULL``; drawn in a little, as shipped, no part of
     this chorale falls silent in 480 samples): in one the model leaves the bass silent. The bass loops its last bars there, and that sample is
     written again with the bass left to its loop (the summary counts it and times the second take)."""
-    from melody import sampler
+    from melody import continuation, sampler
 
     monkeypatch.setattr(sampler, "PACE_HELD_LIMIT", 0.0)
     monkeypatch.setattr(sampler, "REST_PULL", -np.inf)
+    monkeypatch.setattr(continuation, "STARVED", 0.0)  # only a part left silent, not one all but silent
     seed_file = corpus_files("chorales")[1]
     made = generate(None, seed_file, config=GenerateConfig(bars=4, num_samples=8, random_seed=7), write=False)
     assert made.summary["tracks"]["looped_in"] == {"Bass": 1} and made.summary["wall_seconds"]["second take"] > 0
@@ -1556,5 +1557,5 @@ def test_the_summary_says_which_samples_looped_a_track_the_model_wrote_in_others
         return Arranged(Score(480), 0, {"kept": [], "written": written, "added": [], "looped": looped, "silent": []})
 
     roles = _track_roles([sample(["Soprano", "Tenor"], ["Bass"])] * 3 + [sample(["Soprano"], ["Tenor", "Bass"])],
-                         None, [0])
+                         None, [0], None, None)
     assert (roles["written"], roles["looped"], roles["looped_in"]) == (["Soprano", "Tenor"], ["Bass"], {"Tenor": 1})
