@@ -228,7 +228,8 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
 
     sampler = _sampler(manifest, config) if network is None else Sampler(network, tokenizer.token_table())
     clock.lap("load")
-    following = following_tokens(request.primer, tokenizer, config.bars) if seed_score is not None else None
+    following = following_tokens(request.primer, tokenizer, config.bars) \
+        if seed_score is not None and not looping else None  # a fill's next bars (not the loops after the lead)
     if following is None and config.candidates > 1:
         raise SettingError("candidates are judged by the seed's bars after the new ones: give --from-bar and --bars "
                            "that end inside the seed")
@@ -471,7 +472,7 @@ def _track_roles(arranged: list, seed: Score | None, programs: list[int], primer
                  tokenizer) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent";
     "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop);
-    "beyond": the pitched tracks past the most parts the model learned, left out of the primer; and
+    "beyond": the pitched tracks past the most parts the model learned, left out of the primer (not kept); and
     "looped_in": {track: samples} for a track written in some samples and looped in others (left silent there)."""
     roles = {role: [] for role in ("kept", "written", "added", "looped", "silent")}
     looped_in = {}
@@ -487,7 +488,7 @@ def _track_roles(arranged: list, seed: Score | None, programs: list[int], primer
     roles["not_played"] = ["drums"] if drums and -1 not in programs else []
     roles["beyond"] = [] if seed is None or tokenizer.config.melody_only else [
         track_name(part, k) for k, part in enumerate(seed.instruments)
-        if part.notes and not part.is_drum and k not in primer.sources]
+        if part.notes and not part.is_drum and k not in primer.sources and track_name(part, k) not in roles["kept"]]
     return roles
 
 

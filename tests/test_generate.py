@@ -480,6 +480,10 @@ def test_a_song_with_more_parts_than_the_model_learned(bundle, pop_song, tmp_pat
     text = CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(pop_song), "--out",
                                     str(tmp_path / "again.mid"), "--bars", "4", "--random-seed", "3"]).output
     assert "not written: " + ", ".join(tracks["beyond"]) + " (the model learned at most 4 parts" in text
+    looped = json.loads(CliRunner().invoke(cli, ["generate", "--model", str(bundle.path), "--seed", str(pop_song),
+                                                 "--out", str(tmp_path / "loop.mid"), "--bars", "4", "--json",
+                                                 "--accompaniment", "loop"]).output)
+    assert looped["following_log_likelihood"] is None and "judge" not in looped["wall_seconds"]  # not a fill
 
 
 def test_a_part_the_model_all_but_leaves_out_is_starved_and_loops_instead():

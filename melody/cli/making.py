@@ -156,7 +156,7 @@ def _print_summary(summary: dict) -> None:
                      "hearing the loop): " + ", ".join(sometimes))
     if tracks.get("beyond"):
         roles.append(f"not written: {', '.join(tracks['beyond'])} (the model learned at most "
-                     f"{summary['learned_parts']} parts; those sounding at the end loop)")
+                     f"{summary['learned_parts']} parts)")
     if roles:
         click.echo("Tracks: " + "; ".join(roles) + ("; drums not written: the model plays no drums"
                                                     if tracks["not_played"] else ""))
