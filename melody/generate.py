@@ -412,11 +412,13 @@ def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, ran
 def _loops_heard(seed: Score, request: _Request, sampler: Sampler, primed, tokenizer, config: GenerateConfig,
                  random_seed: int, clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
     """The band's second take: the samples in which the model left pitched parts of the band silent (so they
-    loop), or starved them (``continuation.starved``), are written again, those parts kept silent and their loops
+    loop), or starved them (``continuation.starved``; not when they are to close together, ``ending``), are written
+    again, those parts kept silent and their loops
     (and those of the parts left out of the primer, ``_Request.left_out``) heard by every written part's clash rule
     (``Sampler.sample``'s ``loops``), all in one batch from ``random_seed`` plus ``LOOP_TAKE``; in place.
     Returns the tokens sampled."""
-    parts = [one.looped_parts | starved(one, seed, request.primer, tokenizer, config.bars, request.pace)
+    parts = [one.looped_parts | (frozenset() if config.ending else  # a loop cannot close with the others
+                                 starved(one, seed, request.primer, tokenizer, config.bars, request.pace))
              for one in arranged]
     rows = [row for row, found in enumerate(parts) if found]
     if not rows or not config.clash_strength:

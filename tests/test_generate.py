@@ -486,6 +486,19 @@ def test_a_song_with_more_parts_than_the_model_learned(bundle, pop_song, tmp_pat
     assert looped["following_log_likelihood"] is None and "judge" not in looped["wall_seconds"]  # not a fill
 
 
+def test_starved_parts_loop_but_not_where_the_parts_are_to_close_together(bundle, monkeypatch):
+    """With every part counted as starved (``STARVED`` 100), a chorale's alto, tenor and bass loop under a newly
+    written soprano; asked to close (``ending``), they are written, since a loop cannot close with the others."""
+    from melody import continuation
+
+    monkeypatch.setattr(continuation, "STARVED", 100.0)
+    seed = corpus_files("chorales")[3]
+    looped = generate(bundle, seed, config=GenerateConfig(bars=2, random_seed=1), write=False).summary["tracks"]
+    assert looped["written"] == ["Soprano"] and looped["looped"] == ["Alto", "Tenor", "Bass"]
+    closing = generate(bundle, seed, config=GenerateConfig(bars=2, random_seed=1, ending=True), write=False)
+    assert closing.summary["tracks"]["written"] == ["Soprano", "Alto", "Tenor", "Bass"]
+
+
 def test_a_part_the_model_all_but_leaves_out_is_starved_and_loops_instead():
     """Lead and bass strike every quarter of the seed; in 2 new bars (8 quarters) the bass, paced at 1 onset a
     quarter, is starved with 1 onset (under a quarter of 8), not with 2; the lead never is; nor is a part that does
