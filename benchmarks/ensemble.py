@@ -2,12 +2,14 @@
 
     python benchmarks/ensemble.py [--model melody/default_model] [--wild DIR] [--pieces 12] [--bars 8]
                                   [--accompaniment band|loop|none] [--ending | --keep-lead | --whole]
+                                  [--draws 1] [--every-song]
 
 Seeds: multi-part pieces the model did not train on (its validation files: chorales,
 Palestrina, madrigals, quartets), and with ``--wild DIR`` (MidiTok's test files, as the
 tests fetch them) POP909 songs (melody, bridge, piano) and multi-track pop songs. Each
 piece is continued after its middle bar (``generate --after``: a chorale of 14 bars after 7) for as many
-bars as it really has there, up to ``--bars`` (random seed = its number), and the new bars
+bars as it really has there, up to ``--bars`` (random seed = its number; with ``--draws N``, N
+continuations, random seeds N x its number + 0..N-1, each measured), and the new bars
 are measured against the piece's real bars there (with ``--ending``: cut before its last
 bars, so that the real side is the piece's own close, and the model asked to close) with
 ``melody.ensemble`` and ``melody.metrics.continuation_fit``:
@@ -110,13 +112,19 @@ def main() -> None:
                         help="continue each piece after its last bar, as from a whole file (no real bars to compare)")
     parser.add_argument("--clash-strength", type=float, default=GenerateConfig().clash_strength,
                         help="nats off a note per clash with a sounding note of another part")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="continuations of each piece (random seeds number x draws + 0..draws-1)")
+    parser.add_argument("--every-song", action="store_true",
+                        help="pop: every multi-track song of --wild (12) instead of 4 of them and 4 POP909 pieces")
     arguments = parser.parse_args()
     manifest = read_manifest(arguments.model)
     rows = defaultdict(lambda: defaultdict(list))
     with tempfile.TemporaryDirectory() as scratch:
-        chosen = pieces(arguments.model, arguments.wild, arguments.pieces, arguments.keep_lead)
+        chosen = pieces(arguments.model, arguments.wild, arguments.pieces, arguments.keep_lead or arguments.every_song)
         for number, (group, path) in enumerate(chosen):
-            real = read_midi(path)
+            seed_path = Path(scratch) / f"{number}.mid"
+            write_midi(read_midi(path), seed_path, force=True)
+            real = read_midi(seed_path)  # in the ticks melody writes (480 a quarter), as the continuations come back
             lines = [line for line in real.bar_lines(until=real.end_tick) if line < real.end_tick] + [real.end_tick]
             middle = len(lines) // 2
             bars = min(arguments.bars, len(lines) - 1 - middle)
@@ -128,33 +136,32 @@ def main() -> None:
                 continue
             seed_end, end = lines[middle], lines[min(middle + bars, len(lines) - 1)]
             seed = cut(real, seed_end)
-            seed_path = Path(scratch) / f"{number}.mid"
-            write_midi(real, seed_path, force=True)
             around = {"keep": (str(lead_index(seed) + 1),), "from_bar": middle + 1} if arguments.keep_lead else \
                 {} if arguments.whole else {"after": middle}
-            config = GenerateConfig(bars=bars, random_seed=number, accompaniment=arguments.accompaniment,
-                                    clash_strength=arguments.clash_strength,
-                                    ending=arguments.ending, **around)
-            try:
-                made = generate(manifest, seed_path, config=config, write=False).scores[0]
-            except SettingError as error:  # e.g. a lead alone: nothing to write under it
-                print(f"{group} {path.name}: skipped ({error})")
-                continue
             key = key_name(*estimate_key([n for p in seed.instruments if not p.is_drum for n in p.notes]))
             trusted = manifest.tokenizer.trusted_key(seed)
             declared = trusted.key if trusted else key
-            new_end = max(line for line in made.bar_lines(until=made.end_tick + 1) if line <= made.end_tick) \
-                if made.end_tick > seed_end else seed_end
-            for side, music, stop in (("generated", made, end if arguments.keep_lead else max(new_end, end)),
-                                      ("real", real, end))[:2 - arguments.whole]:
-                for name, value in measure(music, seed_end, stop, key, declared).items():
-                    rows[group][(name, side)].append(value)
-            if not arguments.keep_lead:  # a continuation: as musical_fit.py measures it
-                fit = continuation_fit(seed, made, bars)
-                rows[group][("bars exact", "generated")].append(float(fit["bars_exact"]))
-                rows[group][("in key", "generated")].append(fit["in_key"])
-            print(f"{group} {path.name}: " + ", ".join(f"{name} {values[-1]:.2f}" for (name, side), values
-                                                       in rows[group].items() if side == "generated"), flush=True)
+            for draw in range(arguments.draws):
+                config = GenerateConfig(bars=bars, random_seed=number * arguments.draws + draw,
+                                        accompaniment=arguments.accompaniment, clash_strength=arguments.clash_strength,
+                                        ending=arguments.ending, **around)
+                try:
+                    made = generate(manifest, seed_path, config=config, write=False).scores[0]
+                except SettingError as error:  # e.g. a lead alone: nothing to write under it
+                    print(f"{group} {path.name}: skipped ({error})")
+                    break
+                new_end = max(line for line in made.bar_lines(until=made.end_tick + 1) if line <= made.end_tick) \
+                    if made.end_tick > seed_end else seed_end
+                sides = (("generated", made, end if arguments.keep_lead else max(new_end, end)), ("real", real, end))
+                for side, music, stop in sides[:1 if arguments.whole or draw else 2]:  # the real bars once
+                    for name, value in measure(music, seed_end, stop, key, declared).items():
+                        rows[group][(name, side)].append(value)
+                if not arguments.keep_lead:  # a continuation: as musical_fit.py measures it
+                    fit = continuation_fit(seed, made, bars)
+                    rows[group][("bars exact", "generated")].append(float(fit["bars_exact"]))
+                    rows[group][("in key", "generated")].append(fit["in_key"])
+                print(f"{group} {path.name}: " + ", ".join(f"{name} {values[-1]:.2f}" for (name, side), values
+                                                           in rows[group].items() if side == "generated"), flush=True)
     print(f"\nmodel {arguments.model}, up to {arguments.bars} bars from the middle of each piece, accompaniment "
           f"{arguments.accompaniment}{', --ending' if arguments.ending else ''}"
           f"{', the other parts rewritten under the real lead' if arguments.keep_lead else ''}"

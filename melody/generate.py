@@ -413,28 +413,33 @@ def _loops_heard(seed: Score, request: _Request, sampler: Sampler, primed, token
                  random_seed: int, clock: "_Clock", arranged: list, generated: list, complete: list) -> int:
     """The band's second take: the samples in which the model left pitched parts of the band silent (so they
     loop), or starved them (``continuation.starved``; not when they are to close together, ``ending``), are written
-    again, those parts kept silent and their loops
-    (and those of the parts left out of the primer, ``_Request.left_out``) heard by every written part's clash rule
-    (``Sampler.sample``'s ``loops``), all in one batch from ``random_seed`` plus ``LOOP_TAKE``; in place.
-    Returns the tokens sampled."""
-    parts = [one.looped_parts | (frozenset() if config.ending else  # a loop cannot close with the others
-                                 starved(one, seed, request.primer, tokenizer, config.bars, request.pace))
-             for one in arranged]
-    rows = [row for row, found in enumerate(parts) if found]
-    if not rows or not config.clash_strength:
-        return 0
-    loops = loops_sounding(seed, request.primer, tokenizer, config.bars, [parts[row] | request.left_out for row in rows])
-    again = dataclasses.replace(config, num_samples=len(rows), candidates=1)
-    rewritten, finished = _sample(sampler, primed, request, tokenizer, again, random_seed + LOOP_TAKE, clock,
-                                  stage="second take", loops=loops)
-    for row, tokens, done in zip(rows, rewritten, finished):
-        generated[row], complete[row] = tokens, done
-        arranged[row] = arrange(seed, request.primer, tokens, tokenizer, config.bars, config.continuation_only,
-                                "band", request.keep)
-    return int(sum(len(tokens) for tokens in rewritten))
+    again, those parts kept silent and their loops (and those of the parts left out of the primer,
+    ``_Request.left_out``) heard by every written part's clash rule (``Sampler.sample``'s ``loops``), all in one
+    batch from ``random_seed`` plus ``LOOP_TAKE``; in place. A take that leaves another part silent or starved
+    is followed by one more, up to ``TAKES`` in all. Returns the tokens sampled."""
+    silenced, sampled = [frozenset()] * len(arranged), 0
+    for take in range(1, TAKES):
+        parts = [silenced[row] | one.looped_parts | (frozenset() if config.ending else  # a loop cannot close
+                 starved(one, seed, request.primer, tokenizer, config.bars, request.pace))
+                 for row, one in enumerate(arranged)]
+        rows = [row for row, found in enumerate(parts) if found - silenced[row]]
+        if not rows or not config.clash_strength:
+            break
+        loops = loops_sounding(seed, request.primer, tokenizer, config.bars,
+                               [parts[row] | request.left_out for row in rows])
+        again = dataclasses.replace(config, num_samples=len(rows), candidates=1)
+        rewritten, finished = _sample(sampler, primed, request, tokenizer, again, random_seed + take * LOOP_TAKE,
+                                      clock, stage="second take", loops=loops)
+        for row, tokens, done in zip(rows, rewritten, finished):
+            generated[row], complete[row], silenced[row] = tokens, done, parts[row]
+            arranged[row] = arrange(seed, request.primer, tokens, tokenizer, config.bars, config.continuation_only,
+                                    "band", request.keep)
+        sampled += sum(len(tokens) for tokens in rewritten)
+    return int(sampled)
 
 
-LOOP_TAKE = 7919  # added to the random seed of a second take (``_loops_heard``)
+LOOP_TAKE = 7919  # added to the random seed of a second take (``_loops_heard``), twice that of a third
+TAKES = 3  # a sample is written at most this many times (``_loops_heard``)
 
 
 def _sample(sampler: Sampler, primed, request: _Request, tokenizer, config: GenerateConfig, random_seed: int,
