@@ -305,9 +305,9 @@ PACE_MEMORY = 8  # quarter notes: onsets fade from a pace's count with this time
 PACE_ENTRY = 2.0
 # The most nats a lag draws in a part other than the lead (``continuation.paces``: held back while ahead, with the
 # full ``PACE_LIMIT``): drawn in as hard as the lead, the parts left the lead less to play and it ran ahead; never
-# drawn in, a part that fell silent stayed out, and the band's pop songs clashed 1.25x as often as the real ones. At 2
-# nats, on the ensemble seeds (BENCHMARKS.md, "Ensemble"): clash on pop 0.10 against the real 0.12 and on madrigals
-# 0.08 against 0.06 (never drawn in: 0.15 and 0.16); the parts sound in 96% of the new bars (95%).
+# drawn in, a part that fell silent stayed out. At 2 nats, on the ensemble seeds (BENCHMARKS.md, "Ensemble"): clash on
+# madrigals 0.08 against the real 0.06 (never drawn in: 0.16); the parts sound in 96% of the new bars (95%). (The pop
+# figures of that day were measured in the wrong ticks: "Pop measured in the wrong ticks".)
 PACE_HELD_LIMIT = 2.0
 # Nats that draw in a paced part resting longer than it ever did in the primer (``_rests``): a chorale voice that
 # never rests a bar is not left silent for bars (BENCHMARKS.md, "Parts drawn back in").
