@@ -144,13 +144,13 @@ LOUDNESS_NOTES = 32  # a part's loudness is the median velocity of its last this
 
 
 def _as_learned(prepared: Score, tokenizer: Tokenizer, learned: Learned, end: int, seed: Score, sources: list[int]):
-    """``prepared`` (``seed``'s instruments ``sources``, on the grid) in what the model ``learned``, and how to take its new notes
-    back: each note's velocity the nearest learned one; each pitched track moved by the fewest whole octaves that
-    bring its lowest and highest tenth of notes before ``end`` within the learned notes (a pop bass around E1,
-    under the lowest notes training met, is written an octave up and played back down; a part too wide for any
-    octave stays), and per track those octaves; and per
-    track the velocity its new notes get when the model learned a single one (it cannot write dynamics, so each
-    part keeps its own loudness: the median of its last ``LOUDNESS_NOTES`` notes), else None."""
+    """``prepared`` (``seed``'s instruments ``sources``, on the grid) in what the model ``learned``, and how to take
+    its new notes back: each note's velocity the nearest learned one; each pitched track moved by the fewest whole
+    octaves that bring its lowest and highest tenth of notes before ``end`` within the learned notes (a pop bass
+    around E1, under the lowest notes training met, is written an octave up and played back down; a part too wide
+    for any octave stays), and per track those octaves; and per track the velocity its new notes get when the
+    model learned a single one (it cannot write dynamics, so each part keeps its own loudness: the median of its
+    last ``LOUDNESS_NOTES`` notes), else None."""
     octaves, instruments = [], []
     until = end * seed.ticks_per_quarter / tokenizer.config.steps_per_quarter
     for part in prepared.instruments:
@@ -187,9 +187,8 @@ def _parts_learned(prepared: Score, end: int, tracks: int, first: list[int]) -> 
     """The ``tracks`` tracks of ``prepared`` a model that learned that many parts writes, in their order: the lead,
     those in ``first``, the lowest part that plays in the last ``LEAD_BARS`` bars before ``end`` (the bass, which
     the harmony stands on; tracks run from the highest part down), then the others by the notes they play in those
-    bars. A track number the model never
-    saw in training has an untrained embedding and a Track token it almost never draws: a pop song's bass as its
-    twelfth part wrote 1 note in 8 bars."""
+    bars. A track number the model never saw in training has an untrained embedding and a Track token it almost
+    never draws: a pop song's bass as its twelfth part wrote 1 note in 8 bars."""
     lines = prepared.bar_lines(until=end)
     since = lines[-LEAD_BARS] if len(lines) >= LEAD_BARS else 0
     parts = prepared.instruments
