@@ -255,7 +255,7 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
         clock.lap("judge")
     arranged = [arrange(seed_score, request.primer, row, tokenizer, config.bars, config.continuation_only,
                         config.accompaniment, request.keep, looping) for row in generated]
-    if config.accompaniment == "band" and not request.keep and not tokenizer.config.melody_only:
+    if request.band:
         tokens += _loops_heard(seed_score, request, sampler, primed, tokenizer, config, random_seed, clock,
                                arranged, generated, complete)
     scores = [one.score for one in arranged]
@@ -389,6 +389,7 @@ class _Request:
     parts: tuple = (None, None, None, None)  # per track: the part it stays under, its register, new, smooth
     pace: np.ndarray | None = None
     held_only: np.ndarray | None = None
+    band: bool = False  # the model writes every part of the seed it can, the others loop (``--accompaniment band``)
     left_out: frozenset[int] = frozenset()  # pitched seed instruments the primer leaves out, heard as their loops
 
 
@@ -408,9 +409,9 @@ def _request(seed: Score | None, manifest: Manifest, config: GenerateConfig, ran
     pace, held_only = paces(primer) if config.pace and config.density is None else (None, None)
     if pace is not None and kept is not None:  # a kept part plays as it is
         pace[sorted(kept.tracks)] = math.nan
-    band = config.accompaniment == "band" and not keep and config.from_bar is None and not tokenizer.config.melody_only
-    return _Request(primer, keep, kept, chords, parts, pace, held_only,
-                    left_out(seed, primer, tokenizer, config.bars) if band else frozenset())
+    band = config.accompaniment == "band" and not keep and not tokenizer.config.melody_only
+    return _Request(primer, keep, kept, chords, parts, pace, held_only, band,
+                    left_out(seed, primer, tokenizer, config.bars) if band and config.from_bar is None else frozenset())
 
 
 def _loops_heard(seed: Score, request: _Request, sampler: Sampler, primed, tokenizer, config: GenerateConfig,

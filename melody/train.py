@@ -85,12 +85,11 @@ def training_data(cache: TokenCache, config: TrainConfig, ahead: bool = False) -
     tokenizer = cache.tokenizer
     programs = set().union(*(tokenizer.programs(piece[:tokenizer.header_length(piece)]) for piece in pieces[0]))
     table, seen = tokenizer.token_table(), counts > 0
+    pitches = table["pitch_of"][seen & (table["pitch_of"] >= 0)]
     learned = {"tracks": max(len(tokenizer.tracks(piece)) for piece in pieces[0]),
                "velocities": sorted(int(bin_) for bin_ in table["velocity_of"][seen] if bin_ >= 0),
-               "pitches": [max(int(np.min(table["pitch_of"][seen & (table["pitch_of"] >= 0)], initial=127))
-                               - config.max_transpose, 0),   # as training transposes them
-                           min(int(np.max(table["pitch_of"][seen & (table["pitch_of"] >= 0)], initial=0))
-                               + config.max_transpose, 127)]}
+               "pitches": [max(int(pitches.min(initial=127)) - config.max_transpose, 0),  # as training transposes
+                           min(int(pitches.max(initial=0)) + config.max_transpose, 127)]}
     summary = {**{key: cache.report["summary"][key] for key in ("files", "ok", "skipped", "tokens")},
                "cache": str(cache.folder), "train_files": len(train_pieces), "val_files": len(val_pieces),
                "train_tokens": sampler.tokens_total, "val_tokens": int(validation[:, 1:].size),
