@@ -268,7 +268,7 @@ def _generate(model, seed, out, config: GenerateConfig, force: bool, write: bool
                "notes": sum(one.new_notes for one in arranged),
                "silent_samples": sum(not tokenizer.is_note(tokens).any() for tokens in generated),
                "accompaniment_notes": sum(one.looped_notes for one in arranged),
-               "tracks": _track_roles(arranged, seed_score, manifest.programs, request.primer, tokenizer),
+               "tracks": _track_roles(arranged, seed_score, manifest.programs, request, tokenizer),
                "learned_parts": manifest.tracks,
                "seconds": round(max(score.duration_seconds for score in scores), 2), "tokens": tokens,
                "tokens_per_second": round(tokens / max(clock.laps["sample"] + clock.laps.get("second take", 0), 1e-9),
@@ -480,7 +480,7 @@ def _sample(sampler: Sampler, primed, request: _Request, tokenizer, config: Gene
     return generated, complete
 
 
-def _track_roles(arranged: list, seed: Score | None, programs: list[int], primer: Primer,
+def _track_roles(arranged: list, seed: Score | None, programs: list[int], request: _Request | None,
                  tokenizer) -> dict[str, list[str]]:
     """What each seed track did in any sample: "written" by the model, else "looped" or "silent";
     "not_played": ["drums"] when the seed has drums and the model plays none (they are left to the loop);
@@ -500,7 +500,7 @@ def _track_roles(arranged: list, seed: Score | None, programs: list[int], primer
     roles["not_played"] = ["drums"] if drums and -1 not in programs else []
     roles["beyond"] = [] if seed is None or tokenizer.config.melody_only else [
         track_name(part, k) for k, part in enumerate(seed.instruments)
-        if part.notes and not part.is_drum and k not in primer.sources and track_name(part, k) not in roles["kept"]]
+        if part.notes and not part.is_drum and k not in request.primer.sources and k not in request.keep]
     return roles
 
 
