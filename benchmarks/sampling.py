@@ -121,7 +121,7 @@ def multiplied(network, samples, tokens, rounds=3):
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(tokens):
-            h @ network.first_recurrent, both @ stacked, h @ network.logits_kernel
+            network.first_recurrent.times(h), stacked.times(both), network.logits_kernel.times(h)
         best = max(best, samples * tokens / (time.perf_counter() - started))
     return best
 

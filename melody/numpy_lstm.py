@@ -24,7 +24,9 @@ Keras model, to 1e-5, on real sequences). Dropout is not applied: it is off at
 inference.
 
 For speed the first layer's x_t W + b is looked up per token (precomputed for the
-whole vocabulary), and a deeper layer's two products are one: [x_t, h] [W; U].
+whole vocabulary), and a deeper layer's two products are one: [x_t, h] [W; U]. Each kernel a
+step multiplies by is kept twice (``Kernel``), as W for one row and as Wᵀ for several: OpenBLAS
+computes the same numbers either way, fastest in those two layouts.
 
 ``NumpyLSTM`` has the prime/step protocol ``melody.sampler`` samples from.
 
@@ -63,6 +65,19 @@ def lstm_step(z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return h, c
 
 
+class Kernel:
+    """A weight matrix W (in, out) the step multiplies by, kept twice: OpenBLAS multiplies one row fastest by W as
+    stored, several rows by a contiguous Wᵀ, as (Wᵀ xᵀ)ᵀ. A 2 x 512 step's three products: one row 250 us against
+    290 with Wᵀ; 32 rows 1,250 us against 1,520 with W (BENCHMARKS.md, "Sampling"). The numbers are the same."""
+
+    def __init__(self, plain: np.ndarray):
+        self.plain, self.transposed = plain, np.ascontiguousarray(plain.T)
+
+    def times(self, x: np.ndarray) -> np.ndarray:
+        """x W: x (rows, in) -> (rows, out)."""
+        return x @ self.plain if len(x) == 1 else (self.transposed @ x.T).T
+
+
 class NumpyLSTM:
     """The ``network`` (``melody.model.Network``) from its named weights (``bundle.load_weights``); with
     lookback also the ids of the bar lines, ``bar_tokens``."""
@@ -84,11 +99,11 @@ class NumpyLSTM:
         self.repeat = (weights["repeat/kernel"], weights["repeat/bias"]) if self.lookback else None
         # First layer: x_t W + b for every token of the vocabulary, looked up per step.
         self.first_projection = embedding @ weights[f"{first}/kernel"][:width] + weights[f"{first}/bias"]
-        self.first_recurrent = weights[f"{first}/recurrent_kernel"]
+        self.first_recurrent = Kernel(weights[f"{first}/recurrent_kernel"])
         # Deeper layers: one product of [x_t, h] with [W; U].
-        self.stacked = [(np.concatenate([weights[f"{name}/kernel"], weights[f"{name}/recurrent_kernel"]]),
+        self.stacked = [(Kernel(np.concatenate([weights[f"{name}/kernel"], weights[f"{name}/recurrent_kernel"]])),
                          weights[f"{name}/bias"]) for name in deeper]
-        self.logits_kernel, self.logits_bias = weights["logits/kernel"], weights["logits/bias"]
+        self.logits_kernel, self.logits_bias = Kernel(weights["logits/kernel"]), weights["logits/bias"]
 
     def prime(self, tokens: np.ndarray, ahead: np.ndarray | None = None) -> tuple[np.ndarray, list]:
         """tokens (time,) -> (logits after the last token (1, vocabulary), state: [(h, c)] per layer); ``ahead``:
@@ -97,12 +112,13 @@ class NumpyLSTM:
         tokens = np.asarray(tokens, dtype=np.intp)
         if tokens.ndim != 1 or not len(tokens):
             raise ValueError("prime needs a non-empty sequence of tokens")
-        projected, recurrent, state = self._told(self.first_projection[tokens], ahead), self.first_recurrent, []
+        projected, state = self._told(self.first_projection[tokens], ahead), []
+        recurrent = self.first_recurrent.plain
         if self.lookback:
             history, matched, repeat_at = recall(tokens, self.is_bar, self.lookback)
             projected = projected + matched @ self.matched_kernel
         # [W; U] split back into views: a deeper layer's W is its first ``units`` rows.
-        deeper = [(stacked[:self.units], stacked[self.units:], bias) for stacked, bias in self.stacked]
+        deeper = [(stacked.plain[:self.units], stacked.plain[self.units:], bias) for stacked, bias in self.stacked]
         for kernel, next_recurrent, bias in [*deeper, (None, None, None)]:
             h = c = np.zeros((1, self.units), np.float32)
             outputs = np.empty((len(tokens), self.units), np.float32)
@@ -130,10 +146,10 @@ class NumpyLSTM:
         projected = self._told(self.first_projection[tokens], ahead)
         if self.lookback:
             projected = projected + matched @ self.matched_kernel
-        h, c = lstm_step(projected + h @ self.first_recurrent, c)
+        h, c = lstm_step(projected + self.first_recurrent.times(h), c)
         new_state = [(h, c)]
         for (stacked, bias), (h_before, c_before) in zip(self.stacked, deeper):
-            h, c = lstm_step(np.concatenate([h, h_before], axis=1) @ stacked + bias, c_before)
+            h, c = lstm_step(stacked.times(np.concatenate([h, h_before], axis=1)) + bias, c_before)
             new_state.append((h, c))
         return self._logits(h, repeat_at, returns), new_state + ([history] if self.lookback else [])
 
@@ -146,7 +162,7 @@ class NumpyLSTM:
     def _logits(self, h: np.ndarray, repeat_at: np.ndarray | None, returns: np.ndarray | None = None) -> np.ndarray:
         """h W_out + b_out, mixed (with lookback) with exp(s_k) at each row's token ``repeat_at_k`` (s_k raised by
         ``returns``, if given)."""
-        logits = h @ self.logits_kernel + self.logits_bias
+        logits = self.logits_kernel.times(h) + self.logits_bias
         if repeat_at is None:
             return logits
         scores = h @ self.repeat[0] + self.repeat[1]

@@ -67,10 +67,21 @@ def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, melody
         expected = bundle.model(inputs).numpy()[0]
         logits, state = network.prime(tokens[:1], told[:1])
         assert_same_predictions(expected[0], logits[0], f"{path.name}, token 0")
+        rows = _repeated(state, 3)  # three rows at once: the products take the kernels' other layout
         for position in range(1, len(tokens)):
             logits, state = network.step(tokens[position:position + 1], state, told[position:position + 1])
             assert_same_predictions(expected[position], logits[0], f"{path.name}, token {position}")
+            logits, rows = network.step(np.repeat(tokens[position], 3), rows, np.repeat(told[position:position + 1], 3, 0))
+            for row in range(3):
+                assert_same_predictions(expected[position], logits[row], f"{path.name}, token {position}, row {row}")
         assert_same_predictions(expected[-1], network.prime(tokens, told)[0][0], f"{path.name}, primed whole")
+
+
+def _repeated(state, rows):
+    """A network's state (arrays, nested in lists and tuples) for ``rows`` rows alike."""
+    if isinstance(state, (list, tuple)):
+        return type(state)(_repeated(part, rows) for part in state)
+    return np.repeat(state, rows, axis=0)
 
 
 def test_weights_read_from_the_folder_are_the_keras_models(bundle):
