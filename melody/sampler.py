@@ -167,7 +167,8 @@ class Sampler:
         (bool per track; drums are not held to a key). ``ending``: tell the model, token by token, how many
         bars are left (``melody.ahead``), so that it closes. ``kept``: notes of kept parts, played into every
         row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
-        of a kept track. Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
+        of a kept track, and a written one is drawn to the pitch classes the kept ones sound as often as the primer's
+        parts doubled them (``CARRY``). Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the
         most notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last
         note it may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``:
         bool per track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no
@@ -218,6 +219,8 @@ class Sampler:
                 scores = scores + playing.pace_bias(now)
             if clash:
                 scores = scores - clash * playing.clash_bias(now)
+            if playing.carry:
+                scores = scores + playing.carry_bias(now)
             if playing.adding:
                 scores = scores - playing.voice_cost(now)
             if closing is not None:
@@ -333,6 +336,13 @@ CROSSING = 1.0
 # held-out chorale sopranos, it brings the alto, tenor and bass down to Bach's mean pitches (BENCHMARKS.md,
 # "Harmonizing"); continuing chorales, it keeps written voices in their ranges as often as Bach's ("Registers").
 REGISTER_SPREAD = 5.0
+# Nats added to a written part's note on a pitch class a kept part sounds then (``_Playing.carry_bias``): CARRY where
+# the kept parts' notes in the primer were doubled (another part sounding their pitch class as they struck) at least
+# CARRY_FULL of the time, nothing at CARRY_FROM or less, in proportion between. Pop parts double their melody (12
+# multi-track songs: the lead on another part's pitch class 0.62 of the time, 0.61 in their seeds); rewritten under the
+# kept lead with no such pull they did 0.45, with it 0.59. Chorale voices seldom double theirs (0.31; seeds 0.23-0.46):
+# they get next to no pull (BENCHMARKS.md, "Writing the other parts under a kept lead").
+CARRY, CARRY_FROM, CARRY_FULL = 4.5, 0.45, 0.65
 CLOSE_PULL = 6.0  # nats: how hard the final downbeat draws each written part in, and holds time from moving on
 
 
@@ -396,6 +406,9 @@ class _Playing:
                 self.silent[row, silent] = True
         self.struck_pitch = np.full(rows, -1)  # the note whose Duration comes next
         self.keeping = kept is not None and len(kept) > 0
+        doubled = _doubled(primer, table, self.kept_tracks, self.pitched) if self.keeping and hearing else math.nan
+        self.carry = 0.0 if math.isnan(doubled) else \
+            CARRY * min(max((doubled - CARRY_FROM) / (CARRY_FULL - CARRY_FROM), 0.0), 1.0)
         self.struck = np.zeros((rows, tracks + 1))  # moments each track began notes at, fading (PACE_MEMORY)
         self.last_pitch = np.full((rows, tracks + 1), 128)  # each track's last note (128: none yet)
         self.before_pitch = np.full((rows, tracks + 1), 128)  # the note before it
@@ -552,6 +565,14 @@ class _Playing:
         pitch = self.table["pitch_of"]
         return np.where((pitch >= 0)[None, :] & self.pitched[self.track][:, None],
                         clashing[:, np.maximum(pitch, 0) % 12], 0.0)
+
+    def carry_bias(self, now: np.ndarray) -> np.ndarray:
+        """Float (rows, vocabulary): ``carry`` nats for a Note token on a pitch class a kept track sounds at ``now``,
+        while the track in force is written (not kept, not added under a melody) and pitched."""
+        heard = (self.ringing[:, self.kept_tracks] > now[:, None, None]).any(axis=1)  # (rows, 12)
+        writing = self.pitched[self.track] & ~self.kept_tracks[self.track] & ~self.added[self.track]
+        pitch = self.table["pitch_of"]
+        return np.where((pitch >= 0)[None, :] & writing[:, None], self.carry * heard[:, np.maximum(pitch, 0) % 12], 0.0)
 
     def turn(self, mask: np.ndarray, scores: np.ndarray, now: np.ndarray, last: np.ndarray, at_line: np.ndarray,
              follows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -742,6 +763,26 @@ def _rests(primer: np.ndarray, table: dict, tracks: int) -> tuple[np.ndarray, np
             gaps = np.append(starts[1:] - sounded[:-1], time - sounded[-1])
             longest[track], ends[track] = max(int(gaps.max()), 0), sounded[-1] - time
     return longest, ends
+
+
+def _doubled(primer: np.ndarray, table: dict, kept_tracks: np.ndarray, pitched: np.ndarray) -> float:
+    """Share of the notes of the ``kept_tracks`` (bool per track) in ``primer`` struck on a pitch class another pitched
+    track sounds at that moment (nan: no such note)."""
+    notes, pitch = [], -1  # (start, end, pitch class, track)
+    for token, track, time in _walk(primer, table):
+        if table["pitch_of"][token] >= 0:
+            pitch = int(table["pitch_of"][token])
+        elif table["duration_steps"][token] > 0 and track >= 0 and pitch >= 0 and pitched[track]:
+            notes.append((time, time + int(table["duration_steps"][token]), pitch % 12, int(track)))
+    if not notes:
+        return math.nan
+    start, end, pitch_class, track = np.array(notes).T
+    kept = kept_tracks[track]
+    if not kept.any():
+        return math.nan
+    doubling = (track[None, :] != track[kept, None]) & (pitch_class[None, :] == pitch_class[kept, None]) & \
+        (start[None, :] <= start[kept, None]) & (start[kept, None] < end[None, :])
+    return float(doubling.any(axis=1).mean())
 
 
 def _last_pitches(primer: np.ndarray, table: dict) -> dict[int, int]:

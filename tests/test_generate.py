@@ -1587,3 +1587,51 @@ def test_the_summary_says_which_samples_looped_a_track_the_model_wrote_in_others
     roles = _track_roles([sample(["Soprano", "Tenor"], ["Bass"])] * 3 + [sample(["Soprano"], ["Tenor", "Bass"])],
                          None, [0], None, None)
     assert (roles["written"], roles["looped"], roles["looped_in"]) == (["Soprano", "Tenor"], ["Bass"], {"Tenor": 1})
+
+
+def _doubling_seed(doubled_notes: int) -> Score:
+    """Eight bars of 4/4: a lead in quarter notes, two C5's then two D5's by turns, and a piano in half notes under
+    it, on the lead's pitch class an octave down for the first ``doubled_notes`` half notes, a third lower after."""
+    lead = tuple(Note(480 * q, 72 + 2 * (q // 2 % 2), 480, 90) for q in range(32))
+    piano = tuple(Note(960 * h, (60 if h < doubled_notes else 57) + 2 * (h % 2), 960, 90) for h in range(16))
+    return Score(480, (Instrument(0, name="Lead", notes=lead), Instrument(0, name="Piano", notes=piano)),
+                 time_signatures=(TimeSignature(0, 4, 4),))
+
+
+def test_the_share_of_kept_notes_another_part_doubles_is_read_from_the_primer(bundle):
+    """The piano doubles the lead under its first 8 half notes: 16 of the lead's 32 quarter notes sound over their
+    own pitch class."""
+    from melody.sampler import _doubled
+
+    tokenizer, table = bundle.tokenizer, bundle.tokenizer.token_table()
+    tokens = tokenizer.encode(_doubling_seed(8))
+    decoded = tokenizer.decode(tokens).instruments
+    lead_track = next(k for k, part in enumerate(decoded) if len(part.notes) == 32)
+    kept = np.zeros(int(table["track_of"].max()) + 2, bool)
+    kept[lead_track] = True
+    pitched = np.ones(len(kept), bool)
+    assert _doubled(tokens, table, kept, pitched) == 16 / 32
+    assert _doubled(tokenizer.encode(_doubling_seed(0)), table, kept, pitched) == 0
+    assert np.isnan(_doubled(tokens[:tokenizer.header_length(tokens)], table, kept, pitched))  # no notes yet
+
+
+def test_parts_written_under_a_kept_lead_double_it_as_often_as_the_seed_taught(bundle, tmp_path, monkeypatch):
+    """A seed whose piano doubles its lead all the time, the lead kept and the piano written again for 4 bars: with
+    the pull toward the kept part's pitch classes (``CARRY``) more of the lead's notes sound over their own pitch
+    class than with none. A seed whose piano never doubles its lead gets no pull: the same notes either way."""
+    from melody import sampler as sampling
+    from melody.ensemble import on_others
+
+    def written(doubled_notes: int):
+        seed_path = tmp_path / f"seed{doubled_notes}.mid"
+        write_midi(_doubling_seed(doubled_notes), seed_path, force=True)
+        made = generate(bundle, seed_path, config=GenerateConfig(bars=4, from_bar=5, keep=("Lead",), num_samples=8,
+                                                                 random_seed=3), write=False)
+        doubled = float(np.nanmean([on_others(score, 0, 480 * 16, 480 * 32) for score in made.scores]))
+        return doubled, [score.instruments for score in made.scores]
+
+    (pulled, _), (_, never) = written(16), written(0)
+    monkeypatch.setattr(sampling, "CARRY", 0.0)
+    (unpulled, _), (_, never_unpulled) = written(16), written(0)
+    assert pulled > unpulled + 0.1, (pulled, unpulled)
+    assert never == never_unpulled
