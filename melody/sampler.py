@@ -767,7 +767,8 @@ def _rests(primer: np.ndarray, table: dict, tracks: int) -> tuple[np.ndarray, np
 
 def _doubled(primer: np.ndarray, table: dict, kept_tracks: np.ndarray, pitched: np.ndarray) -> float:
     """Share of the notes of the ``kept_tracks`` (bool per track) in ``primer`` struck on a pitch class another pitched
-    track sounds at that moment (nan: no such note)."""
+    track sounds at that moment (nan: no such note); of its last 1,024 notes at most, which bounds the work (a primer
+    of ``melody.continuation.MAX_PRIMER_TOKENS`` has fewer)."""
     notes, pitch = [], -1  # (start, end, pitch class, track)
     for token, track, time in _walk(primer, table):
         if table["pitch_of"][token] >= 0:
@@ -776,7 +777,7 @@ def _doubled(primer: np.ndarray, table: dict, kept_tracks: np.ndarray, pitched: 
             notes.append((time, time + int(table["duration_steps"][token]), pitch % 12, int(track)))
     if not notes:
         return math.nan
-    start, end, pitch_class, track = np.array(notes).T
+    start, end, pitch_class, track = np.array(notes[-1024:]).T
     kept = kept_tracks[track]
     if not kept.any():
         return math.nan
