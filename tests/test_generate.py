@@ -71,7 +71,8 @@ def test_the_numpy_network_predicts_what_the_keras_model_predicts(bundle, melody
         for position in range(1, len(tokens)):
             logits, state = network.step(tokens[position:position + 1], state, told[position:position + 1])
             assert_same_predictions(expected[position], logits[0], f"{path.name}, token {position}")
-            logits, rows = network.step(np.repeat(tokens[position], 3), rows, np.repeat(told[position:position + 1], 3, 0))
+            logits, rows = network.step(np.repeat(tokens[position], 3), rows,
+                                        np.repeat(told[position:position + 1], 3, axis=0))
             for row in range(3):
                 assert_same_predictions(expected[position], logits[row], f"{path.name}, token {position}, row {row}")
         assert_same_predictions(expected[-1], network.prime(tokens, told)[0][0], f"{path.name}, primed whole")
