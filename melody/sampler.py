@@ -170,9 +170,9 @@ class Sampler:
         of a kept track, and a written one is drawn to the pitch classes the kept ones sound as often as the
         primer's parts doubled them (``CARRY``). Prime with the same ``kept`` and ``ending_in=bars - 1``.
         ``chords``: int per track, the most notes it may start at one moment (default: no limit). ``under``: int
-        per track, the track whose last note it may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``:
-        bool per track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no
-        parallels); ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where
+        per track, the track whose last note it may not rise above (-1: none): parts added under a melody, voices
+        that keep their order; ``added``: bool per track, a part added under the others, which also leads its
+        voice (``_Playing.voice_cost``, no parallels); ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where
         it has another choice; ``register``: float (tracks, 2), the lowest and highest pitch each plays free of
         cost (nan: any; ``_bias``). ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
         ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, drawn in
