@@ -46,7 +46,8 @@ def main() -> None:
     learned = read_manifest(args.model)
     anything = dataclasses.replace(learned, tracks=None, velocities=None, pitches=None)
     network = numpy_network(learned)
-    files = sorted(Path(args.wild).glob("MIDIs_multitrack/*.mid")) + sorted(Path(args.wild).glob("MIDIs_one_track/*.mid"))
+    files = [path for folder in ("MIDIs_multitrack", "MIDIs_one_track")
+             for path in sorted(Path(args.wild).glob(f"{folder}/*.mid"))]
     print(f"{'seed':32} {'tracks':>11} {'anything':>9} {'learned':>8}")
     sides = {"anything": [], "learned": []}
     for path in files:

@@ -177,6 +177,7 @@ def _as_learned(prepared: Score, tokenizer: Tokenizer, learned: Learned, end: in
 
 
 def _nearest_velocity(velocity: int, tokenizer: Tokenizer, learned: Learned) -> int:
+    """The learned velocity bin's velocity nearest ``velocity`` (the lower of two as near; itself if any goes)."""
     if learned.velocities is None:
         return velocity
     heard = tokenizer.config.velocity_bin(velocity)

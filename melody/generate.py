@@ -28,9 +28,9 @@ import numpy as np
 from melody.bundle import DEFAULT_MODEL, Manifest, load_corpus, load_weights, read_manifest
 from melody.ahead import KeptNotes
 from melody.continuation import (ACCOMPANIMENTS, Learned, Primer, added_under, arrange, avoiding_parallels,
-                                 chord_limits, following_tokens, fuller_bar, in_order, kept_notes, left_out, loops_sounding,
-                                 make_primer, paces, primer_from_opening, registers, starved, track_name,
-                                 with_loops)
+                                 chord_limits, following_tokens, fuller_bar, in_order, kept_notes, left_out,
+                                 loops_sounding, make_primer, paces, primer_from_opening, registers, starved,
+                                 track_name, with_loops)
 from melody.errors import MelodyError, SettingError
 from melody.files import atomic_write_all, check_writable
 from melody.midi_read import read_midi

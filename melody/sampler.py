@@ -162,27 +162,27 @@ class Sampler:
         the primer ends in, each new bar in the meter of that one. Returns one array per sample, and a bool
         per sample: whether it completed its bars (False: it reached ``max_tokens`` first and ends there).
 
-        ``allowed``: bool (vocabulary,), the tokens a row may draw. ``penalty``: float (vocabulary,),
-        subtracted from the logits (e.g. notes out of key) while the current track is one of ``pitched``
-        (bool per track; drums are not held to a key). ``ending``: tell the model, token by token, how many
-        bars are left (``melody.ahead``), so that it closes. ``kept``: notes of kept parts, played into every
-        row at their time (a time shift stops at the next one) and told ahead of it; the model writes no note
-        of a kept track, and a written one is drawn to the pitch classes the kept ones sound as often as the
-        primer's parts doubled them (``CARRY``). Prime with the same ``kept`` and ``ending_in=bars - 1``.
-        ``chords``: int per track, the most notes it may start at one moment (default: no limit). ``under``: int
-        per track, the track whose last note it may not rise above (-1: none): parts added under a melody, voices
-        that keep their order; ``added``: bool per track, a part added under the others, which also leads its
-        voice (``_Playing.voice_cost``, no parallels); ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where
-        it has another choice; ``register``: float (tracks, 2), the lowest and highest pitch each plays free of
-        cost (nan: any; ``_bias``). ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
-        ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, drawn in
-        while behind by at most ``PACE_HELD_LIMIT``. ``close`` (with ``ending``):
-        (triad, root), bool (vocabulary,) each (``Tokenizer.tonic_notes``): the rows end on a chord of those notes,
-        the lowest written pitched track on the root (``_Closing``). ``clash``: nats taken off a pitched note for
-        each note of another pitched track sounding then that it would clash with (``_Playing.clash_bias``).
-        ``loops``: (int (samples, steps, 12), per sample a list of tracks): parts that loop under the new music
-        (``continuation.loops_sounding``): each row writes nothing on its silent tracks, and its clash rule hears
-        the pitch classes its loops sound at each step. The same ``random_seed`` gives the same tokens.
+        ``allowed``: bool (vocabulary,), the tokens a row may draw. ``penalty``: float (vocabulary,), subtracted
+        from the logits (e.g. notes out of key) while the current track is one of ``pitched`` (bool per track; drums
+        are not held to a key). ``ending``: tell the model, token by token, how many bars are left
+        (``melody.ahead``), so that it closes. ``kept``: notes of kept parts, played into every row at their time (a
+        time shift stops at the next one) and told ahead of it; the model writes no note of a kept track, and a
+        written one is drawn to the pitch classes the kept ones sound as often as the primer's parts doubled them
+        (``CARRY``). Prime with the same ``kept`` and ``ending_in=bars - 1``. ``chords``: int per track, the most
+        notes it may start at one moment (default: no limit). ``under``: int per track, the track whose last note it
+        may not rise above (-1: none): parts added under a melody, voices that keep their order; ``added``: bool per
+        track, a part added under the others, which also leads its voice (``_Playing.voice_cost``, no parallels);
+        ``smooth``: bool per track, a part that moves in parallel fifths or octaves with no other where it has
+        another choice; ``register``: float (tracks, 2), the lowest and highest pitch each plays free of cost (nan:
+        any; ``_bias``). ``pace``: float per track, the note onsets per quarter note it keeps to (nan: free;
+        ``_Playing.pace_bias``); ``held_only``: bool per track, held back while ahead of its pace, drawn in while
+        behind by at most ``PACE_HELD_LIMIT``. ``close`` (with ``ending``): (triad, root), bool (vocabulary,) each
+        (``Tokenizer.tonic_notes``): the rows end on a chord of those notes, the lowest written pitched track on the
+        root (``_Closing``). ``clash``: nats taken off a pitched note for each note of another pitched track
+        sounding then that it would clash with (``_Playing.clash_bias``). ``loops``: (int (samples, steps, 12), per
+        sample a list of tracks): parts that loop under the new music (``continuation.loops_sounding``): each row
+        writes nothing on its silent tracks, and its clash rule hears the pitch classes its loops sound at each
+        step. The same ``random_seed`` gives the same tokens.
         """
         primer = primed.tokens
         bias = self._bias(penalty, pitched, register)
